@@ -1,0 +1,5 @@
+//! hksv-bridge binary.
+
+fn main() {
+    println!("hksv-bridge: under construction");
+}

@@ -1,0 +1,2 @@
+//! hap-server — see README.md.
+#![forbid(unsafe_code)]

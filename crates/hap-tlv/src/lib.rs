@@ -1,0 +1,2 @@
+//! hap-tlv — see README.md.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! hds — see README.md.
+#![forbid(unsafe_code)]

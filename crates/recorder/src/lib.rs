@@ -1,0 +1,2 @@
+//! recorder — see README.md.
+#![forbid(unsafe_code)]
