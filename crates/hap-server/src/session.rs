@@ -1,0 +1,1 @@
+//! Encrypted HAP session framing (ChaCha20-Poly1305, 1024-byte frames).

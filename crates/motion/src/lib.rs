@@ -1,0 +1,2 @@
+//! motion — see README.md.
+#![forbid(unsafe_code)]
