@@ -1,0 +1,2 @@
+//! Placeholder; replaced by the detector benchmark.
+fn main() {}
