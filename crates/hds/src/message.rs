@@ -349,8 +349,11 @@ pub struct ChunkMeta {
 /// Writing the chunk bytes between the two pieces avoids building a [`Value`] (or copying the
 /// chunk) per event. Key order as HAP-NodeJS: streamId, packets, endOfStream; packet: data,
 /// metadata; metadata: dataType, dataSequenceNumber, dataChunkSequenceNumber, isLastDataChunk,
-/// dataTotalSize.
-pub(crate) fn encode_data_event(
+/// dataTotalSize (§4.9).
+///
+/// # Errors
+/// Only [`Error::HeaderTooLarge`], which cannot happen for this fixed header.
+pub fn encode_data_event(
     meta: &ChunkMeta,
     chunk_bytes: usize,
     before: &mut Vec<u8>,
@@ -390,6 +393,19 @@ pub(crate) fn encode_data_event(
         e.bool(eos);
     }
     Ok(())
+}
+
+/// The whole plaintext payload of one data event carrying `chunk`.
+///
+/// # Errors
+/// As [`encode_data_event`].
+pub fn data_event_payload(meta: &ChunkMeta, chunk: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut before = Vec::with_capacity(chunk.len() + 192);
+    let mut after = Vec::with_capacity(128);
+    encode_data_event(meta, chunk.len(), &mut before, &mut after)?;
+    before.extend_from_slice(chunk);
+    before.extend_from_slice(&after);
+    Ok(before)
 }
 
 /// Parse a `dataSend/data` event body into its chunk (zero-copy) and metadata.

@@ -16,13 +16,34 @@ fn sha256_hex(b: &[u8]) -> String {
 /// sha256 of upstream `examples/chunks/*` in send order (fixture-analysis.md §1): init as one
 /// chunk, then 262144 bytes + remainder for each fragment.
 const UPSTREAM_CHUNKS: [(usize, &str); 7] = [
-    (1143, "b222b3cf6a6204e4881f38cc69289063462e7eeca07872d7390f02f5e1e12ad4"),
-    (262144, "32382694bc86739d6df852969f9f60997e4b6a211494d4756ac300768b94a20b"),
-    (109237, "29ea1f6669bf90343fab591a7c0010405044e7b93b8756eaa331cf95b53546b7"),
-    (262144, "75a8de4888f583fe3baec2141b2e4bd5c178909ec495e87bbb2891092177f09e"),
-    (160345, "d4dfa875ffc5d93b43e07cc7e035dad2c6896b60eb2d3e857d0602f3646c4bcd"),
-    (262144, "61ebbb9f9beace9656feaed3c14cfb6bf3a3f7e72298956d3ad1bee577cc2dfa"),
-    (192919, "dbb991f5bc65a7d4834c28839a6ee530b86e8ce61b2d9e26bbd51dad2221983b"),
+    (
+        1143,
+        "b222b3cf6a6204e4881f38cc69289063462e7eeca07872d7390f02f5e1e12ad4",
+    ),
+    (
+        262144,
+        "32382694bc86739d6df852969f9f60997e4b6a211494d4756ac300768b94a20b",
+    ),
+    (
+        109237,
+        "29ea1f6669bf90343fab591a7c0010405044e7b93b8756eaa331cf95b53546b7",
+    ),
+    (
+        262144,
+        "75a8de4888f583fe3baec2141b2e4bd5c178909ec495e87bbb2891092177f09e",
+    ),
+    (
+        160345,
+        "d4dfa875ffc5d93b43e07cc7e035dad2c6896b60eb2d3e857d0602f3646c4bcd",
+    ),
+    (
+        262144,
+        "61ebbb9f9beace9656feaed3c14cfb6bf3a3f7e72298956d3ad1bee577cc2dfa",
+    ),
+    (
+        192919,
+        "dbb991f5bc65a7d4834c28839a6ee530b86e8ce61b2d9e26bbd51dad2221983b",
+    ),
 ];
 /// sha256 of upstream `examples/fully-assembled.mp4` (1250076 bytes).
 const FULLY_ASSEMBLED_SHA256: &str =
@@ -46,7 +67,11 @@ fn fixture_chunks_and_reassembly_match_upstream_byte_for_byte() {
             .expect("send_segment");
     }
     pair.drive();
-    assert!(pair.controller_error.is_none(), "{:?}", pair.controller_error);
+    assert!(
+        pair.controller_error.is_none(),
+        "{:?}",
+        pair.controller_error
+    );
 
     let events = pair.take_controller_events();
     let chunks: Vec<_> = events
@@ -62,7 +87,10 @@ fn fixture_chunks_and_reassembly_match_upstream_byte_for_byte() {
         assert_eq!(sha256_hex(data), sha, "chunk {i} bytes");
         // init = seq 1 as one chunk; fragments 2, 3, 4 as chunks 1 and 2.
         let seq = if i == 0 { 1 } else { 2 + (i as i64 - 1) / 2 };
-        assert_eq!(meta.data_sequence_number, seq, "chunk {i} dataSequenceNumber");
+        assert_eq!(
+            meta.data_sequence_number, seq,
+            "chunk {i} dataSequenceNumber"
+        );
         let chunk_no = if i == 0 { 1 } else { 1 + (i as i64 - 1) % 2 };
         assert_eq!(meta.data_chunk_sequence_number, chunk_no);
         assert_eq!(meta.is_last_data_chunk, chunk_no == 2 || i == 0);
@@ -119,5 +147,8 @@ fn chunks_are_zero_copy_slices_of_the_segment() {
     // `probe` shares the allocation with the queued chunks: dropping ours leaves it alive and
     // unchanged, and no copy was needed to build the queue.
     assert_eq!(probe.as_ptr(), frag_ptr);
-    assert!(!probe.is_unique(), "queued chunks must share the segment's allocation");
+    assert!(
+        !probe.is_unique(),
+        "queued chunks must share the segment's allocation"
+    );
 }

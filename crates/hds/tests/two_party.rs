@@ -38,8 +38,14 @@ fn segments(events: &[ControllerEvent]) -> usize {
 fn hello_open_data_ack_then_second_stream_on_same_connection() {
     let mut pair = Pair::new();
     pair.hello_and_open(1);
-    assert!(pair.controller_events.contains(&ControllerEvent::OpenAccepted { stream_id: 1 }));
-    assert!(pair.accessory_events.contains(&Event::StreamOpened { stream_id: 1 }));
+    assert!(
+        pair.controller_events
+            .contains(&ControllerEvent::OpenAccepted { stream_id: 1 })
+    );
+    assert!(
+        pair.accessory_events
+            .contains(&Event::StreamOpened { stream_id: 1 })
+    );
     pair.take_accessory_events();
     pair.take_controller_events();
 
@@ -48,7 +54,10 @@ fn hello_open_data_ack_then_second_stream_on_same_connection() {
     assert_eq!(segments(&ev), 4);
     assert!(matches!(
         ev.last(),
-        Some(ControllerEvent::Segment { end_of_stream: true, .. })
+        Some(ControllerEvent::Segment {
+            end_of_stream: true,
+            ..
+        })
     ));
 
     pair.controller.ack(1);
@@ -64,12 +73,19 @@ fn hello_open_data_ack_then_second_stream_on_same_connection() {
             }
         ]
     );
-    assert_eq!(pair.accessory.poll_timeout(), None, "ack cancels the 12 s timer");
+    assert_eq!(
+        pair.accessory.poll_timeout(),
+        None,
+        "ack cancels the 12 s timer"
+    );
 
     // §7: a second recording stream over the same HDS connection works.
     pair.controller.open(2);
     pair.drive();
-    assert!(pair.accessory_events.contains(&Event::StreamOpened { stream_id: 2 }));
+    assert!(
+        pair.accessory_events
+            .contains(&Event::StreamOpened { stream_id: 2 })
+    );
     send_recording(&mut pair, 2, false);
     assert_eq!(segments(&pair.take_controller_events()), 4);
     pair.controller.close_stream(2, Reason::NORMAL);
@@ -88,12 +104,19 @@ fn second_open_while_recording_is_busy() {
     pair.hello_and_open(1);
     pair.controller.open(2);
     pair.drive();
-    assert!(pair.controller_events.contains(&ControllerEvent::OpenRejected {
-        stream_id: 2,
-        status: HdsStatus::PROTOCOL_SPECIFIC_ERROR,
-        reason: Reason::BUSY
-    }));
-    assert_eq!(pair.accessory.open_stream(), Some(1), "first stream unaffected");
+    assert!(
+        pair.controller_events
+            .contains(&ControllerEvent::OpenRejected {
+                stream_id: 2,
+                status: HdsStatus::PROTOCOL_SPECIFIC_ERROR,
+                reason: Reason::BUSY
+            })
+    );
+    assert_eq!(
+        pair.accessory.open_stream(),
+        Some(1),
+        "first stream unaffected"
+    );
 }
 
 #[test]
@@ -115,18 +138,25 @@ fn refused_with(camera: CameraState, reason: Reason) {
     pair.accessory.set_camera_state(camera);
     pair.hello_and_open(5);
     assert!(
-        pair.controller_events.contains(&ControllerEvent::OpenRejected {
-            stream_id: 5,
-            status: HdsStatus::PROTOCOL_SPECIFIC_ERROR,
-            reason
-        }),
+        pair.controller_events
+            .contains(&ControllerEvent::OpenRejected {
+                stream_id: 5,
+                status: HdsStatus::PROTOCOL_SPECIFIC_ERROR,
+                reason
+            }),
         "{:?}",
         pair.controller_events
     );
     assert_eq!(pair.accessory.open_stream(), None);
     assert!(
         pair.accessory
-            .send_segment(pair.now, 5, SegmentKind::MediaInitialization, Bytes::from_static(b"x"), false)
+            .send_segment(
+                pair.now,
+                5,
+                SegmentKind::MediaInitialization,
+                Bytes::from_static(b"x"),
+                false
+            )
             .is_err()
     );
 }
@@ -162,7 +192,10 @@ fn open_without_selected_configuration_is_invalid_configuration() {
 
 #[test]
 fn open_with_wrong_target_or_type_is_unexpected_failure() {
-    for (target, kind) in [("accessory", "ipcamera.recording"), ("controller", "audio.siri")] {
+    for (target, kind) in [
+        ("accessory", "ipcamera.recording"),
+        ("controller", "audio.siri"),
+    ] {
         let mut pair = Pair::new();
         pair.controller.hello();
         pair.drive();
@@ -175,11 +208,14 @@ fn open_with_wrong_target_or_type_is_unexpected_failure() {
             ]),
         );
         pair.drive();
-        assert!(pair.controller_events.contains(&ControllerEvent::OpenRejected {
-            stream_id: 3,
-            status: HdsStatus::PROTOCOL_SPECIFIC_ERROR,
-            reason: Reason::UNEXPECTED_FAILURE
-        }));
+        assert!(
+            pair.controller_events
+                .contains(&ControllerEvent::OpenRejected {
+                    stream_id: 3,
+                    status: HdsStatus::PROTOCOL_SPECIFIC_ERROR,
+                    reason: Reason::UNEXPECTED_FAILURE
+                })
+        );
     }
 }
 
@@ -192,7 +228,10 @@ fn no_ack_within_12_s_of_end_of_stream_cancels() {
     let deadline = pair.accessory.poll_timeout().expect("12 s timer armed");
     assert_eq!(deadline - pair.now, Duration::from_secs(12));
     pair.advance(Duration::from_millis(11_999));
-    assert!(pair.take_controller_events().is_empty(), "nothing before 12 s");
+    assert!(
+        pair.take_controller_events().is_empty(),
+        "nothing before 12 s"
+    );
     pair.advance(Duration::from_millis(1));
     assert_eq!(
         pair.take_controller_events(),
@@ -214,10 +253,22 @@ fn hub_close_stops_at_once_without_reply() {
     pair.hello_and_open(9);
     let segs = recording();
     pair.accessory
-        .send_segment(pair.now, 9, SegmentKind::MediaInitialization, segs[0].clone(), false)
+        .send_segment(
+            pair.now,
+            9,
+            SegmentKind::MediaInitialization,
+            segs[0].clone(),
+            false,
+        )
         .unwrap();
     pair.accessory
-        .send_segment(pair.now, 9, SegmentKind::MediaFragment, segs[1].clone(), false)
+        .send_segment(
+            pair.now,
+            9,
+            SegmentKind::MediaFragment,
+            segs[1].clone(),
+            false,
+        )
         .unwrap();
     // The hub's close arrives before the queued chunks went out.
     pair.controller.close_stream(9, Reason::NORMAL);
@@ -226,9 +277,19 @@ fn hub_close_stops_at_once_without_reply() {
     let mut buf = bytes::BytesMut::from(&out[..]);
     // Identify + hello already happened in hello_and_open, so plain handle_incoming works.
     pair.accessory.handle_incoming(pair.now, &mut buf).unwrap();
-    assert_eq!(pair.accessory.queued_frames(), 0, "unsent chunks dropped, no reply queued");
+    assert_eq!(
+        pair.accessory.queued_frames(),
+        0,
+        "unsent chunks dropped, no reply queued"
+    );
     assert!(matches!(
-        pair.accessory.send_segment(pair.now, 9, SegmentKind::MediaFragment, segs[2].clone(), false),
+        pair.accessory.send_segment(
+            pair.now,
+            9,
+            SegmentKind::MediaFragment,
+            segs[2].clone(),
+            false
+        ),
         Err(hds::Error::UnknownStream { stream_id: 9 })
     ));
     assert_eq!(pair.accessory.poll_timeout(), None);
@@ -256,14 +317,44 @@ fn misuse_of_send_segment_is_refused() {
     pair.hello_and_open(1);
     let segs = recording();
     let misuse = |r: Result<(), hds::Error>| matches!(r, Err(hds::Error::StreamMisuse { .. }));
-    assert!(misuse(pair.accessory.send_segment(pair.now, 1, SegmentKind::MediaFragment, segs[1].clone(), false)));
-    assert!(misuse(pair.accessory.send_segment(pair.now, 1, SegmentKind::MediaInitialization, Bytes::new(), false)));
+    assert!(misuse(pair.accessory.send_segment(
+        pair.now,
+        1,
+        SegmentKind::MediaFragment,
+        segs[1].clone(),
+        false
+    )));
+    assert!(misuse(pair.accessory.send_segment(
+        pair.now,
+        1,
+        SegmentKind::MediaInitialization,
+        Bytes::new(),
+        false
+    )));
     pair.accessory
-        .send_segment(pair.now, 1, SegmentKind::MediaInitialization, segs[0].clone(), true)
+        .send_segment(
+            pair.now,
+            1,
+            SegmentKind::MediaInitialization,
+            segs[0].clone(),
+            true,
+        )
         .unwrap();
-    assert!(misuse(pair.accessory.send_segment(pair.now, 1, SegmentKind::MediaFragment, segs[1].clone(), false)));
+    assert!(misuse(pair.accessory.send_segment(
+        pair.now,
+        1,
+        SegmentKind::MediaFragment,
+        segs[1].clone(),
+        false
+    )));
     assert!(matches!(
-        pair.accessory.send_segment(pair.now, 2, SegmentKind::MediaFragment, segs[1].clone(), false),
+        pair.accessory.send_segment(
+            pair.now,
+            2,
+            SegmentKind::MediaFragment,
+            segs[1].clone(),
+            false
+        ),
         Err(hds::Error::UnknownStream { stream_id: 2 })
     ));
 }
@@ -275,9 +366,16 @@ fn segments_over_two_chunks_keep_numbering() {
     pair.hello_and_open(1);
     pair.take_controller_events();
     let init = recording().remove(0);
-    let big: Bytes = (0..(3 * 262_144 + 5)).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
-    pair.accessory.send_segment(pair.now, 1, SegmentKind::MediaInitialization, init, false).unwrap();
-    pair.accessory.send_segment(pair.now, 1, SegmentKind::MediaFragment, big.clone(), true).unwrap();
+    let big: Bytes = (0..(3 * 262_144 + 5))
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    pair.accessory
+        .send_segment(pair.now, 1, SegmentKind::MediaInitialization, init, false)
+        .unwrap();
+    pair.accessory
+        .send_segment(pair.now, 1, SegmentKind::MediaFragment, big.clone(), true)
+        .unwrap();
     pair.drive();
     let ev = pair.take_controller_events();
     let chunk_nos: Vec<_> = ev
@@ -289,6 +387,11 @@ fn segments_over_two_chunks_keep_numbering() {
             _ => None,
         })
         .collect();
-    assert_eq!(chunk_nos, vec![(1, 262_144), (2, 262_144), (3, 262_144), (4, 5)]);
-    assert!(ev.iter().any(|e| matches!(e, ControllerEvent::Segment { data, end_of_stream: true, .. } if *data == big)));
+    assert_eq!(
+        chunk_nos,
+        vec![(1, 262_144), (2, 262_144), (3, 262_144), (4, 5)]
+    );
+    assert!(ev.iter().any(
+        |e| matches!(e, ControllerEvent::Segment { data, end_of_stream: true, .. } if *data == big)
+    ));
 }

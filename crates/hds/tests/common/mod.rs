@@ -114,10 +114,11 @@ impl Pair {
                     self.accessory
                         .handle_incoming(self.now, &mut self.to_accessory)
                 } else {
-                    match self
-                        .accessory
-                        .identify(self.now, &mut self.to_accessory, &mut self.sessions)
-                    {
+                    match self.accessory.identify(
+                        self.now,
+                        &mut self.to_accessory,
+                        &mut self.sessions,
+                    ) {
                         Ok(Some(_)) => {
                             self.identified = true;
                             self.accessory
