@@ -239,6 +239,15 @@ impl SetupClient {
         Ok(m5.encode())
     }
 
+    /// K from SRP, for tests that forge an M5.
+    #[cfg(test)]
+    pub(crate) fn session_key(&self) -> Option<[u8; HASH_BYTES]> {
+        match self.step {
+            SetupStep::SentM5 { k } | SetupStep::SentM3 { k, .. } => Some(k),
+            _ => None,
+        }
+    }
+
     /// Checks M6 and returns the accessory's pairing ID and LTPK.
     ///
     /// # Errors

@@ -14,6 +14,8 @@ mod controller_side;
 pub(crate) mod crypto;
 mod setup;
 mod srp;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 use core::fmt;
