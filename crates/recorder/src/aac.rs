@@ -159,6 +159,7 @@ pub(crate) fn parse_adts(data: &[u8]) -> Result<Vec<AdtsFrame>, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

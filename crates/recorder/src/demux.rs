@@ -85,9 +85,11 @@ impl<'a> Iterator for Boxes<'a> {
             return None;
         }
         let res = (|| {
-            let header = rest.get(..8).ok_or_else(|| bad("truncated box header"))?;
-            let size32 = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-            let fourcc = [header[4], header[5], header[6], header[7]];
+            let Some(&[s0, s1, s2, s3, f0, f1, f2, f3]) = rest.get(..8) else {
+                return Err(bad("truncated box header"));
+            };
+            let size32 = u32::from_be_bytes([s0, s1, s2, s3]);
+            let fourcc = [f0, f1, f2, f3];
             let (size, header_len) = match size32 {
                 0 => (rest.len(), 8),
                 1 => {
@@ -533,10 +535,8 @@ fn parse_moof(
                 let duration = if tflags & 0x100 != 0 { c.u32()? } else { d.duration };
                 let size = if tflags & 0x200 != 0 { c.u32()? } else { d.size };
                 let mut sflags = if tflags & 0x400 != 0 { c.u32()? } else { d.flags };
-                if i == 0 {
-                    if let Some(ff) = first_flags {
-                        sflags = ff;
-                    }
+                if let (0, Some(ff)) = (i, first_flags) {
+                    sflags = ff;
                 }
                 let cto = if tflags & 0x800 != 0 {
                     let v = c.u32()?;
@@ -598,8 +598,10 @@ impl Mp4File {
             TrackKind::Audio { asc } => asc.sample_rate_hz,
             _ => 1,
         });
-        if let Some(v) = video {
-            if let TrackKind::Video { parameter_sets, length_size_bytes } = &v.kind {
+        if let Some(v) = video
+            && let TrackKind::Video { parameter_sets, length_size_bytes } = &v.kind
+        {
+            {
                 out.push(MediaUnit::ParameterSets(parameter_sets.clone()));
                 let ts = i128::from(v.timescale);
                 for s in &v.samples {

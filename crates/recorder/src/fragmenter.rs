@@ -242,6 +242,14 @@ impl Fragmenter {
         &self.info
     }
 
+    /// Bytes held in pending (not yet emitted) samples: the fragmenter's memory footprint.
+    pub fn pending_bytes(&self) -> usize {
+        let early: usize = self.early_audio.iter().map(|a| a.data.len()).sum();
+        self.gen_.as_ref().map_or(0, |g| {
+            g.video_q_bytes + g.audio_q.iter().map(|a| a.data.len()).sum::<usize>()
+        }) + early
+    }
+
     /// Sets out-of-band parameter sets; they take effect at the next IDR (as in-band ones do).
     pub fn set_parameter_sets(&mut self, ps: ParameterSets) {
         self.sps = Some(ps.sps);
@@ -435,10 +443,11 @@ impl Fragmenter {
         let (Some(sps), Some(pps)) = (self.sps.clone(), self.pps.clone()) else {
             return Err(Error::MissingParameterSets);
         };
-        if let Some(g) = &self.gen_ {
-            if g.video.sps == sps && g.video.pps == pps {
-                return Ok(());
-            }
+        if let Some(g) = &self.gen_
+            && g.video.sps == sps
+            && g.video.pps == pps
+        {
+            return Ok(());
         }
         let info = SpsInfo::parse(&sps)?;
         if let Some(mut g) = self.gen_.take() {
@@ -587,11 +596,11 @@ impl Fragmenter {
             if g.cut.is_some() {
                 Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, None);
             }
-            if let Some(last) = g.video_q.last() {
-                if !g.waiting_for_idr {
-                    let end = last.dts + self.last_frame_duration_90k.max(1);
-                    Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, Some(end));
-                }
+            if let Some(last) = g.video_q.last()
+                && !g.waiting_for_idr
+            {
+                let end = last.dts + self.last_frame_duration_90k.max(1);
+                Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, Some(end));
             }
         }
     }

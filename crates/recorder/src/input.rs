@@ -92,6 +92,7 @@ impl TimestampUnwrapper {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

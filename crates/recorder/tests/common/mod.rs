@@ -354,3 +354,127 @@ pub fn probe_packets(path: &Path, stream: &str) -> Vec<(f64, f64, bool)> {
         })
         .collect()
 }
+
+/// MSB-first bit writer for hand-made SPS NAL units.
+struct BitWriter {
+    out: Vec<u8>,
+    bits: u32,
+    cur: u8,
+}
+impl BitWriter {
+    fn bit(&mut self, b: bool) {
+        self.cur = (self.cur << 1) | u8::from(b);
+        self.bits += 1;
+        if self.bits == 8 {
+            self.out.push(self.cur);
+            self.cur = 0;
+            self.bits = 0;
+        }
+    }
+    fn bits(&mut self, v: u32, n: u32) {
+        for i in (0..n).rev() {
+            self.bit(v >> i & 1 == 1);
+        }
+    }
+    fn ue(&mut self, v: u32) {
+        let x = v + 1;
+        let len = 32 - x.leading_zeros();
+        self.bits(0, len - 1);
+        self.bits(x, len);
+    }
+}
+
+/// A Baseline-profile SPS (ITU-T H.264 §7.3.2.1.1) for a `width_mbs` × `height_mbs` picture,
+/// with emulation prevention applied.
+pub fn make_sps(width_mbs: u32, height_mbs: u32) -> Vec<u8> {
+    let mut w = BitWriter { out: vec![0x67], bits: 0, cur: 0 };
+    w.bits(66, 8); // profile_idc Baseline
+    w.bits(0xc0, 8); // constraint flags
+    w.bits(40, 8); // level 4.0
+    w.ue(0); // sps id
+    w.ue(0); // log2_max_frame_num_minus4
+    w.ue(2); // pic_order_cnt_type
+    w.ue(1); // max_num_ref_frames
+    w.bit(false);
+    w.ue(width_mbs - 1);
+    w.ue(height_mbs - 1);
+    w.bit(true); // frame_mbs_only
+    w.bit(true); // direct_8x8_inference
+    w.bit(false); // cropping
+    w.bit(false); // vui
+    w.bit(true); // rbsp_stop_one_bit
+    while w.bits != 0 {
+        w.bit(false);
+    }
+    let mut out = Vec::new();
+    let mut zeros = 0;
+    for b in w.out {
+        if zeros >= 2 && b <= 3 {
+            out.push(3);
+            zeros = 0;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+pub const PPS: [u8; 4] = [0x68, 0xce, 0x3c, 0x80];
+
+/// An Annex B access unit: optional SPS/PPS, then one slice NAL of `len` bytes.
+pub fn annexb_au(sps: Option<&[u8]>, idr: bool, len: usize, fill: u8) -> Bytes {
+    let mut v = Vec::new();
+    if let Some(sps) = sps {
+        v.extend_from_slice(&[0, 0, 0, 1]);
+        v.extend_from_slice(sps);
+        v.extend_from_slice(&[0, 0, 0, 1]);
+        v.extend_from_slice(&PPS);
+    }
+    v.extend_from_slice(&[0, 0, 0, 1, if idr { 0x65 } else { 0x41 }, 0x88]);
+    v.extend(std::iter::repeat_n(fill | 1, len)); // never 0: no accidental start codes
+    Bytes::from(v)
+}
+
+pub fn video(pts_90k: i64, data: Bytes) -> recorder::VideoAccessUnit {
+    recorder::VideoAccessUnit { pts_90k, dts_90k: None, data, framing: recorder::H264Framing::AnnexB }
+}
+
+/// A 48 kHz mono AAC-LC ADTS frame with `len` payload bytes.
+pub fn adts_frame(len: usize) -> Vec<u8> {
+    let frame_len = len + 7;
+    let mut v = vec![0xff, 0xf1, 0x4c, 0x40, 0, 0, 0xfc];
+    v[3] |= ((frame_len >> 11) & 3) as u8;
+    v[4] = ((frame_len >> 3) & 0xff) as u8;
+    v[5] = (((frame_len & 7) << 5) as u8) | 0x1f;
+    v.extend(std::iter::repeat_n(0x21, len));
+    v
+}
+
+/// Checks the HKSV invariants of one recording (fixture-analysis §7): init = ftyp + moov,
+/// fragments = moof + mdat, mfhd from 1, first video sample sync, tfdt continuous from 0,
+/// data offsets tiling the mdat.
+pub fn assert_hksv_recording(init: &InitSegment, frags: &[(Fragment, Bytes)]) {
+    let top: Vec<String> = boxes(&init.bytes).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(top, ["ftyp", "moov"]);
+    let has_audio = init.config.audio.is_some();
+    let mut expect = (0u64, 0u64);
+    for (i, (_, bytes)) in frags.iter().enumerate() {
+        let s = parse_fragment(bytes);
+        assert_eq!(s.sequence as usize, i + 1);
+        assert_eq!(s.trafs.len(), 1 + usize::from(has_audio));
+        let v = &s.trafs[0];
+        assert_eq!(v.track_id, 1);
+        assert_eq!(v.tfhd_flags, 0x020020);
+        assert_eq!(v.default_sample_flags, Some(0x0101_0000));
+        assert_eq!(v.truns[0].first_sample_flags, Some(0x0200_0000), "fragment starts with a keyframe");
+        assert!(v.sync_flags(0)[0]);
+        assert_eq!(v.tfdt, expect.0, "video tfdt continuous");
+        expect.0 += v.duration();
+        if has_audio {
+            let a = &s.trafs[1];
+            assert_eq!((a.track_id, a.tfhd_flags), (2, 0x020000));
+            assert_eq!(a.tfdt, expect.1, "audio tfdt continuous");
+            expect.1 += a.duration();
+        }
+    }
+}
