@@ -71,6 +71,11 @@ pub fn contains_idr(access_unit: &[u8]) -> bool {
     nal_units(access_unit).any(|nal| nal_unit_type(nal) == Some(nal_type::IDR))
 }
 
+/// Whether an access unit contains a coded slice (a picture), not only parameter sets or SEI.
+pub fn contains_slice(access_unit: &[u8]) -> bool {
+    nal_units(access_unit).any(|nal| nal_unit_type(nal).is_some_and(is_vcl))
+}
+
 /// Whether every slice of an access unit has `nal_ref_idc == 0` (a disposable picture).
 /// An access unit without slices is not disposable (it may carry SPS/PPS).
 pub fn is_disposable(access_unit: &[u8]) -> bool {

@@ -74,7 +74,7 @@ pub struct FrameScore {
 }
 
 /// Frames used to learn background and noise before anything is reported.
-const WARMUP_FRAMES: u32 = 8;
+const WARMUP_FRAMES: u32 = 5;
 /// Fewest changed cells that count, whatever the sensitivity: one cell is too little evidence.
 const MIN_CELLS: u32 = 2;
 /// Background update rate for quiet and changed cells (per analysed frame).

@@ -13,6 +13,7 @@
 
 pub mod analysis;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -196,8 +197,14 @@ pub struct Detector {
     interval_90k: i64,
     awaiting_idr: bool,
     last_analysed_90k: Option<i64>,
+    /// Timestamps of pictures given to the decoder and not yet output (decode order; without
+    /// B-frames also output order).
+    pending_90k: VecDeque<i64>,
     stats: DetectorStats,
 }
+
+/// Pictures the decoder may hold back at most (H.264 DPB size limit, §A.3.1).
+const MAX_PENDING_PICTURES: usize = 16;
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -216,7 +223,10 @@ impl Detector {
     /// openh264 fails to initialise.
     pub fn new(config: &DetectorConfig) -> Result<Self, MotionError> {
         config.validate()?;
-        let decoder_config = H264DecoderConfig::new().flush_after_decode(Flush::Flush);
+        // No flushing after each unit: openh264 then holds a picture back when the stream does
+        // not bound reordering (the bundled real-camera clip), and forced flushes made it fail
+        // on the following P-frames. Output timestamps come from `pending_90k` instead.
+        let decoder_config = H264DecoderConfig::new().flush_after_decode(Flush::NoFlush);
         let decoder =
             Decoder::with_api_config(openh264::OpenH264API::from_source(), decoder_config)
                 .map_err(|e| MotionError::Decoder(e.to_string()))?;
@@ -232,6 +242,7 @@ impl Detector {
             interval_90k: CLOCK_90K / i64::from(config.max_analysed_fps.max(1)),
             awaiting_idr: true,
             last_analysed_90k: None,
+            pending_90k: VecDeque::new(),
             stats: DetectorStats::default(),
         })
     }
@@ -282,8 +293,7 @@ impl Detector {
         } else if self.awaiting_idr {
             return FrameOutcome::Skipped(SkipReason::AwaitingIdr);
         }
-        let due = self.is_due(au.timestamp_90k);
-        if !due && !au.is_idr && annexb::is_disposable(au.data) {
+        if !au.is_idr && !self.is_due(au.timestamp_90k) && annexb::is_disposable(au.data) {
             return FrameOutcome::Skipped(SkipReason::NotDue);
         }
         let decoded = match self.decoder.decode(au.data) {
@@ -291,12 +301,28 @@ impl Detector {
             Err(e) => {
                 tracing::debug!(error = %e, timestamp_90k = au.timestamp_90k, "decoder rejected access unit");
                 self.awaiting_idr = true;
+                self.pending_90k.clear();
                 return FrameOutcome::Rejected;
             }
         };
-        let Some(picture) = decoded.filter(|_| due) else {
+        if annexb::contains_slice(au.data) {
+            self.pending_90k.push_back(au.timestamp_90k);
+            if self.pending_90k.len() > MAX_PENDING_PICTURES {
+                self.pending_90k.pop_front();
+            }
+        }
+        let Some(picture) = decoded else {
             return FrameOutcome::Decoded;
         };
+        let timestamp_90k = self.pending_90k.pop_front().unwrap_or(au.timestamp_90k);
+        let due = self.last_analysed_90k.is_none_or(|last| {
+            // 10 % slack so a 10 fps stream with a 5 fps budget analyses every 2nd frame even
+            // when timestamps jitter.
+            timestamp_90k.saturating_sub(last) >= self.interval_90k - self.interval_90k / 10
+        });
+        if !due {
+            return FrameOutcome::Decoded;
+        }
         let (width, height) = picture.dimensions();
         let (stride, _, _) = picture.strides();
         let Some(score) = self.analyser.analyse(picture.y(), width, height, stride) else {
@@ -304,9 +330,9 @@ impl Detector {
             self.awaiting_idr = true;
             return FrameOutcome::Rejected;
         };
-        self.last_analysed_90k = Some(au.timestamp_90k);
+        self.last_analysed_90k = Some(timestamp_90k);
         FrameOutcome::Analysed {
-            timestamp_90k: au.timestamp_90k,
+            timestamp_90k,
             score,
         }
     }

@@ -1,0 +1,221 @@
+//! The built-in detector on video made by ffmpeg (a real encoder we did not write) and on the
+//! bundled real-camera recording.
+#![allow(missing_docs, clippy::indexing_slicing)]
+
+mod common;
+
+use motion::{AccessUnit, DecodeMode, Detector, DetectorConfig, FrameOutcome, SkipReason};
+
+/// Runs the detector over a clip; returns the timestamps (90 kHz) of frames with motion.
+fn run(detector: &mut Detector, aus: &[(Vec<u8>, bool, i64)]) -> Vec<i64> {
+    let mut motion = Vec::new();
+    for (data, is_idr, ts) in aus {
+        if let FrameOutcome::Analysed {
+            timestamp_90k,
+            score,
+        } = detector.push(AccessUnit {
+            data,
+            is_idr: *is_idr,
+            timestamp_90k: *ts,
+        }) && score.motion
+        {
+            motion.push(timestamp_90k);
+        }
+    }
+    motion
+}
+
+#[test]
+fn static_noisy_scene_for_60_s_reports_no_motion() {
+    let aus = common::access_units(&common::synthetic_clip(640, 360, 10, 60, None, 20), 10);
+    assert_eq!(aus.len(), 600, "60 s at 10 fps");
+    let mut detector = Detector::new(&DetectorConfig::default()).unwrap();
+    let motion = run(&mut detector, &aus);
+    let stats = detector.stats();
+    println!("static scene: {stats:?}");
+    assert!(
+        motion.is_empty(),
+        "false motion at {:?} s",
+        motion
+            .iter()
+            .map(|t| *t as f64 / 90_000.0)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(stats.rejected, 0);
+    // Budget 5 fps over 60 s of a 10 fps stream: every 2nd frame.
+    assert!(
+        (295..=305).contains(&stats.analysed),
+        "analysed {}",
+        stats.analysed
+    );
+}
+
+#[test]
+fn moving_box_is_reported_within_one_second_of_entering() {
+    let entry_s = 5;
+    let aus = common::access_units(
+        &common::synthetic_clip(640, 360, 10, 12, Some(entry_s), 20),
+        10,
+    );
+    for sensitivity in [20, 50, 90] {
+        let config = DetectorConfig {
+            sensitivity,
+            ..DetectorConfig::default()
+        };
+        let mut detector = Detector::new(&config).unwrap();
+        let motion = run(&mut detector, &aus);
+        let first = *motion
+            .first()
+            .unwrap_or_else(|| panic!("sensitivity {sensitivity}: no motion at all"));
+        let entry_90k = i64::from(entry_s) * 90_000;
+        println!(
+            "sensitivity {sensitivity}: first motion at {:.2} s, {} motion frames",
+            first as f64 / 90_000.0,
+            motion.len()
+        );
+        assert!(
+            first >= entry_90k,
+            "sensitivity {sensitivity}: motion before the box entered: {first}"
+        );
+        assert!(
+            first < entry_90k + 90_000,
+            "sensitivity {sensitivity}: first motion {first} is > 1 s after entry"
+        );
+        // The box keeps moving until the end: motion is reported on most analysed frames after entry.
+        assert!(
+            motion.len() >= 25,
+            "sensitivity {sensitivity}: only {} motion frames",
+            motion.len()
+        );
+    }
+}
+
+#[test]
+fn exclusion_zone_over_the_box_path_suppresses_motion() {
+    let aus = common::access_units(&common::synthetic_clip(640, 360, 10, 10, Some(3), 20), 10);
+    // The box runs along y = 120..184 of 360 (1/3 of the height) from x = 40 rightwards.
+    let zone = motion::ExclusionZone {
+        x: 0.0,
+        y: 0.25,
+        width: 1.0,
+        height: 0.3,
+    };
+    let config = DetectorConfig {
+        exclude: vec![zone],
+        ..DetectorConfig::default()
+    };
+    let mut detector = Detector::new(&config).unwrap();
+    assert_eq!(run(&mut detector, &aus), Vec::<i64>::new());
+    assert!(detector.stats().analysed > 40);
+}
+
+#[test]
+fn keyframes_only_mode_skips_p_frames_and_still_sees_the_box() {
+    // The box enters at 8 s, after the 5 keyframes the detector learns the scene from.
+    let aus = common::access_units(&common::synthetic_clip(640, 360, 10, 12, Some(8), 10), 10);
+    let config = DetectorConfig {
+        decode: DecodeMode::KeyframesOnly,
+        confirm_frames: 1,
+        ..DetectorConfig::default()
+    };
+    let mut detector = Detector::new(&config).unwrap();
+    let motion = run(&mut detector, &aus);
+    let stats = detector.stats();
+    println!("keyframes only: {stats:?}, motion at {motion:?}");
+    assert_eq!(stats.analysed, 12, "one IDR per second");
+    assert_eq!(stats.skipped, 108);
+    let first = *motion.first().expect("motion seen on a keyframe");
+    assert_eq!(first, 8 * 90_000, "the first keyframe with the box");
+}
+
+#[test]
+fn frames_the_decoder_rejects_are_skipped_and_counted() {
+    let aus = common::access_units(&common::synthetic_clip(320, 180, 10, 4, None, 10), 10);
+    let mut detector = Detector::new(&DetectorConfig::default()).unwrap();
+    // Before any IDR: skipped, not decoded.
+    assert_eq!(
+        detector.push(AccessUnit {
+            data: &aus[3].0,
+            is_idr: false,
+            timestamp_90k: 0
+        }),
+        FrameOutcome::Skipped(SkipReason::AwaitingIdr)
+    );
+    // Garbage claiming to be an IDR, an empty unit, and a truncated real IDR.
+    let garbage: Vec<u8> = (0..4000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut fake_idr = vec![0, 0, 0, 1, 0x65];
+    fake_idr.extend_from_slice(&garbage);
+    let truncated = &aus[0].0[..aus[0].0.len() / 3];
+    let mut outcomes = Vec::new();
+    for data in [&fake_idr[..], &[], &[0, 0, 1], truncated, &garbage] {
+        outcomes.push(detector.push(AccessUnit {
+            data,
+            is_idr: true,
+            timestamp_90k: 0,
+        }));
+    }
+    println!("bad input outcomes: {outcomes:?}, {:?}", detector.stats());
+    assert!(
+        detector.stats().rejected >= 1,
+        "garbage must be rejected: {outcomes:?}"
+    );
+    assert!(
+        !outcomes
+            .iter()
+            .any(|o| matches!(o, FrameOutcome::Analysed { .. })),
+        "{outcomes:?}"
+    );
+
+    // The real stream with a corrupted P-frame in the middle: counted, then resync at an IDR.
+    let mut detector = Detector::new(&DetectorConfig::default()).unwrap();
+    let mut rejected_at = None;
+    for (i, (data, is_idr, ts)) in aus.iter().enumerate() {
+        let mut data = data.clone();
+        if i == 15 {
+            // Keep the NAL header, scramble the slice.
+            for b in data.iter_mut().skip(6) {
+                *b = b.wrapping_mul(31).wrapping_add(7);
+            }
+        }
+        if detector.push(AccessUnit {
+            data: &data,
+            is_idr: *is_idr,
+            timestamp_90k: *ts,
+        }) == FrameOutcome::Rejected
+        {
+            rejected_at.get_or_insert(i);
+        }
+    }
+    let stats = detector.stats();
+    println!("corrupted P-frame: rejected first at {rejected_at:?}, {stats:?}");
+    if stats.rejected > 0 {
+        // After a rejection the frames up to the next IDR (frame 20) wait for it.
+        assert!(stats.skipped >= 1, "{stats:?}");
+    }
+    // Analysis went on after the corruption (frames 20..40 at 5 fps).
+    assert!(stats.analysed >= 15, "{stats:?}");
+}
+
+#[test]
+fn bundled_real_camera_clip() {
+    let aus = common::fixture_access_units();
+    let idrs = aus.iter().filter(|a| a.1).count();
+    let mut detector = Detector::new(&DetectorConfig::default()).unwrap();
+    let motion = run(&mut detector, &aus);
+    let stats = detector.stats();
+    println!(
+        "fixture: {} access units ({} IDR), {stats:?}; motion at {:?} s",
+        aus.len(),
+        idrs,
+        motion
+            .iter()
+            .map(|t| format!("{:.2}", *t as f64 / 90_000.0))
+            .collect::<Vec<_>>()
+    );
+    assert!(idrs >= 1);
+    assert_eq!(stats.rejected, 0, "a real camera stream decodes cleanly");
+    // About 12 s at (up to) 5 analysed frames per second.
+    assert!((40..=61).contains(&stats.analysed), "{stats:?}");
+}
