@@ -180,3 +180,166 @@ impl SessionCipher {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (SessionCipher, SessionCipher) {
+        let secret = SharedSecret::from_bytes([0x42; 32]);
+        (
+            SessionCipher::accessory(&secret),
+            SessionCipher::controller(&secret),
+        )
+    }
+
+    fn message(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn round_trip_split_at_every_byte_boundary() {
+        for len in [0, 1, 1023, 1024, 1025, 5000] {
+            let plain = message(len);
+            let (mut acc, _) = pair();
+            let mut wire = Vec::new();
+            acc.encrypt(&plain, &mut wire);
+            let frames = len.div_ceil(MAX_FRAME_PLAINTEXT_BYTES);
+            assert_eq!(wire.len(), len + frames * FRAME_OVERHEAD_BYTES, "len {len}");
+            assert_eq!(acc.frames_encrypted(), frames as u64);
+            // Every split for the short messages; for 5000 bytes every split in the first
+            // frame and a half, around each frame boundary and at the end, and every 13th byte
+            // elsewhere (all of them take ~30 s in a debug build).
+            let boundary = |i: usize| {
+                let in_frame = i % (MAX_FRAME_PLAINTEXT_BYTES + FRAME_OVERHEAD_BYTES);
+                in_frame < 3 || in_frame > MAX_FRAME_PLAINTEXT_BYTES + FRAME_OVERHEAD_BYTES - 3
+            };
+            let splits = (0..=wire.len()).filter(|&i| {
+                len <= 1025 || i < 1600 || i + 50 > wire.len() || boundary(i) || i % 13 == 0
+            });
+            for split in splits {
+                let (_, mut ctl) = pair();
+                let mut buf = BytesMut::from(&wire[..split]);
+                let mut out = Vec::new();
+                let first = ctl.decrypt(&mut buf, &mut out).unwrap();
+                buf.extend_from_slice(&wire[split..]);
+                let second = ctl.decrypt(&mut buf, &mut out).unwrap();
+                assert_eq!(first + second, frames, "len {len} split {split}");
+                assert_eq!(out, plain, "len {len} split {split}");
+                assert!(buf.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn byte_at_a_time_and_both_directions() {
+        let (mut acc, mut ctl) = pair();
+        let mut wire = Vec::new();
+        ctl.encrypt(&message(3000), &mut wire);
+        ctl.encrypt(b"second request", &mut wire);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut frames = 0;
+        for b in &wire {
+            buf.extend_from_slice(&[*b]);
+            frames += acc.decrypt(&mut buf, &mut out).unwrap();
+        }
+        assert_eq!(frames, 4);
+        let mut expected = message(3000);
+        expected.extend_from_slice(b"second request");
+        assert_eq!(out, expected);
+        assert_eq!(acc.frames_decrypted(), 4);
+
+        // Reply direction uses the other key: the accessory cannot read its own frames.
+        let mut reply = Vec::new();
+        acc.encrypt(b"HTTP/1.1 204 No Content\r\n\r\n", &mut reply);
+        let (_, mut fresh_acc_reader) = pair();
+        let mut out = Vec::new();
+        assert_eq!(
+            fresh_acc_reader.decrypt(&mut BytesMut::from(&reply[..]), &mut out),
+            Ok(1)
+        );
+        let (mut same_side, _) = pair();
+        assert_eq!(
+            same_side.decrypt(&mut BytesMut::from(&reply[..]), &mut Vec::new()),
+            Err(FrameError::Authentication { frame_counter: 0 })
+        );
+    }
+
+    #[test]
+    fn tampered_byte_fails_authentication() {
+        let (mut acc, _) = pair();
+        let mut wire = Vec::new();
+        acc.encrypt(&message(100), &mut wire);
+        // Every ciphertext and tag byte, and the length's low byte made smaller.
+        for pos in 2..wire.len() {
+            let mut bad = wire.clone();
+            bad[pos] ^= 0x01;
+            let (_, mut ctl) = pair();
+            let mut out = Vec::new();
+            assert_eq!(
+                ctl.decrypt(&mut BytesMut::from(&bad[..]), &mut out),
+                Err(FrameError::Authentication { frame_counter: 0 }),
+                "byte {pos}"
+            );
+            assert!(out.is_empty());
+        }
+        let mut bad = wire.clone();
+        bad[0] -= 1;
+        let (_, mut ctl) = pair();
+        assert_eq!(
+            ctl.decrypt(&mut BytesMut::from(&bad[..]), &mut Vec::new()),
+            Err(FrameError::Authentication { frame_counter: 0 })
+        );
+    }
+
+    #[test]
+    fn replayed_frame_fails() {
+        let (mut acc, mut ctl) = pair();
+        let mut wire = Vec::new();
+        acc.encrypt(b"event", &mut wire);
+        let mut buf = BytesMut::from(&wire[..]);
+        buf.extend_from_slice(&wire);
+        let mut out = Vec::new();
+        assert_eq!(
+            ctl.decrypt(&mut buf, &mut out),
+            Err(FrameError::Authentication { frame_counter: 1 })
+        );
+        assert_eq!(out, b"event");
+    }
+
+    #[test]
+    fn length_over_1024_is_rejected_before_the_body_arrives() {
+        let (_, mut ctl) = pair();
+        let mut buf = BytesMut::from(&[0x01, 0x04][..]);
+        assert_eq!(
+            ctl.decrypt(&mut buf, &mut Vec::new()),
+            Err(FrameError::TooLong {
+                len_bytes: 1025,
+                frame_counter: 0
+            })
+        );
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0, 0][..]);
+        assert!(matches!(
+            ctl.decrypt(&mut buf, &mut Vec::new()),
+            Err(FrameError::TooLong {
+                len_bytes: 65535,
+                ..
+            })
+        ));
+        // Exactly 1024 with a partial body is just incomplete.
+        let mut buf = BytesMut::from(&[0x00, 0x04, 1, 2, 3][..]);
+        assert_eq!(ctl.decrypt(&mut buf, &mut Vec::new()), Ok(0));
+        assert_eq!(buf.len(), 5);
+    }
+
+    #[test]
+    fn debug_shows_only_counters() {
+        let (acc, _) = pair();
+        assert_eq!(
+            format!("{acc:?}"),
+            "SessionCipher { encrypt_counter: 0, decrypt_counter: 0, .. }"
+        );
+    }
+}
