@@ -213,7 +213,7 @@ mod tests {
             // elsewhere (all of them take ~30 s in a debug build).
             let boundary = |i: usize| {
                 let in_frame = i % (MAX_FRAME_PLAINTEXT_BYTES + FRAME_OVERHEAD_BYTES);
-                in_frame < 3 || in_frame > MAX_FRAME_PLAINTEXT_BYTES + FRAME_OVERHEAD_BYTES - 3
+                !(3..=MAX_FRAME_PLAINTEXT_BYTES + FRAME_OVERHEAD_BYTES - 3).contains(&in_frame)
             };
             let splits = (0..=wire.len()).filter(|&i| {
                 len <= 1025 || i < 1600 || i + 50 > wire.len() || boundary(i) || i % 13 == 0
