@@ -201,7 +201,7 @@ impl AnnexBSplitter {
                 self.scanned += 1;
             }
         }
-        let held = self.buf.len() - self.au_start.unwrap_or(self.buf.len());
+        let held = self.buf.len().saturating_sub(self.au_start.unwrap_or(self.buf.len()));
         if held > self.max_access_unit_bytes || (self.au_start.is_none() && self.buf.len() > self.max_access_unit_bytes) {
             // Drop everything and resync at the next start code.
             self.buf.clear();
@@ -224,9 +224,12 @@ impl AnnexBSplitter {
             && (matches!(ty, nal_type::AUD | nal_type::SPS | nal_type::PPS | nal_type::SEI)
                 || (14..=18).contains(&ty)
                 || (is_vcl && first_mb_zero));
-        if starts_new_au {
+        let pos = if starts_new_au {
             self.emit_until(pos);
-        }
+            0 // the buffer now starts at this NAL's start code
+        } else {
+            pos
+        };
         if self.au_start.is_none() {
             self.au_start = Some(pos);
         }
@@ -303,6 +306,33 @@ mod tests {
         assert_eq!(aus.len(), 3, "{aus:?}");
         assert_eq!(&aus[0][..], &stream[..17]);
         assert_eq!(split_annexb(&aus[1]).unwrap(), vec![&[0x41, 0x9a, 0x01][..]]);
+    }
+
+    #[test]
+    fn splitter_gives_the_same_units_for_every_split_point() {
+        // Regression: the position of a new AU was not rebased after draining the buffer.
+        let stream: Vec<u8> = [
+            &[0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88, 0x84][..],
+            &[0, 0, 0, 1, 0x41, 0x9a, 0x01, 0x02, 0x03],
+            &[0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x41, 0x9a, 0x05],
+            &[0, 0, 1, 0x41, 0x9a, 0x06, 0x07],
+        ]
+        .concat();
+        let split = |pieces: &[&[u8]]| {
+            let mut s = AnnexBSplitter::new(1 << 20);
+            for p in pieces {
+                s.push(p).unwrap();
+            }
+            s.finish();
+            std::iter::from_fn(|| s.pull()).map(|b| b.to_vec()).collect::<Vec<_>>()
+        };
+        let whole = split(&[&stream]);
+        assert_eq!(whole.len(), 4);
+        assert_eq!(whole.concat(), stream, "no byte lost or duplicated");
+        for cut in 0..stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(split(&[a, b]), whole, "split at {cut}");
+        }
     }
 
     #[test]
