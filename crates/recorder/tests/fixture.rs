@@ -162,3 +162,20 @@ fn fixture_recording_through_our_writer_decodes_cleanly() {
     }
     assert_eq!(v.iter().filter(|p| p.2).count(), 3);
 }
+
+/// FNV-1a 64: a stable digest without another dependency.
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Brittle on purpose (moonfire-nvr's rule): if this fails, the bytes we write changed. Check
+/// the change is intended, bump `recorder::fmp4::FORMAT_VERSION`, and update the digest.
+#[test]
+fn output_digest_is_pinned_to_the_format_version() {
+    let (init, frags) = our_recording();
+    let all = concat(&init, &frags);
+    assert_eq!(
+        (recorder::fmp4::FORMAT_VERSION, all.len(), format!("{:016x}", fnv1a64(&all))),
+        (1, 1_249_236, "a3d25ccfd5503802".to_owned())
+    );
+}
