@@ -1,0 +1,54 @@
+//! Terminal QR code for the `X-HM://` setup URI, drawn with Unicode half blocks (two module
+//! rows per text line) so it fits a normal terminal.
+
+use qrcode::{Color, QrCode};
+
+/// Modules of light border around the code (the QR spec asks for 4; 2 scans fine on screens).
+const QUIET_ZONE: usize = 2;
+
+/// Renders `data` as lines of text; dark modules are drawn, light ones are spaces (for a
+/// light-on-dark terminal the code is inverted, which phone scanners also accept).
+pub(crate) fn render(data: &str) -> Option<String> {
+    let code = QrCode::new(data.as_bytes()).ok()?;
+    let width = code.width();
+    let colors = code.to_colors();
+    let size = width + 2 * QUIET_ZONE;
+    let dark = |x: usize, y: usize| -> bool {
+        if x < QUIET_ZONE || y < QUIET_ZONE || x >= width + QUIET_ZONE || y >= width + QUIET_ZONE {
+            return false;
+        }
+        colors.get((y - QUIET_ZONE) * width + (x - QUIET_ZONE)) == Some(&Color::Dark)
+    };
+    let mut out = String::new();
+    for y in (0..size).step_by(2) {
+        for x in 0..size {
+            out.push(match (dark(x, y), dark(x, y + 1)) {
+                (true, true) => '█',
+                (true, false) => '▀',
+                (false, true) => '▄',
+                (false, false) => ' ',
+            });
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_square_block_of_half_height() {
+        let text = render("X-HM://0026E4Y3T7OSX").unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let code = QrCode::new(b"X-HM://0026E4Y3T7OSX").unwrap();
+        let size = code.width() + 2 * QUIET_ZONE;
+        assert_eq!(lines.len(), size.div_ceil(2));
+        assert!(lines.iter().all(|l| l.chars().count() == size));
+        // The finder pattern's top edge is a dark run of 7 modules after the quiet zone.
+        let row1: Vec<char> = lines[1].chars().collect();
+        assert!(row1[QUIET_ZONE..QUIET_ZONE + 7].iter().all(|c| *c != ' '));
+    }
+}

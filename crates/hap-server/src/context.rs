@@ -1,0 +1,57 @@
+//! What a characteristic handler learns about the connection that called it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::pairing::SharedSecret;
+
+/// Identifies one TCP connection for the lifetime of the server process.
+pub type ConnectionId = u64;
+
+/// The verified HAP session a read or write arrived on.
+///
+/// `Debug` never prints the shared secret.
+#[derive(Clone)]
+pub struct ConnectionContext {
+    /// The connection the request arrived on.
+    pub connection_id: ConnectionId,
+    /// Pairing identifier of the controller that pair-verified this session.
+    pub controller_id: String,
+    /// Whether that controller is an admin (§1.8).
+    pub admin: bool,
+    shared_secret: Arc<SharedSecret>,
+}
+
+impl ConnectionContext {
+    /// A context for a session verified with `shared_secret`.
+    pub fn new(
+        connection_id: ConnectionId,
+        controller_id: String,
+        admin: bool,
+        shared_secret: Arc<SharedSecret>,
+    ) -> Self {
+        Self {
+            connection_id,
+            controller_id,
+            admin,
+            shared_secret,
+        }
+    }
+
+    /// The X25519 shared secret of this session's pair-verify: the input key material for the
+    /// HomeKit Data Stream keys (protocol notes §4.2, §7). Never log it.
+    pub fn shared_secret(&self) -> &SharedSecret {
+        &self.shared_secret
+    }
+}
+
+impl fmt::Debug for ConnectionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionContext")
+            .field("connection_id", &self.connection_id)
+            .field("controller_id", &self.controller_id)
+            .field("admin", &self.admin)
+            .field("shared_secret", &"<redacted>")
+            .finish()
+    }
+}

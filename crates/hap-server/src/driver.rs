@@ -1,0 +1,221 @@
+//! The tokio driver: accepts TCP connections and runs one task per connection around the pure
+//! [`Connection`] state machine. Nothing here decides protocol behaviour.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::conn::Connection;
+use crate::core::Core;
+use crate::db::{CharId, Value};
+use crate::http::Limits;
+use crate::mdns::Advertiser;
+
+/// Driver settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerOptions {
+    /// Most simultaneous connections; further ones are closed at once. Default 32 (a home has
+    /// a few hubs and phones, each holding one or two).
+    pub max_connections: usize,
+    /// HTTP request limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 32,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A running accessory server's shared handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    core: Arc<Mutex<Core>>,
+    advertiser: Arc<Mutex<Option<Advertiser>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+fn now() -> Instant {
+    // tokio's clock, so tests with a paused clock see consistent time.
+    tokio::time::Instant::now().into_std()
+}
+
+impl Server {
+    /// Wraps `core`.
+    pub fn new(core: Core) -> Self {
+        Self {
+            core: Arc::new(Mutex::new(core)),
+            advertiser: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Locks the core. Do not hold the guard across an `.await`, and do not call back into the
+    /// server from characteristic handlers (they already run under this lock).
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets a characteristic from the application and notifies subscribers.
+    pub fn set_value(&self, id: CharId, value: Value) -> bool {
+        let ok = self.lock().set_value(id, value, now());
+        self.refresh_advertisement();
+        ok
+    }
+
+    /// Starts advertising over mDNS on `port` and keeps the TXT record current.
+    pub fn advertise(&self, port: u16) {
+        let adv = Advertiser::new(port);
+        {
+            let mut core = self.lock();
+            core.take_advertisement_changed();
+            adv.publish(core.name(), &core.txt_record());
+        }
+        *self
+            .advertiser
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(adv);
+    }
+
+    fn refresh_advertisement(&self) {
+        let mut core = self.lock();
+        if !core.take_advertisement_changed() {
+            return;
+        }
+        let adv = self
+            .advertiser
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(adv) = &*adv {
+            adv.publish(core.name(), &core.txt_record());
+        }
+    }
+
+    /// Accepts connections on `listener` until `shutdown` becomes `true`, then closes every
+    /// connection and returns.
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the listener; connection tasks are aborted with it.
+    ///
+    /// # Errors
+    /// Never returns an error for a single failed connection; only if the listener fails.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        options: ServerOptions,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let slots = Arc::new(Semaphore::new(options.max_connections));
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        warn!(%peer, "connection limit reached; closing new connection");
+                        continue;
+                    };
+                    let server = self.clone();
+                    let shutdown = shutdown.clone();
+                    tasks.spawn(async move {
+                        server.run_connection(stream, options.limits, shutdown).await;
+                        drop(permit);
+                    });
+                }
+                _ = shutdown.changed() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        if let Some(adv) = &*self
+            .advertiser
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            adv.shutdown();
+        }
+        Ok(())
+    }
+
+    async fn run_connection(
+        &self,
+        mut stream: TcpStream,
+        limits: Limits,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // HAP wants Nagle off (§1.1): responses and events are small and latency-bound.
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        let wake = Arc::new(Notify::new());
+        let mut conn = {
+            let mut core = self.lock();
+            let conn = Connection::new(&mut core, limits);
+            let w = wake.clone();
+            core.set_waker(conn.id(), Arc::new(move || w.notify_one()));
+            conn
+        };
+        let id = conn.id();
+        debug!(conn = id, ?peer, "connection opened");
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let deadline = self.lock().event_deadline(id);
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (out, close) = tokio::select! {
+                read = stream.read(&mut buf) => {
+                    let n = match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut core = self.lock();
+                    let o = conn.handle_input(&mut core, buf.get(..n).unwrap_or_default(), now(), &mut rand::rng());
+                    let mut out = o.bytes;
+                    // Events go out after the response (§1.11).
+                    out.extend(conn.poll_events(&mut core, now()));
+                    (out, o.close)
+                }
+                () = wake.notified() => {
+                    let mut core = self.lock();
+                    if core.close_requested(id) {
+                        break;
+                    }
+                    (conn.poll_events(&mut core, now()), false)
+                }
+                () = timer => (conn.poll_events(&mut self.lock(), now()), false),
+                _ = shutdown.changed() => break,
+            };
+            self.refresh_advertisement();
+            if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                break;
+            }
+            if close || self.lock().close_requested(id) {
+                break;
+            }
+        }
+        conn.close(&mut self.lock());
+        self.refresh_advertisement();
+        info!(conn = id, ?peer, "connection closed");
+    }
+}

@@ -1,0 +1,179 @@
+#![allow(clippy::indexing_slicing)] // test code: a panic is a failed check
+//! The real `hksv-bridge` binary against aiohomekit (Home Assistant's HomeKit controller):
+//! pair-setup with the setup code (and a wrong one), pair-verify, `/accessories`, reads, a
+//! write, an `EVENT/1.0` after subscribing, a second (regular) pairing that is refused
+//! `/pairings`, its removal closing its session, a restart that keeps the pairing, unpairing,
+//! and `/identify` once unpaired. The Python side is `tests/peers/hap_aiohomekit.py`.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const SETUP_CODE: &str = "031-45-154";
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+struct Bridge {
+    child: Child,
+}
+
+impl Bridge {
+    fn start(state_dir: &Path, port: u16) -> Self {
+        let child = Command::new(e2e_tests::bridge_bin())
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--setup-code",
+                SETUP_CODE,
+                "--demo-motion-ms",
+                "300",
+                "--no-mdns",
+            ])
+            .env("RUST_LOG", "hap_server=debug,info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hksv-bridge");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "hksv-bridge did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child }
+    }
+
+    /// SIGTERM, and the process must exit 0 on its own.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                assert!(st.success(), "hksv-bridge exited with {st} after SIGTERM");
+                return;
+            }
+            assert!(Instant::now() < deadline, "hksv-bridge ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python(args: &[&str]) -> Value {
+    let script = e2e_tests::workspace_root().join("tests/peers/hap_aiohomekit.py");
+    let out: Output = Command::new(e2e_tests::python_with_aiohomekit())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run python with aiohomekit (run scripts/test to install it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "aiohomekit phase {args:?} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON {last:?}: {e}"))
+}
+
+#[test]
+fn aiohomekit_pairs_reads_subscribes_manages_pairings_and_survives_restart() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_dir = state.path().join("state");
+    let pairing_file = state.path().join("pairing.json");
+    let port = free_port();
+
+    let bridge = Bridge::start(&state_dir, port);
+    let r = python(&[
+        "pair",
+        &port.to_string(),
+        SETUP_CODE,
+        pairing_file.to_str().unwrap(),
+    ]);
+    assert_eq!(r["wrong_code_rejected"], true);
+    assert_eq!(r["paired"], true);
+    let services = r["service_types"].as_array().expect("service types");
+    for t in ["0000003E-", "000000A2-", "00000085-"] {
+        assert!(
+            services.iter().any(|s| s.as_str().unwrap().starts_with(t)),
+            "{t} in {services:?}"
+        );
+    }
+    assert_eq!(r["protocol_version"], "1.1.0");
+    assert!(
+        r["motion_read"] == 0 || r["motion_read"] == 1,
+        "{}",
+        r["motion_read"]
+    );
+    assert_eq!(r["identify_write_errors"], serde_json::json!({}));
+    let events = r["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    assert_ne!(
+        events[0], events[1],
+        "MotionDetected toggles between events"
+    );
+    let me = r["controller_id"].as_str().expect("controller id");
+    assert_eq!(r["pairings_before"], serde_json::json!([[me, 1]]));
+    let with_second = r["pairings_with_second"].as_array().expect("pairings");
+    assert_eq!(with_second.len(), 2);
+    assert!(
+        with_second.iter().any(|p| p[1] == 0),
+        "second pairing is regular: {with_second:?}"
+    );
+    assert_eq!(r["second_verified"], true);
+    assert_eq!(r["second_list_denied"], true);
+    assert_eq!(r["second_add_denied"], true);
+    assert_eq!(r["second_remove_denied"], true);
+    assert_eq!(r["pairings_after_remove"], serde_json::json!([[me, 1]]));
+    assert_eq!(r["second_session_closed"], true);
+
+    // The state directory holds the secret key: private modes.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&state_dir), 0o700);
+        for f in ["accessory.json", "pairings.json", "iids.json"] {
+            assert_eq!(mode(&state_dir.join(f)), 0o600, "{f}");
+        }
+    }
+
+    bridge.stop();
+    let bridge = Bridge::start(&state_dir, port);
+    let r = python(&["verify", &port.to_string(), pairing_file.to_str().unwrap()]);
+    assert_eq!(
+        r["verified"], true,
+        "pair-verify after restart without re-pairing"
+    );
+    assert_eq!(r["pairings"], serde_json::json!([[me, 1]]));
+    assert_eq!(r["unpaired"], true);
+
+    let r = python(&["unpaired", &port.to_string()]);
+    assert_eq!(
+        r["identify_ok"], true,
+        "/identify is allowed again once unpaired"
+    );
+    bridge.stop();
+}
