@@ -46,6 +46,21 @@ proptest! {
     }
 
     #[test]
+    fn whatever_decodes_re_encodes_stably(v in value(), flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3)) {
+        // The fuzz target hds_codec_roundtrip's property, on mutated valid encodings.
+        let mut bytes = v.to_vec();
+        for (i, b) in flips {
+            let at = i.index(bytes.len());
+            bytes[at] = b;
+        }
+        if let Ok(d) = codec::decode(&Bytes::from(bytes)) {
+            let once = d.to_vec();
+            let again = codec::decode(&Bytes::from(once.clone())).unwrap();
+            prop_assert_eq!(again.to_vec(), once);
+        }
+    }
+
+    #[test]
     fn decoding_mutated_valid_encodings_never_panics(v in value(), flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4)) {
         let mut bytes = v.to_vec();
         if !bytes.is_empty() {
