@@ -1,9 +1,14 @@
 // Reference HDS value codec for crates/hds/tests/node_crosscheck.rs: HAP-NodeJS's own
 // DataStreamParser (pinned in package.json), driven through JSON on stdin/stdout.
 //
-// stdin:  {"decode": ["<hex payload>", ...], "encode": [{"header": J, "message": J}, ...]}
+// stdin:  {"decode": ["<hex payload>", ...], "encode": [{"header": J, "message": J}, ...],
+//          "keys": [{"secret": hex, "controllerSalt": hex, "accessorySalt": hex}, ...],
+//          "seal": [{"key": hex, "counter": n, "payload": hex}, ...]}
 //         payload = header_len u8 || header || message (HDS plaintext layout)
-// stdout: {"decoded": [{"header": J, "message": J} | {"error": "..."}], "encoded": ["<hex payload>", ...]}
+// stdout: {"decoded": [{"header": J, "message": J} | {"error": "..."}], "encoded": ["<hex payload>", ...],
+//          "keys": [{"accessoryToController": hex, "controllerToAccessory": hex}], "sealed": ["<hex frame>"]}
+// keys and seal use HAP-NodeJS's own hapCrypto (HKDF and ChaCha20-Poly1305) the way
+// DataStreamServer.prepareSession and sendHDSFrame do.
 // J is JSON with tagged objects: {"$data": hex} = Buffer, {"$int64": n} = Int64 wrapper,
 // {"$undefined": true} = a value HAP-NodeJS decoded to undefined.
 "use strict";
@@ -11,6 +16,27 @@ const path = require("path");
 const modules = process.env.HKSV_TEST_NODE_MODULES || path.join(__dirname, "node_modules");
 const parser = require(path.join(modules, "@homebridge/hap-nodejs/dist/lib/datastream/DataStreamParser.js"));
 const { DataStreamParser, DataStreamReader, DataStreamWriter, Int64 } = parser;
+const hapCrypto = require(path.join(modules, "@homebridge/hap-nodejs/dist/lib/util/hapCrypto.js"));
+
+function deriveKeys(k) {
+  const salt = Buffer.concat([Buffer.from(k.controllerSalt, "hex"), Buffer.from(k.accessorySalt, "hex")]);
+  const ikm = Buffer.from(k.secret, "hex");
+  return {
+    accessoryToController: hapCrypto.HKDF("sha512", salt, ikm, Buffer.from("HDS-Read-Encryption-Key"), 32).toString("hex"),
+    controllerToAccessory: hapCrypto.HKDF("sha512", salt, ikm, Buffer.from("HDS-Write-Encryption-Key"), 32).toString("hex"),
+  };
+}
+
+function sealFrame(s) {
+  const payload = Buffer.from(s.payload, "hex");
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(payload.length, 0);
+  header.writeUInt8(1, 0);
+  const nonce = Buffer.alloc(8);
+  hapCrypto.writeUInt64LE(s.counter, nonce);
+  const enc = hapCrypto.chacha20_poly1305_encryptAndSeal(Buffer.from(s.key, "hex"), nonce, header, payload);
+  return Buffer.concat([header, enc.ciphertext, enc.authTag]).toString("hex");
+}
 
 function toJs(j) {
   if (Array.isArray(j)) return j.map(toJs);
@@ -60,5 +86,7 @@ process.stdin.on("end", () => {
     try { return decodePayload(hex); } catch (e) { return { error: String(e.message || e) }; }
   });
   const encoded = (req.encode || []).map(encodePayload);
-  process.stdout.write(JSON.stringify({ decoded, encoded }));
+  const keys = (req.keys || []).map(deriveKeys);
+  const sealed = (req.seal || []).map(sealFrame);
+  process.stdout.write(JSON.stringify({ decoded, encoded, keys, sealed }));
 });

@@ -57,8 +57,14 @@ fn connection_segment(c: &mut Criterion) {
             || ready_connection(&keys),
             |mut conn| {
                 let now = Instant::now();
-                conn.send_segment(now, 1, SegmentKind::MediaInitialization, Bytes::from_static(b"init"), false)
-                    .unwrap();
+                conn.send_segment(
+                    now,
+                    1,
+                    SegmentKind::MediaInitialization,
+                    Bytes::from_static(b"init"),
+                    false,
+                )
+                .unwrap();
                 conn.send_segment(now, 1, SegmentKind::MediaFragment, frag.clone(), false)
                     .unwrap();
                 let mut out = Vec::with_capacity(400_000);

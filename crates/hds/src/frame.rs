@@ -158,6 +158,15 @@ impl FrameSealer {
         }
     }
 
+    /// One starting at nonce counter `counter` (test vectors, resuming a direction).
+    #[must_use]
+    pub fn with_counter(key: &[u8; 32], counter: u64) -> Self {
+        Self {
+            counter,
+            ..Self::new(key)
+        }
+    }
+
     /// The counter the next frame will use.
     #[must_use]
     pub fn counter(&self) -> u64 {
@@ -275,6 +284,15 @@ impl FrameOpener {
         Self {
             cipher: ChaCha20Poly1305::new(&chacha20poly1305::Key::from(*key)),
             counter: 0,
+        }
+    }
+
+    /// One starting at nonce counter `counter` (test vectors, resuming a direction).
+    #[must_use]
+    pub fn with_counter(key: &[u8; 32], counter: u64) -> Self {
+        Self {
+            counter,
+            ..Self::new(key)
         }
     }
 

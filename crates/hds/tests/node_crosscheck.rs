@@ -543,3 +543,55 @@ fn we_decode_what_hap_nodejs_encodes_including_back_references() {
     let m4 = Message::decode(&enc[4]).unwrap();
     assert_eq!(m4.body.get("reason").and_then(Value::as_int), Some(6));
 }
+
+#[test]
+fn key_derivation_and_frames_match_hap_nodejs_crypto() {
+    // HAP-NodeJS's hapCrypto derives the keys (as DataStreamServer.prepareSession) and seals
+    // frames (as sendHDSFrame); ours must give the same bytes.
+    let secret: [u8; 32] = core::array::from_fn(|i| i as u8);
+    let c_salt: [u8; 32] = core::array::from_fn(|i| 0x80 + i as u8);
+    let a_salt: [u8; 32] = core::array::from_fn(|i| 0xff - i as u8);
+    let keys = hds::SessionKeys::derive(&secret, &c_salt, &a_salt);
+    let payload = recording()[0].slice(..700);
+    let counters = [0u64, 1, 255, 256, 1 << 33];
+    let seal: Vec<J> = counters
+        .iter()
+        .map(|&n| json!({"key": hex::encode(keys.accessory_to_controller()), "counter": n, "payload": hex::encode(&payload)}))
+        .collect();
+    let reply = node(
+        &json!({
+            "keys": [{"secret": hex::encode(secret), "controllerSalt": hex::encode(c_salt), "accessorySalt": hex::encode(a_salt)}],
+            "seal": seal,
+        })
+        .to_string(),
+    );
+    assert_eq!(
+        reply["keys"][0]["accessoryToController"],
+        json!(hex::encode(keys.accessory_to_controller()))
+    );
+    assert_eq!(
+        reply["keys"][0]["controllerToAccessory"],
+        json!(hex::encode(keys.controller_to_accessory()))
+    );
+    assert_ne!(
+        keys.accessory_to_controller(),
+        keys.controller_to_accessory()
+    );
+    for (i, &n) in counters.iter().enumerate() {
+        let theirs = hex::decode(reply["sealed"][i].as_str().unwrap()).unwrap();
+        let mut ours = Vec::new();
+        hds::frame::FrameSealer::with_counter(keys.accessory_to_controller(), n)
+            .seal(&payload, &mut ours)
+            .unwrap();
+        assert_eq!(ours, theirs, "frame at counter {n}");
+        // The controller's opener authenticates HAP-NodeJS's frame only at the same counter.
+        let mut buf = bytes::BytesMut::from(&theirs[..]);
+        let frame = hds::frame::take_frame(&mut buf, n).unwrap().unwrap();
+        let mut wrong =
+            hds::frame::FrameOpener::with_counter(keys.accessory_to_controller(), n + 1);
+        assert!(wrong.try_open(&frame).is_err());
+        let mut opener = hds::frame::FrameOpener::with_counter(keys.accessory_to_controller(), n);
+        assert_eq!(&opener.open(frame).unwrap()[..], &payload[..]);
+        assert_eq!(opener.counter(), n + 1);
+    }
+}

@@ -138,10 +138,11 @@ impl Pair {
                 moved = true;
                 self.to_controller.extend_from_slice(&out);
             }
-            if !self.to_controller.is_empty() && !self.controller.is_closed() {
-                if let Err(e) = self.controller.handle_incoming(&mut self.to_controller) {
-                    self.controller_error = Some(e);
-                }
+            if !self.to_controller.is_empty()
+                && !self.controller.is_closed()
+                && let Err(e) = self.controller.handle_incoming(&mut self.to_controller)
+            {
+                self.controller_error = Some(e);
             }
             while let Some(e) = self.accessory.poll_event() {
                 self.accessory_events.push(e);
