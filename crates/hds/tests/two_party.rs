@@ -395,3 +395,15 @@ fn segments_over_two_chunks_keep_numbering() {
         |e| matches!(e, ControllerEvent::Segment { data, end_of_stream: true, .. } if *data == big)
     ));
 }
+
+#[test]
+fn close_for_another_stream_is_ignored() {
+    let mut pair = Pair::new();
+    pair.hello_and_open(1);
+    pair.take_accessory_events();
+    pair.controller.close_stream(99, Reason::NORMAL);
+    pair.drive();
+    assert!(pair.take_accessory_events().is_empty());
+    assert_eq!(pair.accessory.open_stream(), Some(1));
+    assert!(!pair.accessory.is_closed());
+}
