@@ -611,7 +611,8 @@ impl Connection {
     /// [`MAX_CHUNK_BYTES`] (zero-copy `Bytes` slices). The first segment must be the init
     /// segment (dataSequenceNumber 1), every later one a fragment (2, 3, …). With
     /// `end_of_stream`, its last chunk carries `endOfStream: true` and the 12 s wait for the
-    /// hub's ack starts at `now`.
+    /// hub's ack starts at `now` (HAP-NodeJS starts it once the chunks are written to the socket
+    /// buffer; a driver that drains `poll_transmit` promptly sees the same).
     ///
     /// # Errors
     /// [`Error::UnknownStream`] when the stream is not open (e.g. the hub closed it: stop the
