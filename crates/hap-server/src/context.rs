@@ -55,3 +55,25 @@ impl fmt::Debug for ConnectionContext {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_shared_secret() {
+        let ctx = ConnectionContext::new(
+            7,
+            "C1".into(),
+            true,
+            Arc::new(SharedSecret::from_bytes([0xAB; 32])),
+        );
+        let s = format!("{ctx:?}");
+        assert!(s.contains("<redacted>") && s.contains("C1"), "{s}");
+        assert!(
+            !s.to_lowercase().contains("ab, ") && !s.contains("171"),
+            "{s}"
+        );
+        assert_eq!(ctx.shared_secret().as_bytes(), &[0xAB; 32]);
+    }
+}

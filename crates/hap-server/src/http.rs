@@ -412,4 +412,36 @@ mod tests {
             b"EVENT/1.0 200 OK\r\nContent-Type: application/hap+json\r\nContent-Length: 2\r\n\r\n{}"
         );
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic, and a prefix either needs more bytes or gives the
+        /// same answer as the whole input (TCP may split requests anywhere).
+        #[test]
+        fn arbitrary_input_and_split_delivery(input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600), cut in 0usize..600) {
+            let limits = Limits { max_head_bytes: 256, max_body_bytes: 128 };
+            let whole = parse_request(&input, &limits);
+            if let Ok(Some((req, used))) = &whole {
+                proptest::prop_assert!(*used <= input.len());
+                proptest::prop_assert!(req.body.len() <= 128);
+            }
+            let cut = cut.min(input.len());
+            match parse_request(&input[..cut], &limits) {
+                Ok(None) => {}
+                Ok(Some(early)) => proptest::prop_assert_eq!(Ok(Some(early)), whole),
+                Err(e) => proptest::prop_assert!(whole.is_err() || e == HttpError::HeadTooLarge),
+            }
+        }
+
+        /// Well-formed requests split at any point parse to the same request.
+        #[test]
+        fn valid_requests_survive_any_split(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100), cut in 0usize..200) {
+            let mut raw = format!("PUT /characteristics HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            raw.extend_from_slice(&body);
+            let (req, used) = parse(&raw).unwrap().unwrap();
+            proptest::prop_assert_eq!(used, raw.len());
+            proptest::prop_assert_eq!(&req.body, &body);
+            let cut = cut.min(raw.len() - 1);
+            proptest::prop_assert_eq!(parse(&raw[..cut]).unwrap(), None);
+        }
+    }
 }

@@ -1,0 +1,248 @@
+//! The tokio driver on loopback TCP: pair, verify, events pushed by the application, a removed
+//! controller's connection closed by the server, the connection limit, and shutdown.
+#![allow(clippy::indexing_slicing)] // tests: a panic is a failed check
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hap_server::core::CATEGORY_IP_CAMERA;
+use hap_server::pairing::controller::{
+    AccessoryPairing, ControllerIdentity, SetupClient, VerifyClient,
+};
+use hap_server::session::SessionCipher;
+use hap_server::setup::SetupCode;
+use hap_server::store::MemoryStore;
+use hap_server::{
+    Accessory, Characteristic, Core, CoreConfig, Format, HapType, Perms, Server, ServerOptions,
+    Service, Value,
+};
+use hap_tlv::{Tlv8, TlvType};
+use serde_json::{Value as Json, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+const CODE: &str = "518-08-582";
+const MOTION_SENSOR: HapType = HapType::apple(0x85);
+const MOTION_DETECTED: HapType = HapType::apple(0x22);
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Client {
+    stream: TcpStream,
+    cipher: Option<SessionCipher>,
+    raw: BytesMut,
+    plain: Vec<u8>,
+}
+
+/// (start line, body) of one message if complete.
+fn take_msg(buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+    let len: usize = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(": "))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    if buf.len() < end + 4 + len {
+        return None;
+    }
+    let body = buf[end + 4..end + 4 + len].to_vec();
+    let start = head.split("\r\n").next().unwrap().to_owned();
+    buf.drain(..end + 4 + len);
+    Some((start, body))
+}
+
+impl Client {
+    async fn connect(port: u16) -> Self {
+        Self {
+            stream: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
+            cipher: None,
+            raw: BytesMut::new(),
+            plain: Vec::new(),
+        }
+    }
+
+    /// Next message, or `None` on EOF.
+    async fn next(&mut self) -> Option<(String, Vec<u8>)> {
+        loop {
+            if let Some(m) = take_msg(&mut self.plain) {
+                return Some(m);
+            }
+            let mut buf = [0u8; 4096];
+            let n = timeout(WAIT, self.stream.read(&mut buf))
+                .await
+                .expect("read timed out")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            match &mut self.cipher {
+                Some(c) => {
+                    self.raw.extend_from_slice(&buf[..n]);
+                    c.decrypt(&mut self.raw, &mut self.plain).unwrap();
+                }
+                None => self.plain.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        let wire = match &mut self.cipher {
+            Some(c) => {
+                let mut w = Vec::new();
+                c.encrypt(&req, &mut w);
+                w
+            }
+            None => req,
+        };
+        self.stream.write_all(&wire).await.unwrap();
+        self.next().await.expect("response")
+    }
+}
+
+async fn pair(port: u16, id: &ControllerIdentity) -> AccessoryPairing {
+    let mut c = Client::connect(port).await;
+    let mut s = SetupClient::new(id.clone(), CODE);
+    let (_, m2) = c.request("POST", "/pair-setup", &s.m1()).await;
+    let m3 = s.handle_m2(&m2, &mut rand::rng()).unwrap();
+    let (_, m4) = c.request("POST", "/pair-setup", &m3).await;
+    let m5 = s.handle_m4(&m4).unwrap();
+    let (_, m6) = c.request("POST", "/pair-setup", &m5).await;
+    s.handle_m6(&m6).unwrap()
+}
+
+async fn verify(port: u16, id: &ControllerIdentity, acc: &AccessoryPairing) -> Client {
+    let mut c = Client::connect(port).await;
+    let mut v = VerifyClient::new(id.clone(), acc.clone(), &mut rand::rng());
+    let m1 = v.m1().unwrap();
+    let (_, m2) = c.request("POST", "/pair-verify", &m1).await;
+    let m3 = v.handle_m2(&m2).unwrap();
+    let (_, m4) = c.request("POST", "/pair-verify", &m3).await;
+    c.cipher = Some(SessionCipher::controller(&v.handle_m4(&m4).unwrap()));
+    c
+}
+
+async fn start(
+    max_connections: usize,
+) -> (
+    Server,
+    u16,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let acc = Accessory::new(1)
+        .service(
+            Service::new(HapType::apple(0x3E)).characteristic(Characteristic::new(
+                HapType::apple(0x14),
+                Format::Bool,
+                Perms::PW,
+            )),
+        )
+        .service(
+            Service::new(MOTION_SENSOR).characteristic(Characteristic::new(
+                MOTION_DETECTED,
+                Format::Bool,
+                Perms::PR | Perms::EV,
+            )),
+        );
+    let core = Core::open(
+        CoreConfig {
+            name: "Driver Test".into(),
+            model: "test".into(),
+            category: CATEGORY_IP_CAMERA,
+            setup_code: Some(SetupCode::parse(CODE).unwrap()),
+        },
+        Arc::new(MemoryStore::new()),
+        vec![acc],
+        &mut rand::rng(),
+    )
+    .unwrap();
+    let server = Server::new(core);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = watch::channel(false);
+    let s = server.clone();
+    let opts = ServerOptions {
+        max_connections,
+        ..ServerOptions::default()
+    };
+    let task = tokio::spawn(async move { s.serve(listener, opts, rx).await.unwrap() });
+    (server, port, tx, task)
+}
+
+#[tokio::test]
+async fn events_removal_limit_and_shutdown_over_tcp() {
+    let (server, port, stop, task) = start(3).await;
+    let admin = ControllerIdentity::generate(&mut rand::rng());
+    let acc = pair(port, &admin).await;
+    let mut a = verify(port, &admin, &acc).await;
+    let motion = server
+        .lock()
+        .database()
+        .find(1, MOTION_SENSOR, "", MOTION_DETECTED)
+        .unwrap();
+
+    // Subscribe, then the application sets MotionDetected: an EVENT arrives unprompted.
+    let sub = json!({"characteristics": [{"aid": 1, "iid": motion.iid, "ev": true}]}).to_string();
+    let (start_line, _) = a.request("PUT", "/characteristics", sub.as_bytes()).await;
+    assert_eq!(start_line, "HTTP/1.1 204 No Content");
+    assert!(server.set_value(motion, Value::Bool(true)));
+    let (start_line, body) = a.next().await.expect("event");
+    assert_eq!(start_line, "EVENT/1.0 200 OK");
+    let ev: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        ev,
+        json!({"characteristics": [{"aid": 1, "iid": motion.iid, "value": 1}]})
+    );
+
+    // A second (regular) controller; the admin removes it and its connection is closed.
+    let user = ControllerIdentity::generate(&mut rand::rng());
+    let mut add = Tlv8::new();
+    add.push_u8(TlvType::STATE, 1)
+        .push_u8(TlvType::METHOD, 3)
+        .push(TlvType::IDENTIFIER, user.pairing_id.as_bytes())
+        .push(TlvType::PUBLIC_KEY, &user.public_key())
+        .push_u8(TlvType::PERMISSIONS, 0);
+    let (_, r) = a.request("POST", "/pairings", &add.encode()).await;
+    assert_eq!(Tlv8::decode(&r).unwrap().get(TlvType::ERROR), None);
+    let mut u = verify(port, &user, &acc).await;
+    let (start_line, _) = u.request("GET", "/accessories", b"").await;
+    assert_eq!(start_line, "HTTP/1.1 200 OK");
+
+    // Limit 3: a and u are open; one more fits, the next is closed at once.
+    let _third = Client::connect(port).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = Client::connect(port).await;
+    assert!(fourth.next().await.is_none(), "over the limit → closed");
+
+    let mut remove = Tlv8::new();
+    remove
+        .push_u8(TlvType::STATE, 1)
+        .push_u8(TlvType::METHOD, 4)
+        .push(TlvType::IDENTIFIER, user.pairing_id.as_bytes());
+    let (_, r) = a.request("POST", "/pairings", &remove.encode()).await;
+    assert_eq!(Tlv8::decode(&r).unwrap().get(TlvType::ERROR), None);
+    assert!(
+        u.next().await.is_none(),
+        "removed controller's session is closed"
+    );
+    let (start_line, _) = a.request("GET", "/accessories", b"").await;
+    assert_eq!(start_line, "HTTP/1.1 200 OK", "the admin's session stays");
+
+    // Shutdown closes every connection and ends serve().
+    stop.send(true).unwrap();
+    timeout(WAIT, task).await.expect("serve returns").unwrap();
+    assert!(a.next().await.is_none());
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "listener closed"
+    );
+}
