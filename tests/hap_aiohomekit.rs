@@ -5,27 +5,26 @@
 //! `/pairings`, its removal closing its session, a restart that keeps the pairing, unpairing,
 //! and `/identify` once unpaired. The Python side is `tests/peers/hap_aiohomekit.py`.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead as _, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const SETUP_CODE: &str = "031-45-154";
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 struct Bridge {
     child: Child,
+    port: u16,
 }
 
 impl Bridge {
+    /// Starts the binary on `port` (0 = any free port) and waits until it listens.
     fn start(state_dir: &Path, port: u16) -> Self {
-        let child = Command::new(e2e_tests::bridge_bin())
+        let mut child = Command::new(e2e_tests::bridge_bin())
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
@@ -37,20 +36,30 @@ impl Bridge {
                 "--no-mdns",
             ])
             .env("RUST_LOG", "hap_server=debug,info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start hksv-bridge");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // The binary prints "Listening on <addr>:<port>" once bound; keep draining stdout after.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(p) = line
+                    .strip_prefix("Listening on ")
+                    .and_then(|a| a.rsplit_once(':'))
+                {
+                    let _ = tx.send(p.1.parse::<u16>().ok());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("hksv-bridge did not print its port")
+            .expect("port number");
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "hksv-bridge did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child }
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to hksv-bridge");
+        Self { child, port }
     }
 
     /// SIGTERM, and the process must exit 0 on its own.
@@ -103,9 +112,8 @@ fn aiohomekit_pairs_reads_subscribes_manages_pairings_and_survives_restart() {
     let state = tempfile::tempdir().expect("tempdir");
     let state_dir = state.path().join("state");
     let pairing_file = state.path().join("pairing.json");
-    let port = free_port();
-
-    let bridge = Bridge::start(&state_dir, port);
+    let bridge = Bridge::start(&state_dir, 0);
+    let port = bridge.port;
     let r = python(&[
         "pair",
         &port.to_string(),
@@ -161,6 +169,7 @@ fn aiohomekit_pairs_reads_subscribes_manages_pairings_and_survives_restart() {
     }
 
     bridge.stop();
+    // Same port, as a controller with a cached address would expect.
     let bridge = Bridge::start(&state_dir, port);
     let r = python(&["verify", &port.to_string(), pairing_file.to_str().unwrap()]);
     assert_eq!(
