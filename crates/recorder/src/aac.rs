@@ -59,7 +59,10 @@ impl AudioSpecificConfig {
     /// [`Error::MalformedAudio`] if it is truncated, uses a reserved sampling index, has no
     /// channel configuration, or is neither AAC-LC nor AAC-ELD.
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let mut r = Bits { data: bytes, pos_bits: 0 };
+        let mut r = Bits {
+            data: bytes,
+            pos_bits: 0,
+        };
         let mut object_type = r.read(5)?;
         if object_type == 31 {
             object_type = 32 + r.read(6)?;
@@ -85,7 +88,11 @@ impl AudioSpecificConfig {
             (2, _) => 960,
             (39, 0) => 512,
             (39, _) => 480,
-            _ => return Err(Error::MalformedAudio("only AAC-LC and AAC-ELD are supported")),
+            _ => {
+                return Err(Error::MalformedAudio(
+                    "only AAC-LC and AAC-ELD are supported",
+                ));
+            }
         };
         Ok(Self {
             bytes: Bytes::copy_from_slice(bytes),
@@ -141,18 +148,22 @@ pub(crate) fn parse_adts(data: &[u8]) -> Result<Vec<AdtsFrame>, Error> {
         let profile = b2 >> 6;
         let freq_index = (b2 >> 2) & 0xf;
         let channels = ((b2 & 1) << 2) | (b3 >> 6);
-        let frame_len =
-            (usize::from(b3 & 3) << 11) | (usize::from(b4) << 3) | usize::from(b5 >> 5);
+        let frame_len = (usize::from(b3 & 3) << 11) | (usize::from(b4) << 3) | usize::from(b5 >> 5);
         let raw_blocks = (b6 & 3) + 1;
         let header_len = if protection_absent { 7 } else { 9 };
         if raw_blocks != 1 {
-            return Err(Error::MalformedAudio("multi-block ADTS frames are unsupported"));
+            return Err(Error::MalformedAudio(
+                "multi-block ADTS frames are unsupported",
+            ));
         }
         if frame_len <= header_len || pos + frame_len > data.len() {
             return Err(Error::MalformedAudio("ADTS frame length out of range"));
         }
         let config = AudioSpecificConfig::from_adts(profile, freq_index, channels)?;
-        frames.push(AdtsFrame { config, payload: pos + header_len..pos + frame_len });
+        frames.push(AdtsFrame {
+            config,
+            payload: pos + header_len..pos + frame_len,
+        });
         pos += frame_len;
     }
     Ok(frames)
@@ -168,7 +179,12 @@ mod tests {
         // fixture-analysis §3: AudioSpecificConfig `12 88`.
         let asc = AudioSpecificConfig::parse(&[0x12, 0x88]).unwrap();
         assert_eq!(
-            (asc.object_type, asc.sample_rate_hz, asc.channels, asc.samples_per_frame),
+            (
+                asc.object_type,
+                asc.sample_rate_hz,
+                asc.channels,
+                asc.samples_per_frame
+            ),
             (2, 32000, 1, 1024)
         );
     }
@@ -178,7 +194,10 @@ mod tests {
         // AOT 39 = 31 + escape 7; 16 kHz (index 8), mono, frameLengthFlag 0 → 512 samples.
         // bits: 11111 000111 1000 0001 0 ...
         let asc = AudioSpecificConfig::parse(&[0xf8, 0xf0, 0x20, 0x00]).unwrap();
-        assert_eq!((asc.object_type, asc.sample_rate_hz, asc.channels), (39, 16000, 1));
+        assert_eq!(
+            (asc.object_type, asc.sample_rate_hz, asc.channels),
+            (39, 16000, 1)
+        );
         assert_eq!(asc.samples_per_frame, 512);
     }
 

@@ -98,9 +98,14 @@ impl DemoSource {
         let shift_90k = self.loop_index.saturating_mul(self.loop_90k);
         let shift_samples =
             (i128::from(shift_90k) * i128::from(self.audio_rate_hz) / 90_000) as i64;
-        let mut unit = self.units.get(self.pos).cloned().unwrap_or(MediaUnit::ParameterSets(
-            crate::input::ParameterSets { sps: Bytes::new(), pps: Bytes::new() },
-        ));
+        let mut unit = self
+            .units
+            .get(self.pos)
+            .cloned()
+            .unwrap_or(MediaUnit::ParameterSets(crate::input::ParameterSets {
+                sps: Bytes::new(),
+                pps: Bytes::new(),
+            }));
         self.pos += 1;
         match &mut unit {
             MediaUnit::Video(v) => {

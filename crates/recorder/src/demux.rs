@@ -96,12 +96,18 @@ impl<'a> Iterator for Boxes<'a> {
                     let l = rest.get(8..16).ok_or_else(|| bad("truncated largesize"))?;
                     let mut b = [0u8; 8];
                     b.copy_from_slice(l);
-                    (usize::try_from(u64::from_be_bytes(b)).map_err(|_| bad("box too large"))?, 16)
+                    (
+                        usize::try_from(u64::from_be_bytes(b)).map_err(|_| bad("box too large"))?,
+                        16,
+                    )
                 }
                 n => (n as usize, 8),
             };
             if size < header_len || size > rest.len() {
-                return Err(bad(format!("box {} size {size} out of range", String::from_utf8_lossy(&fourcc))));
+                return Err(bad(format!(
+                    "box {} size {size} out of range",
+                    String::from_utf8_lossy(&fourcc)
+                )));
             }
             let body = rest.get(header_len..size).ok_or_else(|| bad("box body"))?;
             let body_off = self.pos + header_len;
@@ -143,7 +149,10 @@ struct Cur<'a> {
 
 impl<'a> Cur<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let (a, b) = self.d.split_at_checked(n).ok_or_else(|| bad("truncated field"))?;
+        let (a, b) = self
+            .d
+            .split_at_checked(n)
+            .ok_or_else(|| bad("truncated field"))?;
         self.d = b;
         Ok(a)
     }
@@ -152,7 +161,10 @@ impl<'a> Cur<'a> {
     }
     fn u16(&mut self) -> Result<u16, Error> {
         let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)]))
+        Ok(u16::from_be_bytes([
+            b.first().copied().unwrap_or(0),
+            b.get(1).copied().unwrap_or(0),
+        ]))
     }
     fn u32(&mut self) -> Result<u32, Error> {
         let mut a = [0u8; 4];
@@ -204,7 +216,14 @@ pub fn demux(data: Bytes) -> Result<Mp4File, Error> {
                 c.take(4)?;
                 let id = c.u32()?;
                 c.u32()?;
-                trex.push((id, Trex { duration: c.u32()?, size: c.u32()?, flags: c.u32()? }));
+                trex.push((
+                    id,
+                    Trex {
+                        duration: c.u32()?,
+                        size: c.u32()?,
+                        flags: c.u32()?,
+                    },
+                ));
             }
         }
     }
@@ -234,7 +253,9 @@ fn parse_trak(trak: &[u8], file_len: usize, total: &mut usize) -> Result<Mp4Trac
     c.take(if version == 1 { 16 } else { 8 })?;
     let track_id = c.u32()?;
     let mdia = need(trak, b"mdia")?;
-    let mut c = Cur { d: need(mdia, b"mdhd")? };
+    let mut c = Cur {
+        d: need(mdia, b"mdhd")?,
+    };
     let version = c.u8()?;
     c.take(3)?;
     c.take(if version == 1 { 16 } else { 8 })?;
@@ -245,7 +266,12 @@ fn parse_trak(trak: &[u8], file_len: usize, total: &mut usize) -> Result<Mp4Trac
     let stbl = need(need(mdia, b"minf")?, b"stbl")?;
     let kind = parse_stsd(need(stbl, b"stsd")?)?;
     let samples = parse_stbl(stbl, file_len, total)?;
-    Ok(Mp4Track { track_id, timescale, kind, samples })
+    Ok(Mp4Track {
+        track_id,
+        timescale,
+        kind,
+        samples,
+    })
 }
 
 fn parse_stsd(stsd: &[u8]) -> Result<TrackKind, Error> {
@@ -280,7 +306,10 @@ fn parse_stsd(stsd: &[u8]) -> Result<TrackKind, Error> {
             let (Some(sps), Some(pps)) = (sps, pps) else {
                 return Err(bad("avcC without SPS/PPS"));
             };
-            Ok(TrackKind::Video { parameter_sets: ParameterSets { sps, pps }, length_size_bytes })
+            Ok(TrackKind::Video {
+                parameter_sets: ParameterSets { sps, pps },
+                length_size_bytes,
+            })
         }
         b"mp4a" => {
             // AudioSampleEntry fields (§12.2.3) are 28 bytes before the child boxes.
@@ -329,7 +358,11 @@ fn parse_esds(d: &[u8]) -> Result<AudioSpecificConfig, Error> {
     while !c.d.is_empty() {
         let (tag, body) = descriptor(&mut c)?;
         if tag == 4 {
-            let mut c = Cur { d: body.get(13..).ok_or_else(|| bad("short DecoderConfigDescriptor"))? };
+            let mut c = Cur {
+                d: body
+                    .get(13..)
+                    .ok_or_else(|| bad("short DecoderConfigDescriptor"))?,
+            };
             while !c.d.is_empty() {
                 let (tag, body) = descriptor(&mut c)?;
                 if tag == 5 {
@@ -351,7 +384,9 @@ fn full_box_entries<'a>(body: &'a [u8]) -> Result<(u8, Cur<'a>, usize), Error> {
 
 fn parse_stbl(stbl: &[u8], file_len: usize, total: &mut usize) -> Result<Vec<Mp4Sample>, Error> {
     // Sizes.
-    let mut c = Cur { d: need(stbl, b"stsz")? };
+    let mut c = Cur {
+        d: need(stbl, b"stsz")?,
+    };
     c.take(4)?;
     let constant = c.u32()?;
     let count = c.u32()? as usize;
@@ -394,11 +429,20 @@ fn parse_stbl(stbl: &[u8], file_len: usize, total: &mut usize) -> Result<Vec<Mp4
     let mut sample = 0usize;
     for (ci, &off) in offsets.iter().enumerate() {
         let chunk_no = ci + 1;
-        let per = stsc.iter().rev().find(|(first, _)| *first <= chunk_no).map_or(0, |e| e.1);
+        let per = stsc
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= chunk_no)
+            .map_or(0, |e| e.1);
         let mut pos = usize::try_from(off).map_err(|_| bad("offset"))?;
         for _ in 0..per {
-            let Some(&size) = sizes.get(sample) else { break };
-            let end = pos.checked_add(size as usize).filter(|&e| e <= file_len).ok_or_else(|| bad("sample outside the file"))?;
+            let Some(&size) = sizes.get(sample) else {
+                break;
+            };
+            let end = pos
+                .checked_add(size as usize)
+                .filter(|&e| e <= file_len)
+                .ok_or_else(|| bad("sample outside the file"))?;
             ranges.push(pos..end);
             pos = end;
             sample += 1;
@@ -475,14 +519,20 @@ fn parse_moof(
         if &f != b"traf" {
             continue;
         }
-        let mut c = Cur { d: need(traf, b"tfhd")? };
+        let mut c = Cur {
+            d: need(traf, b"tfhd")?,
+        };
         c.u8()?;
         let fl = c.take(3)?;
         let flags = (u32::from(fl.first().copied().unwrap_or(0)) << 16)
             | (u32::from(fl.get(1).copied().unwrap_or(0)) << 8)
             | u32::from(fl.get(2).copied().unwrap_or(0));
         let track_id = c.u32()?;
-        let mut d = trex.iter().find(|(id, _)| *id == track_id).map(|t| t.1).unwrap_or_default();
+        let mut d = trex
+            .iter()
+            .find(|(id, _)| *id == track_id)
+            .map(|t| t.1)
+            .unwrap_or_default();
         let mut base = moof_start as u64;
         if flags & 0x1 != 0 {
             base = c.u64()?;
@@ -503,12 +553,19 @@ fn parse_moof(
             .iter_mut()
             .find(|t| t.track_id == track_id)
             .ok_or_else(|| bad("traf for an unknown track"))?;
-        let mut dts = track.samples.last().map_or(0, |s| s.dts + i64::from(s.duration));
+        let mut dts = track
+            .samples
+            .last()
+            .map_or(0, |s| s.dts + i64::from(s.duration));
         if let Some((tfdt, _)) = find(traf, b"tfdt")? {
             let mut c = Cur { d: tfdt };
             let v = c.u8()?;
             c.take(3)?;
-            let t = if v == 1 { c.u64()? } else { u64::from(c.u32()?) };
+            let t = if v == 1 {
+                c.u64()?
+            } else {
+                u64::from(c.u32()?)
+            };
             dts = i64::try_from(t).map_err(|_| bad("tfdt"))?;
         }
         let mut next_pos = base;
@@ -520,7 +577,8 @@ fn parse_moof(
             let mut c = Cur { d: trun };
             let version = c.u8()?;
             let fl = c.take(3)?;
-            let tflags = (u32::from(fl.get(1).copied().unwrap_or(0)) << 8) | u32::from(fl.get(2).copied().unwrap_or(0));
+            let tflags = (u32::from(fl.get(1).copied().unwrap_or(0)) << 8)
+                | u32::from(fl.get(2).copied().unwrap_or(0));
             let n = c.u32()? as usize;
             *total = total.saturating_add(n);
             if *total > max_samples(file_len) {
@@ -528,24 +586,49 @@ fn parse_moof(
             }
             let mut pos = next_pos;
             if tflags & 0x1 != 0 {
-                pos = base.checked_add_signed(i64::from(c.u32()? as i32)).ok_or_else(|| bad("data offset"))?;
+                pos = base
+                    .checked_add_signed(i64::from(c.u32()? as i32))
+                    .ok_or_else(|| bad("data offset"))?;
             }
-            let first_flags = if tflags & 0x4 != 0 { Some(c.u32()?) } else { None };
+            let first_flags = if tflags & 0x4 != 0 {
+                Some(c.u32()?)
+            } else {
+                None
+            };
             for i in 0..n {
-                let duration = if tflags & 0x100 != 0 { c.u32()? } else { d.duration };
-                let size = if tflags & 0x200 != 0 { c.u32()? } else { d.size };
-                let mut sflags = if tflags & 0x400 != 0 { c.u32()? } else { d.flags };
+                let duration = if tflags & 0x100 != 0 {
+                    c.u32()?
+                } else {
+                    d.duration
+                };
+                let size = if tflags & 0x200 != 0 {
+                    c.u32()?
+                } else {
+                    d.size
+                };
+                let mut sflags = if tflags & 0x400 != 0 {
+                    c.u32()?
+                } else {
+                    d.flags
+                };
                 if let (0, Some(ff)) = (i, first_flags) {
                     sflags = ff;
                 }
                 let cto = if tflags & 0x800 != 0 {
                     let v = c.u32()?;
-                    if version == 0 { i32::try_from(v).unwrap_or(i32::MAX) } else { v as i32 }
+                    if version == 0 {
+                        i32::try_from(v).unwrap_or(i32::MAX)
+                    } else {
+                        v as i32
+                    }
                 } else {
                     0
                 };
                 let start = usize::try_from(pos).map_err(|_| bad("offset"))?;
-                let end = start.checked_add(size as usize).filter(|&e| e <= file_len).ok_or_else(|| bad("sample outside the file"))?;
+                let end = start
+                    .checked_add(size as usize)
+                    .filter(|&e| e <= file_len)
+                    .ok_or_else(|| bad("sample outside the file"))?;
                 track.samples.push(Mp4Sample {
                     dts,
                     composition_offset: cto,
@@ -592,26 +675,38 @@ impl Mp4File {
     /// first. Audio is omitted when there is none.
     pub fn media_units(&self) -> Vec<MediaUnit> {
         let mut out = Vec::new();
-        let video = self.tracks.iter().find(|t| matches!(t.kind, TrackKind::Video { .. }));
-        let audio = self.tracks.iter().find(|t| matches!(t.kind, TrackKind::Audio { .. }));
+        let video = self
+            .tracks
+            .iter()
+            .find(|t| matches!(t.kind, TrackKind::Video { .. }));
+        let audio = self
+            .tracks
+            .iter()
+            .find(|t| matches!(t.kind, TrackKind::Audio { .. }));
         let rate = audio.map_or(1, |a| match &a.kind {
             TrackKind::Audio { asc } => asc.sample_rate_hz,
             _ => 1,
         });
         if let Some(v) = video
-            && let TrackKind::Video { parameter_sets, length_size_bytes } = &v.kind
+            && let TrackKind::Video {
+                parameter_sets,
+                length_size_bytes,
+            } = &v.kind
         {
             {
                 out.push(MediaUnit::ParameterSets(parameter_sets.clone()));
                 let ts = i128::from(v.timescale);
                 for s in &v.samples {
                     let dts = (i128::from(s.dts) * 90_000 / ts) as i64;
-                    let pts = (i128::from(s.dts + i64::from(s.composition_offset)) * 90_000 / ts) as i64;
+                    let pts =
+                        (i128::from(s.dts + i64::from(s.composition_offset)) * 90_000 / ts) as i64;
                     out.push(MediaUnit::Video(VideoAccessUnit {
                         pts_90k: pts,
                         dts_90k: Some(dts),
                         data: self.data.slice(s.range.clone()),
-                        framing: H264Framing::Avcc { length_size_bytes: *length_size_bytes },
+                        framing: H264Framing::Avcc {
+                            length_size_bytes: *length_size_bytes,
+                        },
                     }));
                 }
             }

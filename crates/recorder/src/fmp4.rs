@@ -504,13 +504,22 @@ pub(crate) mod tests {
     }
 
     fn sample(duration: u32, size: u32, sync: bool) -> SampleInfo {
-        SampleInfo { duration, size_bytes: size, composition_offset: 0, is_sync: sync }
+        SampleInfo {
+            duration,
+            size_bytes: size,
+            composition_offset: 0,
+            is_sync: sync,
+        }
     }
 
     #[test]
     fn trun_sizes_match_flags() {
         // Two keyframes → two runs: 0x305 (12 + 4 + 4 + 8n) each.
-        let samples = [sample(3000, 10, true), sample(3000, 5, false), sample(3000, 7, true)];
+        let samples = [
+            sample(3000, 10, true),
+            sample(3000, 5, false),
+            sample(3000, 7, true),
+        ];
         let mut b = Vec::new();
         let mut patches = Vec::new();
         write_video_truns(&mut b, &samples, &mut patches);

@@ -24,9 +24,7 @@ use tracing::{debug, warn};
 
 use crate::Error;
 use crate::aac::{self, AudioSpecificConfig};
-use crate::fmp4::{
-    self, AudioConfig, FragmentData, InitConfig, SampleInfo, TrackRun, VideoConfig,
-};
+use crate::fmp4::{self, AudioConfig, FragmentData, InitConfig, SampleInfo, TrackRun, VideoConfig};
 use crate::h264::{self, SpsInfo, nal_type};
 use crate::input::{AudioFrame, H264Framing, ParameterSets, VideoAccessUnit};
 
@@ -212,10 +210,14 @@ impl Fragmenter {
     pub fn new(config: FragmenterConfig) -> Result<Self, Error> {
         let ms = config.fragment_duration.as_millis();
         if !(500..=60_000).contains(&ms) {
-            return Err(Error::InvalidConfig("fragment_duration must be 500 ms..=60 s"));
+            return Err(Error::InvalidConfig(
+                "fragment_duration must be 500 ms..=60 s",
+            ));
         }
         if config.max_fragment_bytes > 256 << 20 || config.max_fragment_bytes == 0 {
-            return Err(Error::InvalidConfig("max_fragment_bytes must be 1..=256 MiB"));
+            return Err(Error::InvalidConfig(
+                "max_fragment_bytes must be 1..=256 MiB",
+            ));
         }
         Ok(Self {
             target_90k: i64::try_from(ms * 90).unwrap_or(i64::MAX),
@@ -280,7 +282,9 @@ impl Fragmenter {
     fn push_video_inner(&mut self, au: VideoAccessUnit) -> Result<(), Error> {
         let nals = match au.framing {
             H264Framing::AnnexB => h264::split_annexb(&au.data)?,
-            H264Framing::Avcc { length_size_bytes } => h264::split_avcc(&au.data, length_size_bytes)?,
+            H264Framing::Avcc { length_size_bytes } => {
+                h264::split_avcc(&au.data, length_size_bytes)?
+            }
         };
         let mut is_idr = false;
         let mut has_vcl = false;
@@ -300,7 +304,10 @@ impl Fragmenter {
                     self.pps = Some(au.data.slice_ref(nal));
                     keep_all = false;
                 }
-                nal_type::AUD | nal_type::END_OF_SEQ | nal_type::END_OF_STREAM | nal_type::FILLER => {
+                nal_type::AUD
+                | nal_type::END_OF_SEQ
+                | nal_type::END_OF_STREAM
+                | nal_type::FILLER => {
                     keep_all = false;
                 }
                 t => {
@@ -313,7 +320,11 @@ impl Fragmenter {
         if !has_vcl {
             return Ok(()); // parameter sets or SEI only: nothing to record
         }
-        let data = if keep_all && au.framing == (H264Framing::Avcc { length_size_bytes: 4 }) {
+        let data = if keep_all
+            && au.framing
+                == (H264Framing::Avcc {
+                    length_size_bytes: 4,
+                }) {
             au.data.clone()
         } else {
             let mut out = BytesMut::with_capacity(sample_len);
@@ -330,7 +341,9 @@ impl Fragmenter {
                 ) {
                     continue;
                 }
-                out.put_u32(u32::try_from(nal.len()).map_err(|_| Error::MalformedVideo("NAL too large"))?);
+                out.put_u32(
+                    u32::try_from(nal.len()).map_err(|_| Error::MalformedVideo("NAL too large"))?,
+                );
                 out.put_slice(nal);
             }
             out.freeze()
@@ -340,16 +353,24 @@ impl Fragmenter {
         let raw_dts = au.dts_90k.unwrap_or(au.pts_90k);
         let cto_in = au.pts_90k.saturating_sub(raw_dts);
         let mut dts = raw_dts.saturating_add(self.video_offset_90k);
-        let threshold = i64::try_from(self.config.discontinuity_threshold.as_millis() * 90).unwrap_or(i64::MAX);
+        let threshold =
+            i64::try_from(self.config.discontinuity_threshold.as_millis() * 90).unwrap_or(i64::MAX);
         if let Some(last) = self.last_video_dts {
             let delta = dts.saturating_sub(last);
             if delta.abs() > threshold {
                 let shift = last + self.last_frame_duration_90k - dts;
-                debug!(delta_90k = delta, "video timestamp discontinuity; re-anchoring");
+                debug!(
+                    delta_90k = delta,
+                    "video timestamp discontinuity; re-anchoring"
+                );
                 self.video_offset_90k = self.video_offset_90k.saturating_add(shift);
                 dts = last + self.last_frame_duration_90k;
             } else if delta <= 0 {
-                return Err(Error::NonMonotonic { track: "video", previous: last, got: dts });
+                return Err(Error::NonMonotonic {
+                    track: "video",
+                    previous: last,
+                    got: dts,
+                });
             } else {
                 self.last_frame_duration_90k = delta;
             }
@@ -385,7 +406,10 @@ impl Fragmenter {
                     if g.cut.is_some() {
                         Self::emit(g, &self.config, self.asc.as_ref(), &mut self.events, None);
                     }
-                    let g = self.gen_.as_mut().ok_or(Error::InvalidConfig("unreachable"))?;
+                    let g = self
+                        .gen_
+                        .as_mut()
+                        .ok_or(Error::InvalidConfig("unreachable"))?;
                     g.cut = Some(g.video_q.len());
                     if elapsed > self.target_90k * 3 / 2 && !g.warned_long_gop {
                         g.warned_long_gop = true;
@@ -401,12 +425,21 @@ impl Fragmenter {
                 }
             }
         }
-        let g = self.gen_.as_mut().ok_or(Error::InvalidConfig("unreachable"))?;
+        let g = self
+            .gen_
+            .as_mut()
+            .ok_or(Error::InvalidConfig("unreachable"))?;
         let (rel_dts, rel_pts) = (dts - g.origin_dts_90k, pts - g.origin_pts_90k);
         g.video_q_bytes += data.len();
-        g.video_q.push(PendingVideo { dts: rel_dts, pts: rel_pts, data, is_idr });
+        g.video_q.push(PendingVideo {
+            dts: rel_dts,
+            pts: rel_pts,
+            data,
+            is_idr,
+        });
         let start = g.video_q.first().map_or(rel_dts, |f| f.dts);
-        let max_90k = i64::try_from(self.config.max_fragment_duration.as_millis() * 90).unwrap_or(i64::MAX);
+        let max_90k =
+            i64::try_from(self.config.max_fragment_duration.as_millis() * 90).unwrap_or(i64::MAX);
         if g.cut.is_none()
             && (g.video_q_bytes > self.config.max_fragment_bytes || rel_dts - start > max_90k)
         {
@@ -454,10 +487,22 @@ impl Fragmenter {
             debug!("parameter sets changed; ending the recording generation");
             let end = dts - g.origin_dts_90k;
             if g.cut.is_some() {
-                Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, None);
+                Self::emit(
+                    &mut g,
+                    &self.config,
+                    self.asc.as_ref(),
+                    &mut self.events,
+                    None,
+                );
             }
             if !g.video_q.is_empty() && !g.waiting_for_idr {
-                Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, Some(end));
+                Self::emit(
+                    &mut g,
+                    &self.config,
+                    self.asc.as_ref(),
+                    &mut self.events,
+                    Some(end),
+                );
             }
         }
         self.info.sps = Some(info.clone());
@@ -481,7 +526,10 @@ impl Fragmenter {
             g.audio_q.extend(
                 self.early_audio
                     .drain(..)
-                    .map(|a| PendingAudio { pts: a.pts - origin, data: a.data })
+                    .map(|a| PendingAudio {
+                        pts: a.pts - origin,
+                        data: a.data,
+                    })
                     .filter(|a| a.pts >= 0),
             );
         }
@@ -513,11 +561,14 @@ impl Fragmenter {
             for f in aac::parse_adts(&frame.data)? {
                 match &self.asc {
                     None => self.asc = Some(f.config.clone()),
-                    Some(asc) if asc.sample_rate_hz != f.config.sample_rate_hz
-                        || asc.channels != f.config.channels
-                        || asc.object_type != f.config.object_type =>
+                    Some(asc)
+                        if asc.sample_rate_hz != f.config.sample_rate_hz
+                            || asc.channels != f.config.channels
+                            || asc.object_type != f.config.object_type =>
                     {
-                        return Err(Error::MalformedAudio("ADTS header disagrees with the audio config"));
+                        return Err(Error::MalformedAudio(
+                            "ADTS header disagrees with the audio config",
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -550,7 +601,11 @@ impl Fragmenter {
                 self.audio_offset = self.audio_offset.saturating_add(target - pts);
                 pts = target;
             } else if delta <= 0 {
-                return Err(Error::NonMonotonic { track: "audio", previous: last, got: pts });
+                return Err(Error::NonMonotonic {
+                    track: "audio",
+                    previous: last,
+                    got: pts,
+                });
             }
         } else if let Some(v) = self.last_video_dts {
             // First audio frame: if its clock is far from the video clock, anchor it there.
@@ -570,7 +625,10 @@ impl Fragmenter {
                 Some(g) => {
                     let origin = to_samples(g.origin_pts_90k, rate);
                     if p - origin >= 0 && !g.waiting_for_idr {
-                        g.audio_q.push_back(PendingAudio { pts: p - origin, data });
+                        g.audio_q.push_back(PendingAudio {
+                            pts: p - origin,
+                            data,
+                        });
                         if g.audio_q.len() > MAX_AUDIO_QUEUE_FRAMES {
                             g.audio_q.pop_front();
                             self.info.dropped_audio_frames += 1;
@@ -594,13 +652,25 @@ impl Fragmenter {
     pub fn finish(&mut self) {
         if let Some(mut g) = self.gen_.take() {
             if g.cut.is_some() {
-                Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, None);
+                Self::emit(
+                    &mut g,
+                    &self.config,
+                    self.asc.as_ref(),
+                    &mut self.events,
+                    None,
+                );
             }
             if let Some(last) = g.video_q.last()
                 && !g.waiting_for_idr
             {
                 let end = last.dts + self.last_frame_duration_90k.max(1);
-                Self::emit(&mut g, &self.config, self.asc.as_ref(), &mut self.events, Some(end));
+                Self::emit(
+                    &mut g,
+                    &self.config,
+                    self.asc.as_ref(),
+                    &mut self.events,
+                    Some(end),
+                );
             }
         }
     }
@@ -608,9 +678,12 @@ impl Fragmenter {
     fn try_emit(&mut self) {
         let Some(g) = self.gen_.as_mut() else { return };
         let Some(cut) = g.cut else { return };
-        let Some(cut_frame) = g.video_q.get(cut) else { return };
+        let Some(cut_frame) = g.video_q.get(cut) else {
+            return;
+        };
         let latest = g.video_q.last().map_or(cut_frame.dts, |f| f.dts);
-        let audio_expected = self.config.record_audio && self.asc.is_some() && !(g.init_sent && g.audio.is_none());
+        let audio_expected =
+            self.config.record_audio && self.asc.is_some() && !(g.init_sent && g.audio.is_none());
         let audio_ready = match (&self.asc, g.audio_q.back()) {
             _ if !audio_expected => true,
             (Some(asc), Some(last)) => last.pts >= to_samples(cut_frame.pts, asc.sample_rate_hz),
@@ -633,7 +706,11 @@ impl Fragmenter {
         end_dts: Option<i64>,
     ) {
         let (count, end, end_pts) = match (end_dts, g.cut) {
-            (Some(end), _) => (g.video_q.len(), end, end + g.video_q.last().map_or(0, |l| l.pts - l.dts)),
+            (Some(end), _) => (
+                g.video_q.len(),
+                end,
+                end + g.video_q.last().map_or(0, |l| l.pts - l.dts),
+            ),
             (None, Some(cut)) => match g.video_q.get(cut) {
                 Some(f) => (cut, f.dts, f.pts),
                 None => return,
@@ -646,15 +723,24 @@ impl Fragmenter {
         }
         if !g.init_sent {
             g.init_sent = true;
-            g.audio = asc
-                .filter(|_| config.record_audio)
-                .map(|asc| AudioConfig { asc: asc.clone(), bitrate_bps: config.audio_bitrate_bps });
+            g.audio = asc.filter(|_| config.record_audio).map(|asc| AudioConfig {
+                asc: asc.clone(),
+                bitrate_bps: config.audio_bitrate_bps,
+            });
             if config.record_audio && g.audio.is_none() {
-                warn!("audio recording requested but no AudioSpecificConfig is known; recording without audio");
+                warn!(
+                    "audio recording requested but no AudioSpecificConfig is known; recording without audio"
+                );
             }
             events.push_back(FragmenterEvent::Init(InitSegment {
-                bytes: fmp4::write_init_segment(&InitConfig { video: g.video.clone(), audio: g.audio.clone() }),
-                config: InitConfig { video: g.video.clone(), audio: g.audio.clone() },
+                bytes: fmp4::write_init_segment(&InitConfig {
+                    video: g.video.clone(),
+                    audio: g.audio.clone(),
+                }),
+                config: InitConfig {
+                    video: g.video.clone(),
+                    audio: g.audio.clone(),
+                },
             }));
         }
         let video: Vec<PendingVideo> = g.video_q.drain(..count).collect();
@@ -678,7 +764,10 @@ impl Fragmenter {
             });
             cur += duration;
         }
-        let video_run = TrackRun { base_decode_time: g.next_video_dts, samples };
+        let video_run = TrackRun {
+            base_decode_time: g.next_video_dts,
+            samples,
+        };
         g.next_video_dts = cur as u64;
 
         // Audio: frames whose midpoint precedes the video cut's presentation time.
@@ -689,7 +778,11 @@ impl Fragmenter {
             let cut_a = to_samples(end_pts, rate);
             // A final fragment (end of stream or of generation) takes all remaining audio.
             let last = end_dts.is_some();
-            while g.audio_q.front().is_some_and(|f| last || f.pts + spf / 2 <= cut_a) {
+            while g
+                .audio_q
+                .front()
+                .is_some_and(|f| last || f.pts + spf / 2 <= cut_a)
+            {
                 if let Some(f) = g.audio_q.pop_front() {
                     audio_frames.push(f);
                 }
@@ -710,7 +803,10 @@ impl Fragmenter {
                 });
                 cur += duration;
             }
-            let run = TrackRun { base_decode_time: g.next_audio_dts, samples };
+            let run = TrackRun {
+                base_decode_time: g.next_audio_dts,
+                samples,
+            };
             g.next_audio_dts = cur as u64;
             run
         });

@@ -43,7 +43,10 @@ pub(crate) fn split_annexb(data: &[u8]) -> Result<Vec<&[u8]>, Error> {
     let Some(&(first, _)) = starts.first() else {
         return Err(Error::MalformedVideo("no Annex B start code"));
     };
-    if data.get(..first).is_some_and(|lead| lead.iter().any(|&b| b != 0)) {
+    if data
+        .get(..first)
+        .is_some_and(|lead| lead.iter().any(|&b| b != 0))
+    {
         return Err(Error::MalformedVideo("bytes before the first start code"));
     }
     for (n, &(_, payload)) in starts.iter().enumerate() {
@@ -72,7 +75,9 @@ pub(crate) fn split_avcc(data: &[u8], length_size_bytes: u8) -> Result<Vec<&[u8]
         let (len_bytes, tail) = rest
             .split_at_checked(n)
             .ok_or(Error::MalformedVideo("truncated NAL length"))?;
-        let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let (nal, tail) = tail
             .split_at_checked(len)
             .ok_or(Error::MalformedVideo("truncated NAL unit"))?;
@@ -201,8 +206,13 @@ impl AnnexBSplitter {
                 self.scanned += 1;
             }
         }
-        let held = self.buf.len().saturating_sub(self.au_start.unwrap_or(self.buf.len()));
-        if held > self.max_access_unit_bytes || (self.au_start.is_none() && self.buf.len() > self.max_access_unit_bytes) {
+        let held = self
+            .buf
+            .len()
+            .saturating_sub(self.au_start.unwrap_or(self.buf.len()));
+        if held > self.max_access_unit_bytes
+            || (self.au_start.is_none() && self.buf.len() > self.max_access_unit_bytes)
+        {
             // Drop everything and resync at the next start code.
             self.buf.clear();
             self.scanned = 0;
@@ -219,10 +229,16 @@ impl AnnexBSplitter {
         let ty = header & 0x1f;
         let is_vcl = (nal_type::SLICE..=nal_type::IDR).contains(&ty);
         // A zero before `00 00 01` is part of a 4-byte start code.
-        let pos = if pos > 0 && self.buf.get(pos - 1) == Some(&0) { pos - 1 } else { pos };
+        let pos = if pos > 0 && self.buf.get(pos - 1) == Some(&0) {
+            pos - 1
+        } else {
+            pos
+        };
         let starts_new_au = self.au_has_vcl
-            && (matches!(ty, nal_type::AUD | nal_type::SPS | nal_type::PPS | nal_type::SEI)
-                || (14..=18).contains(&ty)
+            && (matches!(
+                ty,
+                nal_type::AUD | nal_type::SPS | nal_type::PPS | nal_type::SEI
+            ) || (14..=18).contains(&ty)
                 || (is_vcl && first_mb_zero));
         let pos = if starts_new_au {
             self.emit_until(pos);
@@ -271,9 +287,14 @@ mod tests {
 
     #[test]
     fn annexb_split_handles_3_and_4_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 9];
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 9,
+        ];
         let nals = split_annexb(&data).unwrap();
-        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 9][..]]);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 9][..]]
+        );
     }
 
     #[test]
@@ -286,7 +307,10 @@ mod tests {
     fn avcc_rejects_truncated_nal() {
         assert!(split_avcc(&[0, 0, 0, 5, 0x65, 1], 4).is_err());
         assert!(split_avcc(&[0, 0], 4).is_err());
-        assert_eq!(split_avcc(&[0, 2, 0x65, 1], 2).unwrap(), vec![&[0x65, 1][..]]);
+        assert_eq!(
+            split_avcc(&[0, 2, 0x65, 1], 2).unwrap(),
+            vec![&[0x65, 1][..]]
+        );
     }
 
     #[test]
@@ -305,14 +329,19 @@ mod tests {
         let aus: Vec<Bytes> = std::iter::from_fn(|| s.pull()).collect();
         assert_eq!(aus.len(), 3, "{aus:?}");
         assert_eq!(&aus[0][..], &stream[..17]);
-        assert_eq!(split_annexb(&aus[1]).unwrap(), vec![&[0x41, 0x9a, 0x01][..]]);
+        assert_eq!(
+            split_annexb(&aus[1]).unwrap(),
+            vec![&[0x41, 0x9a, 0x01][..]]
+        );
     }
 
     #[test]
     fn splitter_gives_the_same_units_for_every_split_point() {
         // Regression: the position of a new AU was not rebased after draining the buffer.
         let stream: Vec<u8> = [
-            &[0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88, 0x84][..],
+            &[
+                0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 0x88, 0x84,
+            ][..],
             &[0, 0, 0, 1, 0x41, 0x9a, 0x01, 0x02, 0x03],
             &[0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x41, 0x9a, 0x05],
             &[0, 0, 1, 0x41, 0x9a, 0x06, 0x07],
@@ -324,7 +353,9 @@ mod tests {
                 s.push(p).unwrap();
             }
             s.finish();
-            std::iter::from_fn(|| s.pull()).map(|b| b.to_vec()).collect::<Vec<_>>()
+            std::iter::from_fn(|| s.pull())
+                .map(|b| b.to_vec())
+                .collect::<Vec<_>>()
         };
         let whole = split(&[&stream]);
         assert_eq!(whole.len(), 4);

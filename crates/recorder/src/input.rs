@@ -67,7 +67,11 @@ pub struct TimestampUnwrapper {
 impl TimestampUnwrapper {
     /// An unwrapper for a `bits`-bit clock (1..=62).
     pub fn new(bits: u32) -> Self {
-        Self { bits: bits.clamp(1, 62), last_raw: None, unwrapped: 0 }
+        Self {
+            bits: bits.clamp(1, 62),
+            last_raw: None,
+            unwrapped: 0,
+        }
     }
 
     /// The unwrapped value of `raw` (only its low `bits` bits are used).

@@ -33,7 +33,10 @@
 //! while ring.buffered().as_secs() < 8 {
 //!     let (_due, unit) = source.next_unit(); // a live caller sleeps until `_due`
 //!     let _ = match unit {
-//!         MediaUnit::ParameterSets(ps) => Ok(fragmenter.set_parameter_sets(ps)),
+//!         MediaUnit::ParameterSets(ps) => {
+//!             fragmenter.set_parameter_sets(ps);
+//!             Ok(())
+//!         }
 //!         MediaUnit::Video(v) => fragmenter.push_video(v),
 //!         MediaUnit::Audio(a) => fragmenter.push_audio(a),
 //!     };
@@ -60,7 +63,9 @@ pub mod prebuffer;
 
 pub use demo::DemoSource;
 pub use error::{Error, ReaderError};
-pub use fragmenter::{Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment, StreamInfo};
+pub use fragmenter::{
+    Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment, StreamInfo,
+};
 pub use input::{AudioFrame, H264Framing, ParameterSets, TimestampUnwrapper, VideoAccessUnit};
 pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, RingReader};
 

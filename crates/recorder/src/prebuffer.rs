@@ -48,7 +48,11 @@ pub struct PrebufferConfig {
 
 impl Default for PrebufferConfig {
     fn default() -> Self {
-        Self { keep: Duration::from_secs(8), max_bytes: 16 << 20, reader_queue_len: 8 }
+        Self {
+            keep: Duration::from_secs(8),
+            max_bytes: 16 << 20,
+            reader_queue_len: 8,
+        }
     }
 }
 
@@ -74,7 +78,9 @@ struct Shared {
 
 fn fragment_bytes(f: &Fragment) -> usize {
     let samples = f.video.samples.len() + f.audio.as_ref().map_or(0, |a| a.samples.len());
-    f.payload.len() + samples * std::mem::size_of::<fmp4::SampleInfo>() + std::mem::size_of::<Fragment>()
+    f.payload.len()
+        + samples * std::mem::size_of::<fmp4::SampleInfo>()
+        + std::mem::size_of::<Fragment>()
 }
 
 /// The prebuffer ring; clone it to share between the writer and whoever opens readers.
@@ -108,7 +114,9 @@ impl PrebufferRing {
     /// is zero.
     pub fn new(config: PrebufferConfig) -> Result<Self, Error> {
         if config.keep.is_zero() || config.max_bytes == 0 || config.reader_queue_len == 0 {
-            return Err(Error::InvalidConfig("prebuffer keep, max_bytes and reader_queue_len must be non-zero"));
+            return Err(Error::InvalidConfig(
+                "prebuffer keep, max_bytes and reader_queue_len must be non-zero",
+            ));
         }
         Ok(Self {
             shared: Arc::new(Mutex::new(Shared {
@@ -167,7 +175,9 @@ impl PrebufferRing {
                 }
                 if slot.queue.len() >= slot.limit {
                     slot.queue.clear();
-                    slot.end = Some(ReaderError::Lagged { queue_len: slot.limit });
+                    slot.end = Some(ReaderError::Lagged {
+                        queue_len: slot.limit,
+                    });
                 } else {
                     slot.queue.push_back(Arc::clone(&fragment));
                 }
@@ -237,7 +247,9 @@ impl PrebufferRing {
     pub fn reader(&self, prebuffer: Duration) -> Option<RingReader> {
         let end = {
             let s = lock(&self.shared);
-            s.fragments.back().map_or(0, |f| f.start_90k() + f.duration_90k())
+            s.fragments
+                .back()
+                .map_or(0, |f| f.start_90k() + f.duration_90k())
         };
         let back_90k = u64::try_from(prebuffer.as_millis() * 90).unwrap_or(u64::MAX);
         self.reader_from(end.saturating_sub(back_90k))
@@ -260,7 +272,15 @@ impl PrebufferRing {
         let id = s.next_reader_id;
         s.next_reader_id += 1;
         let limit = queue.len() + s.config.reader_queue_len;
-        s.readers.insert(id, Slot { queue, limit, waker: None, end: None });
+        s.readers.insert(
+            id,
+            Slot {
+                queue,
+                limit,
+                waker: None,
+                end: None,
+            },
+        );
         Some(RingReader {
             shared: Arc::clone(&self.shared),
             id,
@@ -358,7 +378,10 @@ impl RingReader {
         let timing = FragmentTiming {
             sequence_number: self.next_sequence,
             video_decode_time: frag.video.base_decode_time.saturating_sub(bv),
-            audio_decode_time: frag.audio.as_ref().map_or(0, |a| a.base_decode_time.saturating_sub(ba)),
+            audio_decode_time: frag
+                .audio
+                .as_ref()
+                .map_or(0, |a| a.base_decode_time.saturating_sub(ba)),
         };
         self.next_sequence = self.next_sequence.wrapping_add(1);
         ClipFragment {

@@ -24,13 +24,35 @@ struct Case {
 
 fn encode(dir: &Path, c: &Case, out: &str) {
     let src = format!("testsrc2=size={}:rate={}", c.size, c.fps);
-    let (g, bf, t) = (c.gop_frames.to_string(), c.b_frames.to_string(), c.seconds.to_string());
+    let (g, bf, t) = (
+        c.gop_frames.to_string(),
+        c.b_frames.to_string(),
+        c.seconds.to_string(),
+    );
     let mut args = vec!["-f", "lavfi", "-i", &src];
     if c.audio {
         args.extend(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
     }
-    args.extend(["-t", &t, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]);
-    args.extend(["-g", &g, "-keyint_min", &g, "-sc_threshold", "0", "-bf", &bf]);
+    args.extend([
+        "-t",
+        &t,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+    ]);
+    args.extend([
+        "-g",
+        &g,
+        "-keyint_min",
+        &g,
+        "-sc_threshold",
+        "0",
+        "-bf",
+        &bf,
+    ]);
     if c.audio {
         args.extend(["-c:a", "aac", "-b:a", "64k", "-ac", "1"]);
     }
@@ -42,7 +64,12 @@ fn encode(dir: &Path, c: &Case, out: &str) {
 
 /// Runs the file's samples through the recorder; checks the HKSV invariants, decoding and
 /// keyframe placement. Returns the fragments' video durations (90 kHz).
-fn record_and_check(dir: &Path, units: Vec<MediaUnit>, config: FragmenterConfig, frames: usize) -> Vec<u64> {
+fn record_and_check(
+    dir: &Path,
+    units: Vec<MediaUnit>,
+    config: FragmenterConfig,
+    frames: usize,
+) -> Vec<u64> {
     let (events, errors) = run_units(config, units);
     assert!(errors.is_empty(), "{errors:?}");
     let recs = recordings(&events);
@@ -64,10 +91,19 @@ fn record_and_check(dir: &Path, units: Vec<MediaUnit>, config: FragmenterConfig,
         .unwrap_or(0)
         .min(0);
     for (frag, _) in frags {
-        assert_eq!(frag.video.samples[0].composition_offset, 0, "keyframe presented at its tfdt");
+        assert_eq!(
+            frag.video.samples[0].composition_offset, 0,
+            "keyframe presented at its tfdt"
+        );
         let t = (frag.start_90k() as f64 - f64::from(min_cto)) / 90_000.0;
-        let p = packets.iter().find(|p| (p.0 - t).abs() < 0.0005).unwrap_or_else(|| panic!("no packet at {t}: {:?}", &packets[..5]));
-        assert!(p.2, "the packet at {t} s starts a fragment and must be a keyframe");
+        let p = packets
+            .iter()
+            .find(|p| (p.0 - t).abs() < 0.0005)
+            .unwrap_or_else(|| panic!("no packet at {t}: {:?}", &packets[..5]));
+        assert!(
+            p.2,
+            "the packet at {t} s starts a fragment and must be a keyframe"
+        );
     }
     // Each fragment alone (init + fragment) decodes too, as the hub may cut a clip anywhere.
     for (i, (_, bytes)) in frags.iter().enumerate() {
@@ -84,8 +120,14 @@ fn mp4_case(c: Case) -> (Vec<u64>, recorder::demux::Mp4File) {
     require_ffmpeg();
     let dir = tempfile::tempdir().unwrap();
     encode(dir.path(), &c, "in.mp4");
-    let file = demux::demux(Bytes::from(std::fs::read(dir.path().join("in.mp4")).unwrap())).unwrap();
-    let config = FragmenterConfig { audio_config: file.audio_config(), ..Default::default() };
+    let file = demux::demux(Bytes::from(
+        std::fs::read(dir.path().join("in.mp4")).unwrap(),
+    ))
+    .unwrap();
+    let config = FragmenterConfig {
+        audio_config: file.audio_config(),
+        ..Default::default()
+    };
     assert_eq!(config.audio_config.is_some(), c.audio);
     let frames = (c.fps * c.seconds) as usize;
     let durations = record_and_check(dir.path(), file.media_units(), config, frames);
@@ -94,21 +136,56 @@ fn mp4_case(c: Case) -> (Vec<u64>, recorder::demux::Mp4File) {
 
 #[test]
 fn p1080_30fps_gop_1s_with_aac_groups_gops_into_4s_fragments() {
-    let (d, _) = mp4_case(Case { size: "1920x1080", fps: 30, gop_frames: 30, b_frames: 0, audio: true, seconds: 9 });
-    assert_eq!(d, vec![360_000, 360_000, 90_000], "4 GOPs of 1 s per fragment, then the rest");
+    let (d, _) = mp4_case(Case {
+        size: "1920x1080",
+        fps: 30,
+        gop_frames: 30,
+        b_frames: 0,
+        audio: true,
+        seconds: 9,
+    });
+    assert_eq!(
+        d,
+        vec![360_000, 360_000, 90_000],
+        "4 GOPs of 1 s per fragment, then the rest"
+    );
 }
 
 #[test]
 fn p1080_30fps_gop_4s_b_frames_with_aac() {
-    let (d, file) = mp4_case(Case { size: "1920x1080", fps: 30, gop_frames: 120, b_frames: 2, audio: true, seconds: 9 });
-    assert!(file.tracks[0].samples.iter().any(|s| s.composition_offset != 0), "input has B-frames");
+    let (d, file) = mp4_case(Case {
+        size: "1920x1080",
+        fps: 30,
+        gop_frames: 120,
+        b_frames: 2,
+        audio: true,
+        seconds: 9,
+    });
+    assert!(
+        file.tracks[0]
+            .samples
+            .iter()
+            .any(|s| s.composition_offset != 0),
+        "input has B-frames"
+    );
     assert_eq!(d, vec![360_000, 360_000, 90_000]);
 }
 
 #[test]
 fn p720_15fps_gop_10s_without_audio_makes_one_gop_fragments() {
-    let (d, _) = mp4_case(Case { size: "1280x720", fps: 15, gop_frames: 150, b_frames: 0, audio: false, seconds: 12 });
-    assert_eq!(d, vec![900_000, 180_000], "a GOP longer than 4 s is one fragment");
+    let (d, _) = mp4_case(Case {
+        size: "1280x720",
+        fps: 15,
+        gop_frames: 150,
+        b_frames: 0,
+        audio: false,
+        seconds: 12,
+    });
+    assert_eq!(
+        d,
+        vec![900_000, 180_000],
+        "a GOP longer than 4 s is one fragment"
+    );
 }
 
 /// Splits an ADTS byte stream into frames (ISO/IEC 13818-7 §6.2: 13-bit frame_length).
@@ -116,7 +193,9 @@ fn adts_frames(data: &[u8]) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + 7 <= data.len() {
-        let len = ((data[pos + 3] as usize & 3) << 11) | ((data[pos + 4] as usize) << 3) | (data[pos + 5] as usize >> 5);
+        let len = ((data[pos + 3] as usize & 3) << 11)
+            | ((data[pos + 4] as usize) << 3)
+            | (data[pos + 5] as usize >> 5);
         out.push(Bytes::copy_from_slice(&data[pos..pos + len]));
         pos += len;
     }
@@ -127,14 +206,43 @@ fn adts_frames(data: &[u8]) -> Vec<Bytes> {
 fn p720_15fps_gop_4s_annexb_and_adts_elementary_streams() {
     require_ffmpeg();
     let dir = tempfile::tempdir().unwrap();
-    let c = Case { size: "1280x720", fps: 15, gop_frames: 60, b_frames: 0, audio: true, seconds: 9 };
+    let c = Case {
+        size: "1280x720",
+        fps: 15,
+        gop_frames: 60,
+        b_frames: 0,
+        audio: true,
+        seconds: 9,
+    };
     encode(dir.path(), &c, "in.mp4");
     let input = dir.path().join("in.mp4");
     let input = input.to_str().unwrap();
     let h264 = dir.path().join("in.h264");
     let aac = dir.path().join("in.aac");
-    ffmpeg(&["-i", input, "-map", "0:v", "-c", "copy", "-bsf:v", "h264_mp4toannexb", "-f", "h264", h264.to_str().unwrap()]);
-    ffmpeg(&["-i", input, "-map", "0:a", "-c", "copy", "-f", "adts", aac.to_str().unwrap()]);
+    ffmpeg(&[
+        "-i",
+        input,
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        "-bsf:v",
+        "h264_mp4toannexb",
+        "-f",
+        "h264",
+        h264.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-i",
+        input,
+        "-map",
+        "0:a",
+        "-c",
+        "copy",
+        "-f",
+        "adts",
+        aac.to_str().unwrap(),
+    ]);
 
     // Split the Annex B stream into access units in odd-sized pieces, as a pipe would deliver.
     let mut splitter = AnnexBSplitter::new(4 << 20);
@@ -145,12 +253,23 @@ fn p720_15fps_gop_4s_annexb_and_adts_elementary_streams() {
     let mut units = Vec::new();
     let mut n = 0i64;
     while let Some(au) = splitter.pull() {
-        units.push(MediaUnit::Video(VideoAccessUnit { pts_90k: n * 6000, dts_90k: None, data: au, framing: H264Framing::AnnexB }));
+        units.push(MediaUnit::Video(VideoAccessUnit {
+            pts_90k: n * 6000,
+            dts_90k: None,
+            data: au,
+            framing: H264Framing::AnnexB,
+        }));
         n += 1;
     }
     assert_eq!(n, 135, "the splitter found every access unit");
-    for (k, frame) in adts_frames(&std::fs::read(&aac).unwrap()).into_iter().enumerate() {
-        units.push(MediaUnit::Audio(AudioFrame { pts_samples: k as i64 * 1024, data: frame }));
+    for (k, frame) in adts_frames(&std::fs::read(&aac).unwrap())
+        .into_iter()
+        .enumerate()
+    {
+        units.push(MediaUnit::Audio(AudioFrame {
+            pts_samples: k as i64 * 1024,
+            data: frame,
+        }));
     }
     units.sort_by_key(|u| u.time_90k(48_000));
     // No out-of-band config: SPS/PPS are in band, the AAC config comes from ADTS.

@@ -15,10 +15,17 @@ use recorder::{FragmenterConfig, PrebufferConfig, PrebufferRing};
 
 fn fixture_config() -> FragmenterConfig {
     let file = demux::demux(demo_clip()).unwrap();
-    FragmenterConfig { audio_config: file.audio_config(), audio_bitrate_bps: 64_000, ..Default::default() }
+    FragmenterConfig {
+        audio_config: file.audio_config(),
+        audio_bitrate_bps: 64_000,
+        ..Default::default()
+    }
 }
 
-fn our_recording() -> (recorder::InitSegment, Vec<(recorder::Fragment, bytes::Bytes)>) {
+fn our_recording() -> (
+    recorder::InitSegment,
+    Vec<(recorder::Fragment, bytes::Bytes)>,
+) {
     let file = demux::demux(demo_clip()).unwrap();
     let (events, errors) = run_units(fixture_config(), file.media_units());
     assert!(errors.is_empty(), "{errors:?}");
@@ -69,7 +76,12 @@ fn fragments_match_the_camera_structurally() {
             assert_eq!(ta.default_sample_flags, tb.default_sample_flags);
             assert_eq!((ta.tfdt_version, 1), (tb.tfdt_version, 1));
             let scale = if video { 90 } else { 1 };
-            assert_eq!(ta.tfdt, tb.tfdt * scale, "tfdt of track {} in {name}", ta.track_id);
+            assert_eq!(
+                ta.tfdt,
+                tb.tfdt * scale,
+                "tfdt of track {} in {name}",
+                ta.track_id
+            );
             assert_eq!(ta.sizes(), tb.sizes(), "sample sizes");
             assert_eq!(ta.sync_flags(0), tb.sync_flags(0), "sync flags");
             let mut da = ta.durations();
@@ -80,28 +92,44 @@ fn fragments_match_the_camera_structurally() {
                 da.pop();
                 db.pop();
             }
-            assert_eq!(da, db, "sample durations of track {} in {name}", ta.track_id);
+            assert_eq!(
+                da, db,
+                "sample durations of track {} in {name}",
+                ta.track_id
+            );
             // Run flags: the camera's first video run is 0x305, audio runs 0x301.
             assert_eq!(ta.truns[0].flags, tb.truns[0].flags);
-            assert_eq!(ta.truns[0].first_sample_flags, tb.truns[0].first_sample_flags);
+            assert_eq!(
+                ta.truns[0].first_sample_flags,
+                tb.truns[0].first_sample_flags
+            );
         }
         // Sample bytes are the camera's, unchanged (no in-band parameter sets to strip).
         let mut off = 0usize;
         for s in &frag.video.samples {
             let cam = &camera.tracks[0].samples[video_idx];
-            assert_eq!(&frag.payload[off..off + s.size_bytes as usize], &camera.data[cam.range.clone()]);
+            assert_eq!(
+                &frag.payload[off..off + s.size_bytes as usize],
+                &camera.data[cam.range.clone()]
+            );
             off += s.size_bytes as usize;
             video_idx += 1;
         }
         for s in &frag.audio.as_ref().unwrap().samples {
             let cam = &camera.tracks[1].samples[audio_idx];
-            assert_eq!(&frag.payload[off..off + s.size_bytes as usize], &camera.data[cam.range.clone()]);
+            assert_eq!(
+                &frag.payload[off..off + s.size_bytes as usize],
+                &camera.data[cam.range.clone()]
+            );
             off += s.size_bytes as usize;
             audio_idx += 1;
         }
         assert_eq!(off, frag.payload.len());
     }
-    assert_eq!(video_idx, 193, "all video frames recorded (fixture-analysis §6)");
+    assert_eq!(
+        video_idx, 193,
+        "all video frames recorded (fixture-analysis §6)"
+    );
     assert_eq!(audio_idx, 372, "all audio frames recorded");
 }
 
@@ -116,7 +144,11 @@ fn ring_reader_rebases_every_clip_to_sequence_1_and_tfdt_0() {
     // Fragments of 4004, 4000 and 3950 ms (at end of stream the last frame repeats the
     // previous 50 ms duration): dropping the first would leave 7950 ms < 8 s, so all stay.
     assert_eq!(ring.buffered().as_millis(), 11_954);
-    assert!(ring.bytes_held() > 1_200_000 && ring.bytes_held() < 1_300_000, "{}", ring.bytes_held());
+    assert!(
+        ring.bytes_held() > 1_200_000 && ring.bytes_held() < 1_300_000,
+        "{}",
+        ring.bytes_held()
+    );
     let mut reader = ring.reader(std::time::Duration::from_millis(7000)).unwrap();
     let mut clip = reader.init_segment().to_vec();
     let mut expect_tfdt = (0u64, 0u64);
@@ -124,23 +156,45 @@ fn ring_reader_rebases_every_clip_to_sequence_1_and_tfdt_0() {
     while let Ok(Some(f)) = reader.try_next() {
         let bytes = f.to_bytes();
         let chunks = f.chunks(262_144);
-        assert_eq!(chunks.concat(), bytes.to_vec(), "chunks rejoin to the fragment");
-        assert!(chunks[..chunks.len() - 1].iter().all(|c| c.len() == 262_144));
+        assert_eq!(
+            chunks.concat(),
+            bytes.to_vec(),
+            "chunks rejoin to the fragment"
+        );
+        assert!(
+            chunks[..chunks.len() - 1]
+                .iter()
+                .all(|c| c.len() == 262_144)
+        );
         let s = parse_fragment(&bytes);
         assert_eq!(s.sequence, seq);
-        assert_eq!((s.trafs[0].tfdt, s.trafs[1].tfdt), expect_tfdt, "tfdt continuous from 0");
-        expect_tfdt = (expect_tfdt.0 + s.trafs[0].duration(), expect_tfdt.1 + s.trafs[1].duration());
+        assert_eq!(
+            (s.trafs[0].tfdt, s.trafs[1].tfdt),
+            expect_tfdt,
+            "tfdt continuous from 0"
+        );
+        expect_tfdt = (
+            expect_tfdt.0 + s.trafs[0].duration(),
+            expect_tfdt.1 + s.trafs[1].duration(),
+        );
         seq += 1;
         clip.extend_from_slice(&bytes);
     }
-    assert_eq!(seq, 3, "7 s back from the end (4.954 s) is inside the second fragment");
+    assert_eq!(
+        seq, 3,
+        "7 s back from the end (4.954 s) is inside the second fragment"
+    );
     common::require_ffmpeg();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.mp4");
     std::fs::write(&path, &clip).unwrap();
     assert_decodes_cleanly(&path);
     let packets = probe_packets(&path, "v:0");
-    assert!(packets[0].2 && packets[0].0.abs() < 1e-6, "clip starts with a keyframe at 0: {:?}", packets[0]);
+    assert!(
+        packets[0].2 && packets[0].0.abs() < 1e-6,
+        "clip starts with a keyframe at 0: {:?}",
+        packets[0]
+    );
 }
 
 #[test]
@@ -157,7 +211,10 @@ fn fixture_recording_through_our_writer_decodes_cleanly() {
     assert_eq!(a.len(), 372);
     // Each fragment starts with a keyframe at its tfdt: 0, 4.004, 8.004 s.
     for t in [0.0, 4.004, 8.004] {
-        let p = v.iter().find(|p| (p.0 - t).abs() < 1e-3).unwrap_or_else(|| panic!("no packet at {t}"));
+        let p = v
+            .iter()
+            .find(|p| (p.0 - t).abs() < 1e-3)
+            .unwrap_or_else(|| panic!("no packet at {t}"));
         assert!(p.2, "packet at {t} is a keyframe");
     }
     assert_eq!(v.iter().filter(|p| p.2).count(), 3);
@@ -165,7 +222,9 @@ fn fixture_recording_through_our_writer_decodes_cleanly() {
 
 /// FNV-1a 64: a stable digest without another dependency.
 fn fnv1a64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Brittle on purpose (moonfire-nvr's rule): if this fails, the bytes we write changed. Check
@@ -175,7 +234,11 @@ fn output_digest_is_pinned_to_the_format_version() {
     let (init, frags) = our_recording();
     let all = concat(&init, &frags);
     assert_eq!(
-        (recorder::fmp4::FORMAT_VERSION, all.len(), format!("{:016x}", fnv1a64(&all))),
+        (
+            recorder::fmp4::FORMAT_VERSION,
+            all.len(),
+            format!("{:016x}", fnv1a64(&all))
+        ),
         (1, 1_249_236, "a3d25ccfd5503802".to_owned())
     );
 }

@@ -12,32 +12,59 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use recorder::fmp4::{SampleInfo, TrackRun};
-use recorder::{Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment, PrebufferConfig, PrebufferRing, ReaderError};
+use recorder::{
+    Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment, PrebufferConfig,
+    PrebufferRing, ReaderError,
+};
 
 /// A 4 s fragment (120 frames at 30 fps) starting at `index × 4 s`, payload `bytes` long.
 fn fragment(index: u64, bytes: usize) -> Fragment {
     let n = 120u32;
     let size = (bytes / n as usize) as u32;
     let samples = (0..n)
-        .map(|i| SampleInfo { duration: 3000, size_bytes: size, composition_offset: 0, is_sync: i == 0 })
+        .map(|i| SampleInfo {
+            duration: 3000,
+            size_bytes: size,
+            composition_offset: 0,
+            is_sync: i == 0,
+        })
         .collect();
     let audio = (0..188)
-        .map(|_| SampleInfo { duration: 1024, size_bytes: 0, composition_offset: 0, is_sync: true })
+        .map(|_| SampleInfo {
+            duration: 1024,
+            size_bytes: 0,
+            composition_offset: 0,
+            is_sync: true,
+        })
         .collect();
     Fragment {
-        video: TrackRun { base_decode_time: index * 360_000, samples },
-        audio: Some(TrackRun { base_decode_time: index * 192_512, samples: audio }),
+        video: TrackRun {
+            base_decode_time: index * 360_000,
+            samples,
+        },
+        audio: Some(TrackRun {
+            base_decode_time: index * 192_512,
+            samples: audio,
+        }),
         payload: Bytes::from(vec![index as u8; size as usize * n as usize]),
     }
 }
 
 /// A real init segment (from a tiny synthetic stream).
 fn init() -> InitSegment {
-    let mut f = Fragmenter::new(FragmenterConfig { record_audio: false, ..Default::default() }).unwrap();
+    let mut f = Fragmenter::new(FragmenterConfig {
+        record_audio: false,
+        ..Default::default()
+    })
+    .unwrap();
     let sps = make_sps(80, 45);
     for n in 0..200 {
         let idr = n % 30 == 0;
-        f.push_video(video(n * 3000, annexb_au(idr.then_some(&sps[..]), idr, 10, 1))).unwrap();
+        f.push_video(video(
+            n * 3000,
+            annexb_au(idr.then_some(&sps[..]), idr, 10, 1),
+        ))
+        .unwrap();
     }
     std::iter::from_fn(|| f.poll_event())
         .find_map(|e| match e {
@@ -59,7 +86,11 @@ fn keeps_at_least_the_prebuffer_and_prunes_older() {
         assert!(held >= Duration::from_secs(4 * (i + 1).min(2)), "{held:?}");
         assert!(held <= Duration::from_secs(8), "{held:?}");
     }
-    assert!(ring.bytes_held() >= 500_000 && ring.bytes_held() < 520_000, "{}", ring.bytes_held());
+    assert!(
+        ring.bytes_held() >= 500_000 && ring.bytes_held() < 520_000,
+        "{}",
+        ring.bytes_held()
+    );
     // 4 s prebuffer → starts with the newest fragment; 8 s → the two newest.
     let mut r4 = ring.reader(Duration::from_secs(4)).unwrap();
     let mut r8 = ring.reader(Duration::from_secs(8)).unwrap();
@@ -67,7 +98,10 @@ fn keeps_at_least_the_prebuffer_and_prunes_older() {
     assert_eq!(r4.try_next().unwrap().map(|f| f.sequence_number), None);
     let f8a = r8.try_next().unwrap().unwrap();
     let f8b = r8.try_next().unwrap().unwrap();
-    assert_eq!((f4.sequence_number, f8a.sequence_number, f8b.sequence_number), (1, 1, 2));
+    assert_eq!(
+        (f4.sequence_number, f8a.sequence_number, f8b.sequence_number),
+        (1, 1, 2)
+    );
     // Both readers' first fragment is rebased to tfdt 0 on both tracks.
     for f in [&f4, &f8a] {
         let s = parse_fragment(&f.to_bytes());
@@ -85,7 +119,10 @@ fn keeps_at_least_the_prebuffer_and_prunes_older() {
 
 #[test]
 fn byte_bound_wins_over_time_but_keeps_one_fragment() {
-    let config = PrebufferConfig { max_bytes: 600_000, ..Default::default() };
+    let config = PrebufferConfig {
+        max_bytes: 600_000,
+        ..Default::default()
+    };
     let ring = PrebufferRing::new(config).unwrap();
     ring.push_init(init());
     for i in 0..5 {
@@ -98,7 +135,10 @@ fn byte_bound_wins_over_time_but_keeps_one_fragment() {
 
 #[test]
 fn live_fragments_reach_every_reader_and_laggards_are_dropped() {
-    let config = PrebufferConfig { reader_queue_len: 3, ..Default::default() };
+    let config = PrebufferConfig {
+        reader_queue_len: 3,
+        ..Default::default()
+    };
     let ring = PrebufferRing::new(config).unwrap();
     ring.push_init(init());
     ring.push_fragment(fragment(0, 1200));
@@ -115,7 +155,10 @@ fn live_fragments_reach_every_reader_and_laggards_are_dropped() {
     }
     assert_eq!(seen, 6);
     // slow had 1 backlog + 3 live allowed; the 5th live fragment overflowed it.
-    assert_eq!(slow.try_next().unwrap_err(), ReaderError::Lagged { queue_len: 4 });
+    assert_eq!(
+        slow.try_next().unwrap_err(),
+        ReaderError::Lagged { queue_len: 4 }
+    );
     drop(slow);
     assert_eq!(ring.reader_count(), 1);
 }
@@ -127,7 +170,10 @@ fn init_change_and_close_end_readers_after_their_queue() {
     ring.push_fragment(fragment(0, 1200));
     let mut r = ring.reader(Duration::from_secs(8)).unwrap();
     ring.push_init(init());
-    assert!(r.try_next().unwrap().is_some(), "queued fragment still delivered");
+    assert!(
+        r.try_next().unwrap().is_some(),
+        "queued fragment still delivered"
+    );
     assert_eq!(r.try_next().unwrap_err(), ReaderError::InitChanged);
     assert_eq!(ring.buffered(), Duration::ZERO, "old generation dropped");
     ring.push_fragment(fragment(0, 1200));
@@ -168,8 +214,16 @@ fn chunks_share_the_payload_and_rejoin_exactly() {
     let ring = PrebufferRing::new(PrebufferConfig::default()).unwrap();
     ring.push_init(init());
     ring.push_fragment(fragment(0, 600_000));
-    let f = ring.reader(Duration::from_secs(4)).unwrap().try_next().unwrap().unwrap();
+    let f = ring
+        .reader(Duration::from_secs(4))
+        .unwrap()
+        .try_next()
+        .unwrap()
+        .unwrap();
     let chunks = f.chunks(262_144);
-    assert_eq!(chunks.iter().map(Bytes::len).collect::<Vec<_>>(), [262_144, 262_144, f.len() - 524_288]);
+    assert_eq!(
+        chunks.iter().map(Bytes::len).collect::<Vec<_>>(),
+        [262_144, 262_144, f.len() - 524_288]
+    );
     assert_eq!(chunks.concat(), f.to_bytes().to_vec());
 }

@@ -11,10 +11,21 @@ use recorder::{AudioFrame, Fragmenter, FragmenterConfig, VideoAccessUnit};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Video { idr: bool, sps: Option<u8>, dt_90k: i64, len: usize },
+    Video {
+        idr: bool,
+        sps: Option<u8>,
+        dt_90k: i64,
+        len: usize,
+    },
     Junk(Vec<u8>),
-    AudioAdts { dt_samples: i64, len: usize },
-    AudioRaw { dt_samples: i64, len: usize },
+    AudioAdts {
+        dt_samples: i64,
+        len: usize,
+    },
+    AudioRaw {
+        dt_samples: i64,
+        len: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -1,6 +1,12 @@
 //! Test support: an independent ISO-BMFF box walker, fragment summaries, pipeline helpers and
 //! ffmpeg/ffprobe wrappers.
-#![allow(dead_code, clippy::indexing_slicing, clippy::unwrap_used, missing_docs, unreachable_pub)]
+#![allow(
+    dead_code,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,7 +31,10 @@ pub fn boxes(data: &[u8]) -> Vec<(String, &[u8])> {
     let mut pos = 0;
     while pos < data.len() {
         let size = be32(data, pos) as usize;
-        assert!(size >= 8 && pos + size <= data.len(), "bad box at {pos}: size {size}");
+        assert!(
+            size >= 8 && pos + size <= data.len(),
+            "bad box at {pos}: size {size}"
+        );
         let fourcc = String::from_utf8_lossy(&data[pos + 4..pos + 8]).into_owned();
         out.push((fourcc, &data[pos..pos + size]));
         pos += size;
@@ -41,7 +50,9 @@ pub fn body(b: &[u8]) -> &[u8] {
 /// Where a container's children start inside its body (stsd/dref/avc1/mp4a have fields first).
 fn child_offset(fourcc: &str) -> Option<usize> {
     Some(match fourcc {
-        "moov" | "trak" | "mdia" | "minf" | "stbl" | "dinf" | "mvex" | "moof" | "traf" | "edts" => 0,
+        "moov" | "trak" | "mdia" | "minf" | "stbl" | "dinf" | "mvex" | "moof" | "traf" | "edts" => {
+            0
+        }
         "stsd" | "dref" => 8,
         "avc1" => 78,
         "mp4a" => 28,
@@ -73,7 +84,11 @@ pub fn find<'a>(data: &'a [u8], path: &str) -> Option<&'a [u8]> {
             Some((n, i)) => (n, i.trim_end_matches(']').parse::<usize>().unwrap()),
             None => (part, 0),
         };
-        let b = boxes(cur).into_iter().filter(|(f, _)| f == name).nth(idx)?.1;
+        let b = boxes(cur)
+            .into_iter()
+            .filter(|(f, _)| f == name)
+            .nth(idx)?
+            .1;
         found = Some(b);
         cur = &body(b)[child_offset(name).unwrap_or(0)..];
     }
@@ -102,10 +117,16 @@ pub struct Traf {
 
 impl Traf {
     pub fn durations(&self) -> Vec<u32> {
-        self.truns.iter().flat_map(|t| t.samples.iter().map(|s| s.0)).collect()
+        self.truns
+            .iter()
+            .flat_map(|t| t.samples.iter().map(|s| s.0))
+            .collect()
     }
     pub fn sizes(&self) -> Vec<u32> {
-        self.truns.iter().flat_map(|t| t.samples.iter().map(|s| s.1)).collect()
+        self.truns
+            .iter()
+            .flat_map(|t| t.samples.iter().map(|s| s.1))
+            .collect()
     }
     /// Per-sample "is sync" as ISO 14496-12 §8.8.3.1 flags resolve.
     pub fn sync_flags(&self, trex_default: u32) -> Vec<bool> {
@@ -113,7 +134,11 @@ impl Traf {
         let mut out = Vec::new();
         for t in &self.truns {
             for (i, _) in t.samples.iter().enumerate() {
-                let f = if i == 0 { t.first_sample_flags.unwrap_or(default) } else { default };
+                let f = if i == 0 {
+                    t.first_sample_flags.unwrap_or(default)
+                } else {
+                    default
+                };
                 out.push(f & 0x0001_0000 == 0);
             }
         }
@@ -171,12 +196,22 @@ pub fn parse_fragment(data: &[u8]) -> FragSummary {
                         }
                         "tfdt" => {
                             traf.tfdt_version = version;
-                            traf.tfdt = if version == 1 { be64(b, 12) } else { u64::from(be32(b, 12)) };
+                            traf.tfdt = if version == 1 {
+                                be64(b, 12)
+                            } else {
+                                u64::from(be32(b, 12))
+                            };
                         }
                         "trun" => {
                             let n = be32(b, 12) as usize;
                             let mut p = 16;
-                            let mut t = Trun { version, flags, data_offset: 0, first_sample_flags: None, samples: vec![] };
+                            let mut t = Trun {
+                                version,
+                                flags,
+                                data_offset: 0,
+                                first_sample_flags: None,
+                                samples: vec![],
+                            };
                             if flags & 1 != 0 {
                                 t.data_offset = be32(b, p) as i32;
                                 p += 4;
@@ -229,7 +264,12 @@ pub fn assert_tiles_mdat(f: &FragSummary) {
         .trafs
         .iter()
         .flat_map(|t| t.truns.iter())
-        .map(|t| (t.data_offset as usize, t.samples.iter().map(|s| s.1 as usize).sum()))
+        .map(|t| {
+            (
+                t.data_offset as usize,
+                t.samples.iter().map(|s| s.1 as usize).sum(),
+            )
+        })
         .collect();
     runs.sort();
     let mut pos = f.moof_len + 8;
@@ -237,7 +277,11 @@ pub fn assert_tiles_mdat(f: &FragSummary) {
         assert_eq!(off, pos, "runs must be contiguous");
         pos += len;
     }
-    assert_eq!(pos, f.moof_len + 8 + f.mdat_payload_len, "runs must end at the mdat's end");
+    assert_eq!(
+        pos,
+        f.moof_len + 8 + f.mdat_payload_len,
+        "runs must end at the mdat's end"
+    );
 }
 
 /// Splits a concatenated recording into (init, fragments).
@@ -246,12 +290,18 @@ pub fn split_recording(data: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     assert_eq!(top[0].0, "ftyp");
     assert_eq!(top[1].0, "moov");
     let init = [top[0].1, top[1].1].concat();
-    let frags = top[2..].chunks(2).map(|c| [c[0].1, c[1].1].concat()).collect();
+    let frags = top[2..]
+        .chunks(2)
+        .map(|c| [c[0].1, c[1].1].concat())
+        .collect();
     (init, frags)
 }
 
 /// Runs units through a fragmenter; returns the events and errors seen.
-pub fn run_units(config: FragmenterConfig, units: Vec<MediaUnit>) -> (Vec<FragmenterEvent>, Vec<recorder::Error>) {
+pub fn run_units(
+    config: FragmenterConfig,
+    units: Vec<MediaUnit>,
+) -> (Vec<FragmenterEvent>, Vec<recorder::Error>) {
     let mut f = Fragmenter::new(config).unwrap();
     let mut events = Vec::new();
     let mut errors = Vec::new();
@@ -303,7 +353,9 @@ pub fn concat(init: &InitSegment, frags: &[(Fragment, Bytes)]) -> Vec<u8> {
 }
 
 pub fn shared_fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/hksv-example").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/hksv-example")
+        .join(rel)
 }
 
 pub fn demo_clip() -> Bytes {
@@ -313,15 +365,30 @@ pub fn demo_clip() -> Bytes {
 /// Fails (never skips) when ffmpeg/ffprobe are missing.
 pub fn require_ffmpeg() {
     for tool in ["ffmpeg", "ffprobe"] {
-        let ok = Command::new(tool).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-        assert!(ok, "{tool} is not installed: run scripts/test (it installs ffmpeg) or `apt-get install ffmpeg`");
+        let ok = Command::new(tool)
+            .arg("-version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "{tool} is not installed: run scripts/test (it installs ffmpeg) or `apt-get install ffmpeg`"
+        );
     }
 }
 
 /// Runs ffmpeg with `args`; panics with stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]).args(args).output().unwrap();
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Decodes a file fully; asserts exit 0 and no error output. `-fps_mode passthrough` avoids
@@ -334,23 +401,44 @@ pub fn assert_decodes_cleanly(path: &Path) {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "decoding {} failed: {stderr}", path.display());
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "decoding {} failed: {stderr}",
+        path.display()
+    );
 }
 
 /// ffprobe packets of one stream: (pts_time seconds, duration seconds, is_key).
 pub fn probe_packets(path: &Path, stream: &str) -> Vec<(f64, f64, bool)> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", stream, "-show_entries", "packet=pts_time,duration_time,flags", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "packet=pts_time,duration_time,flags",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[0].parse().unwrap_or(f64::NAN), f[1].parse().unwrap_or(f64::NAN), f[2].contains('K'))
+            (
+                f[0].parse().unwrap_or(f64::NAN),
+                f[1].parse().unwrap_or(f64::NAN),
+                f[2].contains('K'),
+            )
         })
         .collect()
 }
@@ -387,7 +475,11 @@ impl BitWriter {
 /// A Baseline-profile SPS (ITU-T H.264 §7.3.2.1.1) for a `width_mbs` × `height_mbs` picture,
 /// with emulation prevention applied.
 pub fn make_sps(width_mbs: u32, height_mbs: u32) -> Vec<u8> {
-    let mut w = BitWriter { out: vec![0x67], bits: 0, cur: 0 };
+    let mut w = BitWriter {
+        out: vec![0x67],
+        bits: 0,
+        cur: 0,
+    };
     w.bits(66, 8); // profile_idc Baseline
     w.bits(0xc0, 8); // constraint flags
     w.bits(40, 8); // level 4.0
@@ -436,7 +528,12 @@ pub fn annexb_au(sps: Option<&[u8]>, idr: bool, len: usize, fill: u8) -> Bytes {
 }
 
 pub fn video(pts_90k: i64, data: Bytes) -> recorder::VideoAccessUnit {
-    recorder::VideoAccessUnit { pts_90k, dts_90k: None, data, framing: recorder::H264Framing::AnnexB }
+    recorder::VideoAccessUnit {
+        pts_90k,
+        dts_90k: None,
+        data,
+        framing: recorder::H264Framing::AnnexB,
+    }
 }
 
 /// A 48 kHz mono AAC-LC ADTS frame with `len` payload bytes.
@@ -466,7 +563,11 @@ pub fn assert_hksv_recording(init: &InitSegment, frags: &[(Fragment, Bytes)]) {
         assert_eq!(v.track_id, 1);
         assert_eq!(v.tfhd_flags, 0x020020);
         assert_eq!(v.default_sample_flags, Some(0x0101_0000));
-        assert_eq!(v.truns[0].first_sample_flags, Some(0x0200_0000), "fragment starts with a keyframe");
+        assert_eq!(
+            v.truns[0].first_sample_flags,
+            Some(0x0200_0000),
+            "fragment starts with a keyframe"
+        );
         assert!(v.sync_flags(0)[0]);
         assert_eq!(v.tfdt, expect.0, "video tfdt continuous");
         expect.0 += v.duration();
