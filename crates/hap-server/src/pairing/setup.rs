@@ -178,10 +178,12 @@ impl PairSetup {
             return SetupOutcome::Reply(error_reply(2, PairingError::MAX_TRIES));
         }
         let mut salt = [0u8; 16];
-        let mut b = [0u8; 32];
         rng.fill_bytes(&mut salt);
-        rng.fill_bytes(&mut b);
-        let srp = srp::Server::new(ctx.setup_code.as_bytes(), salt, b);
+        let srp = srp::Server::new(ctx.setup_code.as_bytes(), salt, || {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            b
+        });
         let mut reply = Tlv8::new();
         reply
             .push_u8(TlvType::STATE, 2)

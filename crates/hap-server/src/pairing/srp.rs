@@ -10,7 +10,15 @@
 //! So: u = H(PAD(A) ‖ PAD(B)), K = H(STRIP(S)),
 //! M1 = H((H(N) xor H(05)) ‖ H(I) ‖ salt ‖ STRIP(A) ‖ STRIP(B) ‖ K), M2 = H(PAD(A) ‖ M1 ‖ K).
 //! These only differ from other conventions when A, B or S has a leading zero byte (≈1/256
-//! each); the appendix-A test vector pins them.
+//! each); the appendix-A test vector pins them. Controllers disagree on those edge cases
+//! (aiohomekit and fast-srp hash PAD(A) in M1 and K = H(PAD(S))), so the accessory side
+//! * picks b so that B has no leading zero byte (then STRIP(B) = PAD(B) and u and M1 are the
+//!   same under every convention), and
+//! * accepts M1 computed with STRIP(A) or PAD(A), and with K = H(STRIP(S)) or H(PAD(S)),
+//!   trying the ADK form first; M2 and the later keys use the K that matched.
+//!
+//! All candidates derive from the same S, so this does not help a guesser: a wrong setup code
+//! matches none of them.
 
 use std::sync::OnceLock;
 
@@ -108,13 +116,14 @@ fn compute_u(a_pad: &[u8; N_BYTES], b_pad: &[u8; N_BYTES]) -> BoxedUint {
     BoxedUint::from_be_slice_vartime(&u)
 }
 
+/// M1 over A and B exactly as given (callers choose STRIP or PAD).
 fn compute_m1(salt: &[u8], a: &[u8], b: &[u8], k: &[u8; HASH_BYTES]) -> [u8; HASH_BYTES] {
     Sha512::new()
         .chain_update(constants().hn_xor_hg)
         .chain_update(Sha512::digest(USERNAME))
         .chain_update(salt)
-        .chain_update(strip(a))
-        .chain_update(strip(b))
+        .chain_update(a)
+        .chain_update(b)
         .chain_update(k)
         .finalize()
         .into()
@@ -148,11 +157,25 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts an exchange for `password` (the setup code with dashes) with the given salt and
-    /// secret ephemeral b.
-    pub(crate) fn new(password: &[u8], salt: [u8; 16], b: [u8; 32]) -> Self {
+    /// Starts an exchange for `password` (the setup code with dashes) with the given salt,
+    /// drawing the secret ephemeral b from `next_b` until B has no leading zero byte (about
+    /// one draw in 256 is redrawn; after 64 draws the last one is kept).
+    pub(crate) fn new(
+        password: &[u8],
+        salt: [u8; 16],
+        mut next_b: impl FnMut() -> [u8; 32],
+    ) -> Self {
         let v = SrpClient::new().compute_verifier(USERNAME, password, &salt);
-        let b_pub = SrpServer::new().compute_public_ephemeral(&b, &v);
+        let server = SrpServer::new();
+        let mut b = next_b();
+        let mut b_pub = server.compute_public_ephemeral(&b, &v);
+        for _ in 1..64 {
+            if b_pub.len() == N_BYTES {
+                break;
+            }
+            b = next_b();
+            b_pub = server.compute_public_ephemeral(&b, &v);
+        }
         Self { salt, b, v, b_pub }
     }
 
@@ -181,12 +204,29 @@ impl Server {
             &u,
             &BoxedUint::from_be_slice_vartime(&self.b),
         );
-        let k: [u8; HASH_BYTES] = Sha512::digest(s.to_be_bytes_trimmed_vartime()).into();
-        let expected = compute_m1(&self.salt, &a_pad, &self.b_pub, &k);
-        if !ct_eq(&expected, m1) {
-            return Err(SrpError::BadProof);
+        let s_strip = s.to_be_bytes_trimmed_vartime();
+        let mut s_pad = [0u8; N_BYTES];
+        pad_into(&s_strip, &mut s_pad);
+        let k_strip: [u8; HASH_BYTES] = Sha512::digest(&s_strip).into();
+        let a_strip = strip(&a_pad);
+        let mut keys = vec![k_strip];
+        if s_strip.len() < N_BYTES {
+            keys.push(Sha512::digest(s_pad).into());
         }
-        Ok((k, compute_m2(&a_pad, &expected, &k)))
+        let mut a_forms = vec![a_strip];
+        if a_strip.len() < N_BYTES {
+            a_forms.push(a_pad.as_slice());
+        }
+        // ADK form first: STRIP(A) with H(STRIP(S)).
+        for k in &keys {
+            for a in &a_forms {
+                let expected = compute_m1(&self.salt, a, strip(&self.b_pub), k);
+                if ct_eq(&expected, m1) {
+                    return Ok((*k, compute_m2(&a_pad, &expected, k)));
+                }
+            }
+        }
+        Err(SrpError::BadProof)
     }
 
     #[cfg(test)]
@@ -204,13 +244,20 @@ pub(crate) struct ClientProof {
     pub(crate) k: [u8; HASH_BYTES],
 }
 
-/// Computes A, M1, the expected M2 and K for the accessory's salt and B.
-pub(crate) fn client_proof(
+/// The controller's view after M2: A (stripped and padded), PAD(B) and S (stripped).
+struct ClientSecret {
+    a_pub: Vec<u8>,
+    a_pad: [u8; N_BYTES],
+    b_pad: [u8; N_BYTES],
+    s: Box<[u8]>,
+}
+
+fn client_secret(
     password: &[u8],
     salt: &[u8],
     b_pub: &[u8],
     a: &[u8; 32],
-) -> Result<ClientProof, SrpError> {
+) -> Result<ClientSecret, SrpError> {
     let b_pad = check_public(b_pub)?;
     let client = SrpClient::new();
     let a_pub = client.compute_public_ephemeral(a);
@@ -225,10 +272,31 @@ pub(crate) fn client_proof(
         &BoxedUint::from_be_slice_vartime(a),
         &u,
     );
-    let k: [u8; HASH_BYTES] = Sha512::digest(s.to_be_bytes_trimmed_vartime()).into();
-    let m1 = compute_m1(salt, &a_pub, &b_pad, &k);
-    let m2 = compute_m2(&a_pad, &m1, &k);
-    Ok(ClientProof { a_pub, m1, m2, k })
+    Ok(ClientSecret {
+        a_pub,
+        a_pad,
+        b_pad,
+        s: s.to_be_bytes_trimmed_vartime(),
+    })
+}
+
+/// Computes A, M1, the expected M2 and K for the accessory's salt and B (ADK conventions).
+pub(crate) fn client_proof(
+    password: &[u8],
+    salt: &[u8],
+    b_pub: &[u8],
+    a: &[u8; 32],
+) -> Result<ClientProof, SrpError> {
+    let c = client_secret(password, salt, b_pub, a)?;
+    let k: [u8; HASH_BYTES] = Sha512::digest(&c.s).into();
+    let m1 = compute_m1(salt, strip(&c.a_pub), strip(&c.b_pad), &k);
+    let m2 = compute_m2(&c.a_pad, &m1, &k);
+    Ok(ClientProof {
+        a_pub: c.a_pub,
+        m1,
+        m2,
+        k,
+    })
 }
 
 /// Constant-time comparison of a received proof.
@@ -319,7 +387,7 @@ mod tests {
 
     #[test]
     fn server_and_client_agree_and_reject_wrong_code() {
-        let server = Server::new(b"031-45-154", [3; 16], [9; 32]);
+        let server = Server::new(b"031-45-154", [3; 16], || [9; 32]);
         assert!(!server.verifier().is_empty());
         let proof =
             client_proof(b"031-45-154", server.salt(), server.public_key(), &[7; 32]).unwrap();
@@ -335,9 +403,88 @@ mod tests {
         );
     }
 
+    /// a values found offline (for salt [3; 16], b [9; 32], code 031-45-154) that make A,
+    /// respectively S, start with a zero byte.
+    const A_WITH_LEADING_ZERO: &str =
+        "011a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+    const S_WITH_LEADING_ZERO: &str =
+        "00675a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+    /// M1 as aiohomekit and fast-srp build it: over PAD(A), with K = H(PAD(S)).
+    fn padded_convention(server: &Server, a: &[u8; 32]) -> (ClientSecret, [u8; 64], [u8; 64]) {
+        let c = client_secret(b"031-45-154", server.salt(), server.public_key(), a).unwrap();
+        let k: [u8; 64] = Sha512::digest(pad(&c.s)).into();
+        let m1 = compute_m1(server.salt(), &c.a_pad, &c.b_pad, &k);
+        (c, m1, k)
+    }
+
+    #[test]
+    fn leading_zero_edge_cases_accept_both_conventions() {
+        let server = Server::new(b"031-45-154", [3; 16], || [9; 32]);
+        assert_eq!(
+            server.public_key().len(),
+            N_BYTES,
+            "B must not need padding"
+        );
+
+        // A with a leading zero byte: PAD(A) in M1 (aiohomekit) and STRIP(A) (ADK) both work.
+        let a: [u8; 32] = h(A_WITH_LEADING_ZERO).try_into().unwrap();
+        let (c, m1, k) = padded_convention(&server, &a);
+        assert_eq!(c.a_pad[0], 0, "precondition: A starts with a zero byte");
+        assert_eq!(c.s.len(), N_BYTES, "precondition: S does not");
+        assert_eq!(k[..], Sha512::digest(&c.s)[..], "no S ambiguity here");
+        let (k_srv, m2) = server.verify(&c.a_pad, &m1).unwrap();
+        assert_eq!(k_srv, k);
+        assert_eq!(m2, compute_m2(&c.a_pad, &m1, &k));
+        let adk = client_proof(b"031-45-154", server.salt(), server.public_key(), &a).unwrap();
+        assert_ne!(adk.m1, m1, "the two conventions really differ for this A");
+        assert_eq!(server.verify(&adk.a_pub, &adk.m1).unwrap().1, adk.m2);
+
+        // S with a leading zero byte: K = H(PAD(S)) (aiohomekit) and H(STRIP(S)) (ADK).
+        let a: [u8; 32] = h(S_WITH_LEADING_ZERO).try_into().unwrap();
+        let (c, m1, k) = padded_convention(&server, &a);
+        assert_eq!(
+            c.s.len(),
+            N_BYTES - 1,
+            "precondition: S starts with a zero byte"
+        );
+        let (k_srv, m2) = server.verify(&c.a_pad, &m1).unwrap();
+        assert_eq!(k_srv, k, "the padded K is the one used afterwards");
+        assert_eq!(m2, compute_m2(&c.a_pad, &m1, &k));
+        let adk = client_proof(b"031-45-154", server.salt(), server.public_key(), &a).unwrap();
+        assert_ne!(adk.k, k);
+        assert_eq!(server.verify(&adk.a_pub, &adk.m1), Ok((adk.k, adk.m2)));
+
+        // A wrong code still fails under every convention.
+        let wrong = client_secret(b"031-45-155", server.salt(), server.public_key(), &a).unwrap();
+        let k: [u8; 64] = Sha512::digest(pad(&wrong.s)).into();
+        let m1 = compute_m1(server.salt(), &wrong.a_pad, &wrong.b_pad, &k);
+        assert_eq!(server.verify(&wrong.a_pad, &m1), Err(SrpError::BadProof));
+    }
+
+    #[test]
+    fn b_with_a_leading_zero_is_redrawn() {
+        // Found offline: for salt [3; 16] and this code, B starts with a zero byte.
+        let short_b: [u8; 32] =
+            h("0160333333333333333333333333333333333333333333333333333333333333")
+                .try_into()
+                .unwrap();
+        let v = SrpClient::new().compute_verifier(USERNAME, b"031-45-154", &[3; 16]);
+        assert!(
+            SrpServer::new()
+                .compute_public_ephemeral(&short_b, &v)
+                .len()
+                < N_BYTES
+        );
+        let mut draws = vec![[0x77; 32], short_b];
+        let server = Server::new(b"031-45-154", [3; 16], || draws.pop().unwrap());
+        assert_eq!(server.public_key().len(), N_BYTES);
+        assert_eq!(server.b, [0x77; 32]);
+    }
+
     #[test]
     fn rejects_degenerate_public_keys_without_panicking() {
-        let server = Server::new(b"031-45-154", [3; 16], [9; 32]);
+        let server = Server::new(b"031-45-154", [3; 16], || [9; 32]);
         let n = constants().n;
         for a in [
             &[][..],
