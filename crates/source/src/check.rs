@@ -1,0 +1,598 @@
+//! `hksv-bridge check SOURCE`: connect, read for a while, and say whether the camera's stream
+//! can be recorded by HomeKit Secure Video as is, item by item, with what to change.
+//!
+//! With an output folder it also writes what a hub would receive: `init.mp4`,
+//! `fragment-0001.m4s`, … (the recorder's [`Fragmenter`] output, sequence numbers from 1,
+//! decode times from 0) and `clip.mp4` (all of them concatenated, playable).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use recorder::aac::{AOT_AAC_ELD, AOT_AAC_LC, AudioSpecificConfig};
+use recorder::demux::MediaUnit;
+use recorder::fmp4::FragmentTiming;
+use recorder::h264::SpsInfo;
+use recorder::input::{H264Framing, VideoAccessUnit};
+use recorder::{Fragmenter, FragmenterConfig, FragmenterEvent};
+use tokio::time::Instant;
+
+use crate::camera::{CameraSource, ReconnectPolicy, SourceEvent, StreamParams};
+use crate::ingest::nal_types;
+use crate::spec::SourceSpec;
+use crate::Error;
+
+/// The HKSV fragment length every GOP must fit (protocol-notes §3.4, §6.1).
+const FRAGMENT_MS: u64 = 4000;
+/// Default check length: long enough to see two keyframes of a 10 s GOP.
+pub const DEFAULT_CHECK_SECONDS: u64 = 12;
+
+/// How a check item came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Fine for HKSV.
+    Ok,
+    /// For information.
+    Info,
+    /// Works, but worse than it could (or may not work with every hub).
+    Warn,
+    /// HKSV will not record this correctly until it is changed.
+    Fail,
+}
+
+/// One verdict line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What was checked: `"codec"`, `"GOP"`, `"audio"`, …
+    pub item: &'static str,
+    /// The outcome.
+    pub level: Level,
+    /// What was found and, when not OK, what to change.
+    pub message: String,
+}
+
+/// Progress, reported about once a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckProgress {
+    /// Time since the check started.
+    pub elapsed: Duration,
+    /// The check length.
+    pub total: Duration,
+    /// Video access units received.
+    pub video_frames: u64,
+    /// Complete fragments produced.
+    pub fragments: usize,
+    /// Reconnects so far.
+    pub reconnects: u32,
+}
+
+/// What the check measured and concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    /// The source (credentials redacted).
+    pub source: String,
+    /// How the stream was carried.
+    pub transport: String,
+    /// How long the stream was read.
+    pub read_ms: u64,
+    /// From the SPS.
+    pub sps: Option<SpsInfo>,
+    /// Video access units received.
+    pub video_frames: u64,
+    /// Frame rate measured from timestamps.
+    pub measured_fps: Option<f64>,
+    /// Keyframe interval measured between the last two IDRs: (frames, ms).
+    pub gop: Option<(u32, u64)>,
+    /// Only one IDR seen: the GOP is at least this long, ms.
+    pub gop_at_least_ms: Option<u64>,
+    /// Average video bitrate, bits per second.
+    pub video_bitrate_bps: Option<u64>,
+    /// Frames received before the first IDR (the stream started mid-GOP; they are dropped).
+    pub frames_before_first_idr: u64,
+    /// Time from the first frame to the first IDR, ms.
+    pub first_idr_after_ms: Option<u64>,
+    /// The AAC config, if the stream has AAC audio.
+    pub audio: Option<AudioSpecificConfig>,
+    /// Audio that is present but not recordable.
+    pub ignored_audio: Option<String>,
+    /// AAC frames received.
+    pub audio_frames: u64,
+    /// Durations of the complete fragments produced, ms.
+    pub fragment_ms: Vec<u64>,
+    /// Reconnects during the check, with the last error.
+    pub reconnects: u32,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// The verdicts, in display order.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl CheckReport {
+    /// True when no verdict is [`Level::Fail`].
+    pub fn is_ready(&self) -> bool {
+        self.verdicts.iter().all(|v| v.level != Level::Fail)
+    }
+
+    /// The verdict for `item`, if any.
+    pub fn verdict(&self, item: &str) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.item == item)
+    }
+}
+
+fn profile_name(idc: u8) -> String {
+    match idc {
+        66 => "Baseline".into(),
+        77 => "Main".into(),
+        88 => "Extended".into(),
+        100 => "High".into(),
+        110 => "High 10".into(),
+        122 => "High 4:2:2".into(),
+        244 => "High 4:4:4".into(),
+        n => format!("profile_idc {n}"),
+    }
+}
+
+fn aac_name(asc: &AudioSpecificConfig) -> &'static str {
+    match asc.object_type {
+        AOT_AAC_LC => "AAC-LC",
+        AOT_AAC_ELD => "AAC-ELD",
+        _ => "AAC",
+    }
+}
+
+/// Resolutions HomeKit cameras advertise (protocol-notes §3.2; portrait variants accepted).
+const HOMEKIT_RESOLUTIONS: &[(u32, u32)] = &[
+    (1920, 1080), (1280, 720), (640, 480), (640, 360), (1024, 768), (1280, 960), (1600, 1200), (2048, 1536), (3840, 2160), (2560, 1440),
+];
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Camera check: {}", self.source)?;
+        writeln!(f, "  transport   {}, read for {:.1} s", self.transport, self.read_ms as f64 / 1000.0)?;
+        match &self.sps {
+            Some(s) => writeln!(
+                f,
+                "  video       H.264 {} profile, level {}.{}, {}x{}",
+                profile_name(s.profile_idc),
+                s.level_idc / 10,
+                s.level_idc % 10,
+                s.width,
+                s.height
+            )?,
+            None => writeln!(f, "  video       H.264 (no SPS seen)")?,
+        }
+        let vui = self.sps.as_ref().and_then(|s| s.vui_fps).map(|v| format!(" (SPS says {v:.2})")).unwrap_or_default();
+        match self.measured_fps {
+            Some(fps) => writeln!(f, "  frame rate  {fps:.2} fps measured{vui}, {} frames", self.video_frames)?,
+            None => writeln!(f, "  frame rate  unknown{vui}, {} frames", self.video_frames)?,
+        }
+        match (self.gop, self.gop_at_least_ms) {
+            (Some((frames, ms)), _) => writeln!(f, "  GOP         {frames} frames = {ms} ms")?,
+            (None, Some(ms)) => writeln!(f, "  GOP         longer than {ms} ms (one keyframe seen)")?,
+            _ => writeln!(f, "  GOP         no keyframe seen")?,
+        }
+        if let Some(b) = self.video_bitrate_bps {
+            writeln!(f, "  bitrate     {:.2} Mbit/s", b as f64 / 1e6)?;
+        }
+        if self.frames_before_first_idr > 0 {
+            writeln!(
+                f,
+                "  start       mid-GOP: {} frames before the first keyframe were dropped ({} ms)",
+                self.frames_before_first_idr,
+                self.first_idr_after_ms.unwrap_or(0)
+            )?;
+        }
+        match (&self.audio, &self.ignored_audio) {
+            (Some(a), _) => writeln!(f, "  audio       {} {} Hz, {} channel(s), {} frames", aac_name(a), a.sample_rate_hz, a.channels, self.audio_frames)?,
+            (None, Some(n)) => writeln!(f, "  audio       {n} (not recorded)")?,
+            (None, None) => writeln!(f, "  audio       none")?,
+        }
+        let durations: Vec<String> = self.fragment_ms.iter().map(|d| format!("{d} ms")).collect();
+        writeln!(f, "  fragments   {} complete [{}]", self.fragment_ms.len(), durations.join(", "))?;
+        if self.reconnects > 0 {
+            writeln!(f, "  reconnects  {} (last error: {})", self.reconnects, self.last_error.as_deref().unwrap_or("-"))?;
+        }
+        for p in &self.files {
+            writeln!(f, "  wrote       {}", p.display())?;
+        }
+        writeln!(f, "HKSV verdict:")?;
+        for v in &self.verdicts {
+            let tag = match v.level {
+                Level::Ok => "ok  ",
+                Level::Info => "info",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            writeln!(f, "  [{tag}] {:<10} {}", v.item, v.message)?;
+        }
+        let fails = self.verdicts.iter().filter(|v| v.level == Level::Fail).count();
+        if fails == 0 {
+            write!(f, "Ready for HomeKit Secure Video.")
+        } else {
+            write!(f, "Not ready for HomeKit Secure Video: {fails} item(s) to fix.")
+        }
+    }
+}
+
+/// Measurements gathered while reading.
+#[derive(Default)]
+struct Stats {
+    frames: u64,
+    video_bytes: u64,
+    first_pts: Option<i64>,
+    last_pts: Option<i64>,
+    idrs: Vec<(i64, u64)>, // (pts_90k, frame index)
+    frames_before_first_idr: u64,
+    sps: Option<SpsInfo>,
+    audio_frames: u64,
+}
+
+impl Stats {
+    fn on_video(&mut self, v: &VideoAccessUnit) {
+        let types = nal_types(&v.data, v.framing);
+        let t = v.dts_90k.unwrap_or(v.pts_90k);
+        if types.contains(&7) && self.sps.is_none() {
+            self.sps = first_sps(&v.data, v.framing).and_then(|s| SpsInfo::parse(&s).ok());
+        }
+        if types.contains(&5) {
+            self.idrs.push((t, self.frames));
+        } else if self.idrs.is_empty() {
+            self.frames_before_first_idr += 1;
+        }
+        self.first_pts.get_or_insert(t);
+        self.last_pts = Some(t);
+        self.frames += 1;
+        self.video_bytes += v.data.len() as u64;
+    }
+}
+
+fn first_sps(data: &[u8], framing: H264Framing) -> Option<Vec<u8>> {
+    match framing {
+        H264Framing::Avcc { length_size_bytes } => {
+            let n = usize::from(length_size_bytes);
+            let mut rest = data;
+            while let Some((len, tail)) = rest.split_at_checked(n) {
+                let len = len.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
+                let (nal, tail) = tail.split_at_checked(len)?;
+                if nal.first().is_some_and(|h| h & 0x1f == 7) {
+                    return Some(nal.to_vec());
+                }
+                rest = tail;
+            }
+            None
+        }
+        H264Framing::AnnexB => {
+            let mut i = 0usize;
+            while let Some(w) = data.get(i..i + 4) {
+                if w.get(..3) == Some(&[0, 0, 1]) && w.get(3).is_some_and(|h| h & 0x1f == 7) {
+                    let start = i + 3;
+                    let rest = data.get(start..)?;
+                    let end = rest.windows(3).position(|w| w == [0, 0, 1]).map_or(rest.len(), |p| p);
+                    let mut nal = rest.get(..end)?;
+                    while let Some((&0, r)) = nal.split_last() {
+                        nal = r;
+                    }
+                    return Some(nal.to_vec());
+                }
+                i += 1;
+            }
+            None
+        }
+    }
+}
+
+/// Writes the hub's view of the recording.
+struct Output {
+    dir: PathBuf,
+    init: Option<bytes::Bytes>,
+    clip: Vec<u8>,
+    fragments: u32,
+    files: Vec<PathBuf>,
+}
+
+impl Output {
+    fn write(&mut self, name: &str, data: &[u8]) -> Result<(), Error> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, data).map_err(|e| Error::Output { path: path.display().to_string(), detail: e.to_string() })?;
+        self.files.push(path);
+        Ok(())
+    }
+}
+
+/// Checks `spec` for `duration` (see [`DEFAULT_CHECK_SECONDS`]), writing the hub's view to
+/// `out_dir` when given, calling `progress` about once a second.
+///
+/// # Errors
+/// The source's error when it never delivered video (unreachable, wrong credentials,
+/// unsupported codec, stalled); [`Error::Output`] when a file cannot be written.
+pub async fn check(spec: &SourceSpec, duration: Duration, out_dir: Option<&Path>, progress: impl FnMut(&CheckProgress)) -> Result<CheckReport, Error> {
+    let policy = ReconnectPolicy { initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(2), stall_timeout: Duration::from_secs(5), max_consecutive_failures: Some(3), ..Default::default() };
+    let source = crate::open(spec, policy)?;
+    // A file has an end: the check stops there instead of replaying it.
+    let stop_at_end = matches!(spec, SourceSpec::File { .. });
+    run(source, spec.to_string(), duration, out_dir, progress, stop_at_end).await
+}
+
+/// [`check`] on any [`CameraSource`] (e.g. a simulated one).
+///
+/// # Errors
+/// As [`check`].
+pub async fn check_source(
+    source: impl CameraSource,
+    name: String,
+    duration: Duration,
+    out_dir: Option<&Path>,
+    progress: impl FnMut(&CheckProgress),
+) -> Result<CheckReport, Error> {
+    run(source, name, duration, out_dir, progress, false).await
+}
+
+async fn run(
+    mut source: impl CameraSource,
+    name: String,
+    duration: Duration,
+    out_dir: Option<&Path>,
+    mut progress: impl FnMut(&CheckProgress),
+    stop_at_end: bool,
+) -> Result<CheckReport, Error> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut next_tick = start + Duration::from_secs(1);
+    let mut params: Option<StreamParams> = None;
+    let mut fragmenter: Option<Fragmenter> = None;
+    let mut stats = Stats::default();
+    let mut reconnects = 0u32;
+    let mut last_error: Option<Error> = None;
+    let mut fragment_ms = Vec::new();
+    let mut out = match out_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| Error::Output { path: d.display().to_string(), detail: e.to_string() })?;
+            Some(Output { dir: d.to_path_buf(), init: None, clip: Vec::new(), fragments: 0, files: Vec::new() })
+        }
+        None => None,
+    };
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next_tick {
+            next_tick += Duration::from_secs(1);
+            progress(&CheckProgress { elapsed: now - start, total: duration, video_frames: stats.frames, fragments: fragment_ms.len(), reconnects });
+        }
+        let event = match tokio::time::timeout_at(next_tick.min(deadline), source.next_event()).await {
+            Err(_) => continue,
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                if stats.frames == 0 {
+                    return Err(e);
+                }
+                last_error = Some(e);
+                break;
+            }
+        };
+        match event {
+            SourceEvent::Connected { params: p, attempt } => {
+                if attempt > 1 && params.is_some() {
+                    tracing::info!(camera = %name, attempt, "reconnected");
+                }
+                if fragmenter.is_none() {
+                    let config = FragmenterConfig { audio_config: p.audio.clone(), ..Default::default() };
+                    fragmenter = Some(Fragmenter::new(config).map_err(|e| Error::Stream { camera: name.clone(), detail: e.to_string() })?);
+                }
+                if let (Some(ps), Some(fr)) = (&p.parameter_sets, fragmenter.as_mut()) {
+                    fr.set_parameter_sets(ps.clone());
+                    if stats.sps.is_none() {
+                        stats.sps = SpsInfo::parse(&ps.sps).ok();
+                    }
+                }
+                params.get_or_insert(p);
+            }
+            SourceEvent::Reconnecting { error: Error::Ended { .. }, .. } if stop_at_end && stats.frames > 0 => break,
+            SourceEvent::Reconnecting { error, .. } => {
+                reconnects += 1;
+                last_error = Some(error);
+            }
+            SourceEvent::Unit(unit) => {
+                let Some(fr) = fragmenter.as_mut() else { continue };
+                let _ = match unit {
+                    MediaUnit::ParameterSets(ps) => {
+                        if stats.sps.is_none() {
+                            stats.sps = SpsInfo::parse(&ps.sps).ok();
+                        }
+                        fr.set_parameter_sets(ps);
+                        Ok(())
+                    }
+                    MediaUnit::Video(v) => {
+                        stats.on_video(&v);
+                        fr.push_video(v)
+                    }
+                    MediaUnit::Audio(a) => {
+                        stats.audio_frames += 1;
+                        fr.push_audio(a)
+                    }
+                };
+                while let Some(ev) = fr.poll_event() {
+                    match ev {
+                        FragmenterEvent::Init(init) => {
+                            if let Some(o) = out.as_mut()
+                                && o.init.is_none()
+                            {
+                                o.write("init.mp4", &init.bytes)?;
+                                o.clip.extend_from_slice(&init.bytes);
+                                o.init = Some(init.bytes);
+                            }
+                        }
+                        FragmenterEvent::Fragment(frag) => {
+                            fragment_ms.push(frag.duration_90k() / 90);
+                            if let Some(o) = out.as_mut() {
+                                o.fragments += 1;
+                                let timing = FragmentTiming {
+                                    sequence_number: o.fragments,
+                                    video_decode_time: frag.video.base_decode_time,
+                                    audio_decode_time: frag.audio.as_ref().map_or(0, |a| a.base_decode_time),
+                                };
+                                let bytes = frag.to_bytes(&timing);
+                                o.write(&format!("fragment-{:04}.m4s", o.fragments), &bytes)?;
+                                o.clip.extend_from_slice(&bytes);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let read_ms = start.elapsed().as_millis() as u64;
+    progress(&CheckProgress { elapsed: start.elapsed(), total: duration, video_frames: stats.frames, fragments: fragment_ms.len(), reconnects });
+    let mut files = Vec::new();
+    if let Some(mut o) = out {
+        if o.init.is_some() {
+            let clip = std::mem::take(&mut o.clip);
+            o.write("clip.mp4", &clip)?;
+        }
+        files = o.files;
+    }
+    if let Some(fr) = &fragmenter
+        && stats.sps.is_none()
+    {
+        stats.sps = fr.stream_info().sps.clone();
+    }
+    let params = params.unwrap_or_default();
+    let mut report = CheckReport {
+        source: name,
+        transport: params.transport.clone(),
+        read_ms,
+        sps: stats.sps.clone(),
+        video_frames: stats.frames,
+        measured_fps: None,
+        gop: None,
+        gop_at_least_ms: None,
+        video_bitrate_bps: None,
+        frames_before_first_idr: stats.frames_before_first_idr,
+        first_idr_after_ms: None,
+        audio: params.audio.clone(),
+        ignored_audio: params.ignored_audio.clone(),
+        audio_frames: stats.audio_frames,
+        fragment_ms,
+        reconnects,
+        last_error: last_error.map(|e| e.to_string()),
+        files,
+        verdicts: Vec::new(),
+    };
+    if let (Some(first), Some(last)) = (stats.first_pts, stats.last_pts)
+        && last > first
+        && stats.frames > 1
+    {
+        let span_90k = (last - first) as f64;
+        let fps = (stats.frames - 1) as f64 * 90_000.0 / span_90k;
+        report.measured_fps = Some(fps);
+        // Bytes over the span plus one frame duration.
+        let secs = (span_90k + 90_000.0 / fps) / 90_000.0;
+        report.video_bitrate_bps = Some((stats.video_bytes as f64 * 8.0 / secs) as u64);
+    }
+    if let Some(&(t, _)) = stats.idrs.first() {
+        report.first_idr_after_ms = stats.first_pts.map(|f| ((t - f).max(0) / 90) as u64);
+    }
+    if let [.., (t0, n0), (t1, n1)] = stats.idrs.as_slice() {
+        report.gop = Some((u32::try_from(n1 - n0).unwrap_or(u32::MAX), ((t1 - t0).max(0) / 90) as u64));
+    } else if let (Some(&(t0, _)), Some(last)) = (stats.idrs.first(), stats.last_pts) {
+        report.gop_at_least_ms = Some(((last - t0).max(0) / 90) as u64);
+    }
+    report.verdicts = verdicts(&report);
+    Ok(report)
+}
+
+fn verdicts(r: &CheckReport) -> Vec<Verdict> {
+    let mut v = Vec::new();
+    let mut add = |item, level, message: String| v.push(Verdict { item, level, message });
+    add("codec", Level::Ok, "H.264, remuxed without transcoding".into());
+    if let Some(s) = &r.sps {
+        let level = if matches!(s.profile_idc, 66 | 77 | 100) { Level::Ok } else { Level::Warn };
+        let msg = if level == Level::Ok {
+            format!("{} (HomeKit offers Baseline, Main and High)", profile_name(s.profile_idc))
+        } else {
+            format!("{}: HomeKit offers Baseline, Main and High; set the camera's H.264 profile to High or Main", profile_name(s.profile_idc))
+        };
+        add("profile", level, msg);
+        let lvl = format!("{}.{}", s.level_idc / 10, s.level_idc % 10);
+        if s.level_idc <= 41 {
+            add("level", Level::Ok, format!("{lvl} (HomeKit lists 3.1, 3.2, 4.0; hubs accept 4.1)"));
+        } else {
+            add("level", Level::Warn, format!("{lvl}: above the 4.0 HomeKit lists; lower the resolution or bitrate if hubs refuse the clips"));
+        }
+        let (w, h) = (s.width, s.height);
+        if HOMEKIT_RESOLUTIONS.iter().any(|&(a, b)| (a, b) == (w, h) || (b, a) == (w, h)) {
+            add("resolution", Level::Ok, format!("{w}x{h}"));
+        } else {
+            add("resolution", Level::Warn, format!("{w}x{h} is not a size HomeKit asks for (1920x1080, 1280x720, …); it is advertised as is and most hubs accept it"));
+        }
+    }
+    match r.measured_fps {
+        Some(fps) if fps > 30.5 => add("frame rate", Level::Warn, format!("{fps:.1} fps: HomeKit records at most 30 fps; set the camera to 30 or less")),
+        Some(fps) if fps < 14.5 => add("frame rate", Level::Warn, format!("{fps:.1} fps: HomeKit expects 15, 24 or 30 fps")),
+        Some(fps) => add("frame rate", Level::Ok, format!("{fps:.1} fps")),
+        None => add("frame rate", Level::Fail, "no timed video frames received".into()),
+    }
+    let fps = r.measured_fps.or(r.sps.as_ref().and_then(|s| s.vui_fps)).unwrap_or(30.0);
+    let advice = format!("set the camera's I-frame interval to 4 × fps = {} frames", (fps * 4.0).round());
+    let frame_ms = (1000.0 / fps) as u64 + 20;
+    match (r.gop, r.gop_at_least_ms) {
+        (Some((frames, ms)), _) => {
+            let secs = ms as f64 / 1000.0;
+            if ms.abs_diff(FRAGMENT_MS) <= frame_ms {
+                add("GOP", Level::Ok, format!("{secs:.1} s ({frames} frames): one 4 s fragment per keyframe"));
+            } else if ms > FRAGMENT_MS {
+                add("GOP", Level::Fail, format!("GOP {secs:.1} s: HomeKit expects 4 s — {advice}"));
+            } else {
+                let per = FRAGMENT_MS.div_ceil(ms.max(1)) * ms;
+                let level = if per.abs_diff(FRAGMENT_MS) <= frame_ms { Level::Ok } else { Level::Warn };
+                let msg = if level == Level::Ok {
+                    format!("{secs:.1} s ({frames} frames): fragments group {} GOPs into 4 s", FRAGMENT_MS.div_ceil(ms.max(1)))
+                } else {
+                    format!("GOP {secs:.1} s: fragments will be {:.1} s instead of 4 s — {advice}", per as f64 / 1000.0)
+                };
+                add("GOP", level, msg);
+            }
+        }
+        (None, Some(ms)) if ms > FRAGMENT_MS + frame_ms => {
+            add("GOP", Level::Fail, format!("GOP longer than {:.1} s (one keyframe in the check): HomeKit expects 4 s — {advice}", ms as f64 / 1000.0));
+        }
+        (None, Some(_)) => add("GOP", Level::Warn, "only one keyframe seen; run the check longer to measure the GOP".into()),
+        (None, None) => add("GOP", Level::Fail, format!("no keyframe (IDR) in {:.1} s — {advice}", r.read_ms as f64 / 1000.0)),
+    }
+    if r.frames_before_first_idr > 0 {
+        add(
+            "start",
+            Level::Info,
+            format!(
+                "the stream started mid-GOP: {} frames before the first keyframe were dropped (first keyframe after {} ms)",
+                r.frames_before_first_idr,
+                r.first_idr_after_ms.unwrap_or(0)
+            ),
+        );
+    }
+    if let Some(b) = r.video_bitrate_bps {
+        let mbps = b as f64 / 1e6;
+        if mbps > 8.0 {
+            add("bitrate", Level::Warn, format!("{mbps:.2} Mbit/s: high for iCloud uploads; 2–4 Mbit/s is typical for 1080p"));
+        } else {
+            add("bitrate", Level::Ok, format!("{mbps:.2} Mbit/s"));
+        }
+    }
+    match (&r.audio, &r.ignored_audio) {
+        (Some(a), _) => add("audio", Level::Ok, format!("{} {} Hz, {} channel(s)", aac_name(a), a.sample_rate_hz, a.channels)),
+        (None, Some(n)) => add("audio", Level::Warn, format!("{n} is not recorded: HKSV records AAC; set the camera's audio codec to AAC to record sound")),
+        (None, None) => add("audio", Level::Info, "no audio: recordings will be silent".into()),
+    }
+    if r.fragment_ms.is_empty() {
+        add("fragments", Level::Fail, "no complete fragment was produced (needs two keyframes)".into());
+    } else {
+        add("fragments", Level::Ok, format!("{} complete", r.fragment_ms.len()));
+    }
+    if r.reconnects > 0 {
+        add("connection", Level::Warn, format!("{} reconnect(s): {}", r.reconnects, r.last_error.as_deref().unwrap_or("-")));
+    }
+    v
+}
