@@ -12,6 +12,8 @@
 
 mod controller_side;
 pub(crate) mod crypto;
+#[cfg(test)]
+mod interop;
 mod setup;
 mod srp;
 #[cfg(test)]
