@@ -242,3 +242,39 @@ fn output_digest_is_pinned_to_the_format_version() {
         (1, 1_249_236, "a3d25ccfd5503802".to_owned())
     );
 }
+
+#[test]
+fn sps_facts_and_measured_stream_info() {
+    let file = demux::demux(demo_clip()).unwrap();
+    let recorder::demux::TrackKind::Video { parameter_sets, .. } = &file.tracks[0].kind else {
+        panic!("track 1 is video")
+    };
+    let info = recorder::h264::SpsInfo::parse(&parameter_sets.sps).unwrap();
+    // fixture-analysis §3: Main@4.1, 1920x1088 cropped to 1080, VUI claims 24 fps.
+    assert_eq!(
+        (info.profile_idc, info.level_idc, info.width, info.height),
+        (77, 41, 1920, 1080)
+    );
+    assert_eq!(info.vui_fps, Some(24.0));
+    // The real rate, measured from timestamps, is about 16 fps with 4 s GOPs (§5).
+    let mut f = recorder::Fragmenter::new(fixture_config()).unwrap();
+    for u in file.media_units() {
+        let _ = match u {
+            recorder::demux::MediaUnit::ParameterSets(ps) => {
+                f.set_parameter_sets(ps);
+                Ok(())
+            }
+            recorder::demux::MediaUnit::Video(v) => f.push_video(v),
+            recorder::demux::MediaUnit::Audio(a) => f.push_audio(a),
+        };
+    }
+    let s = f.stream_info();
+    assert_eq!(s.gop_frames, Some(64));
+    assert_eq!(s.gop_ms, Some(4000));
+    assert!(
+        (s.measured_fps.unwrap() - 16.0).abs() < 0.01,
+        "{:?}",
+        s.measured_fps
+    );
+    assert_eq!(s.sps.as_ref().unwrap().width, 1920);
+}
