@@ -268,3 +268,58 @@ fn debug_prints_hex_and_hides_long_values() {
     let err = Error::MissingType { ty: TlvType::SALT };
     assert_eq!(err.to_string(), "TLV item Salt(0x02) is missing");
 }
+
+/// HAP-NodeJS `RecordingManagement.spec.ts` SelectedCameraRecordingConfiguration (protocol-notes
+/// §3.4): nested TLVs decode to the annotated values and re-encode byte for byte.
+#[test]
+fn hap_nodejs_selected_recording_configuration() {
+    let input = hex::decode(
+        "011d0104a00f000002080100000000000000030b01010002060104a00f000002240101000212010101020102\
+         0304d00700000404a00f0000030b0102b004020240060301180314010100020f010101020100030103040440000000",
+    )
+    .unwrap();
+    let top = Tlv8::decode(&input).unwrap();
+    assert_eq!(top.len(), 3);
+    let general = top.nested(TlvType(1)).unwrap().unwrap();
+    assert_eq!(general.require_uint(TlvType(1)), Ok(4000), "prebuffer ms");
+    assert_eq!(general.get_uint(TlvType(2)), Ok(Some(1)), "trigger: motion");
+    let container = general.nested(TlvType(3)).unwrap().unwrap();
+    assert_eq!(container.require_u8(TlvType(1)), Ok(0), "fMP4");
+    let params = container.nested(TlvType(2)).unwrap().unwrap();
+    assert_eq!(params.require_uint(TlvType(1)), Ok(4000), "fragment ms");
+
+    let video = top.nested(TlvType(2)).unwrap().unwrap();
+    let vparams = video.nested(TlvType(2)).unwrap().unwrap();
+    assert_eq!(vparams.require_u8(TlvType(1)), Ok(1), "Main");
+    assert_eq!(vparams.require_u8(TlvType(2)), Ok(2), "level 4.0");
+    assert_eq!(vparams.require_uint(TlvType(3)), Ok(2000), "kbit/s");
+    assert_eq!(vparams.require_uint(TlvType(4)), Ok(4000), "I-frame ms");
+    let attrs = video.nested(TlvType(3)).unwrap().unwrap();
+    assert_eq!(attrs.require_uint(TlvType(1)), Ok(1200));
+    assert_eq!(attrs.require_uint(TlvType(2)), Ok(1600));
+    assert_eq!(attrs.require_u8(TlvType(3)), Ok(24));
+
+    let audio = top.nested(TlvType(3)).unwrap().unwrap();
+    let aparams = audio.nested(TlvType(2)).unwrap().unwrap();
+    assert_eq!(aparams.require_u8(TlvType(3)), Ok(3), "32 kHz");
+    assert_eq!(aparams.require_uint(TlvType(4)), Ok(64), "kbit/s");
+
+    assert_eq!(top.encode(), input);
+}
+
+/// HAP-NodeJS supported-video example (protocol-notes §3.2): a `00 00`-separated list of levels
+/// inside the codec parameters.
+#[test]
+fn hap_nodejs_codec_parameters_list() {
+    let params = [
+        0x01, 0x01, 0x01, 0x02, 0x01, 0x00, 0x00, 0x00, 0x02, 0x01, 0x02,
+    ];
+    let tlv = Tlv8::decode(&params).unwrap();
+    assert_eq!(tlv.require_u8(TlvType(1)), Ok(1));
+    let levels: Vec<&[u8]> = tlv.get_all(TlvType(2)).collect();
+    assert_eq!(levels, vec![&[0][..], &[2][..]]);
+    let lists = tlv.split_lists(TlvType(0));
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[1].require_u8(TlvType(2)), Ok(2));
+    assert_eq!(tlv.encode(), params);
+}
