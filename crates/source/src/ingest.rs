@@ -87,7 +87,13 @@ struct AnnexBState {
     splitter: AnnexBSplitter,
     fps: Option<f64>,
     frames: i64,
+    /// Access units held until the first SPS tells the frame rate (a stream that starts
+    /// mid-GOP has none before its first IDR).
+    held: Vec<Bytes>,
 }
+
+/// Access units held while waiting for an SPS before falling back to 30 fps.
+const MAX_HELD_FOR_SPS: usize = 600;
 
 struct Fmp4State {
     buf: BytesMut,
@@ -189,6 +195,14 @@ impl ByteIngest {
         if let State::AnnexB(a) = &mut self.state {
             a.splitter.finish();
             self.drain_annexb();
+            if let State::AnnexB(a) = &mut self.state {
+                let fps = *a.fps.get_or_insert(30.0);
+                for au in a.held.drain(..) {
+                    let pts_90k = (a.frames as f64 * 90_000.0 / fps).round() as i64;
+                    a.frames += 1;
+                    self.out.push_back(MediaUnit::Video(VideoAccessUnit { pts_90k, dts_90k: None, data: au, framing: H264Framing::AnnexB }));
+                }
+            }
         }
     }
 
@@ -209,7 +223,7 @@ impl ByteIngest {
             if looks_like_h265(h) {
                 return Err(Error::UnsupportedCodec { camera: self.camera.clone(), found: "H.265".into() });
             }
-            return Ok(State::AnnexB(AnnexBState { splitter: AnnexBSplitter::new(MAX_ACCESS_UNIT_BYTES), fps: self.fps_option, frames: 0 }));
+            return Ok(State::AnnexB(AnnexBState { splitter: AnnexBSplitter::new(MAX_ACCESS_UNIT_BYTES), fps: self.fps_option, frames: 0, held: Vec::new() }));
         }
         if matches!(head.get(4..8), Some(b"ftyp" | b"styp" | b"moov" | b"moof" | b"free" | b"sidx")) {
             return Ok(State::Fmp4(Fmp4State { buf: BytesMut::new(), ftyp: None, moov: None, moof: None, parameter_sets: None }));
@@ -224,12 +238,21 @@ impl ByteIngest {
         let State::AnnexB(a) = &mut self.state else { return };
         while let Some(au) = a.splitter.pull() {
             if a.fps.is_none() {
-                a.fps = Some(sps_fps(&au).unwrap_or(30.0));
+                match sps_fps(&au) {
+                    Some(fps) => a.fps = Some(fps),
+                    None if a.held.len() < MAX_HELD_FOR_SPS && !au_has_sps(&au) => {
+                        a.held.push(au);
+                        continue;
+                    }
+                    None => a.fps = Some(30.0), // an SPS without VUI timing, or none for long
+                }
             }
             let fps = a.fps.unwrap_or(30.0);
-            let pts_90k = (a.frames as f64 * 90_000.0 / fps).round() as i64;
-            a.frames += 1;
-            self.out.push_back(MediaUnit::Video(VideoAccessUnit { pts_90k, dts_90k: None, data: au, framing: H264Framing::AnnexB }));
+            for au in a.held.drain(..).chain(std::iter::once(au)) {
+                let pts_90k = (a.frames as f64 * 90_000.0 / fps).round() as i64;
+                a.frames += 1;
+                self.out.push_back(MediaUnit::Video(VideoAccessUnit { pts_90k, dts_90k: None, data: au, framing: H264Framing::AnnexB }));
+            }
         }
     }
 
@@ -344,6 +367,10 @@ fn box_header(buf: &[u8]) -> Result<Option<([u8; 4], u64)>, Error> {
         return Err(Error::Stream { camera: String::new(), detail: format!("MP4 box size {size} < 8") });
     }
     Ok(Some((fourcc, size)))
+}
+
+fn au_has_sps(au: &[u8]) -> bool {
+    nal_types(au, H264Framing::AnnexB).contains(&7)
 }
 
 /// The VUI frame rate of the first SPS in an Annex B access unit.

