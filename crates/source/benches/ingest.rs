@@ -10,7 +10,11 @@ use source::ingest::ByteIngest;
 /// (fMP4 stream, Annex B stream) of about 12 s of the demo clip.
 fn inputs() -> (Vec<u8>, Vec<u8>) {
     let mut demo = DemoSource::bundled().unwrap();
-    let mut f = Fragmenter::new(FragmenterConfig { audio_config: demo.audio_config().cloned(), ..Default::default() }).unwrap();
+    let mut f = Fragmenter::new(FragmenterConfig {
+        audio_config: demo.audio_config().cloned(),
+        ..Default::default()
+    })
+    .unwrap();
     let (mut fmp4, mut annexb) = (Vec::new(), Vec::new());
     let mut seq = 0;
     while seq < 3 {
@@ -25,7 +29,10 @@ fn inputs() -> (Vec<u8>, Vec<u8>) {
                 Ok(())
             }
             MediaUnit::Video(v) => {
-                if let H264Framing::Avcc { length_size_bytes: 4 } = v.framing {
+                if let H264Framing::Avcc {
+                    length_size_bytes: 4,
+                } = v.framing
+                {
                     let mut rest = &v.data[..];
                     while rest.len() >= 4 {
                         let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
@@ -43,7 +50,11 @@ fn inputs() -> (Vec<u8>, Vec<u8>) {
                 FragmenterEvent::Init(i) => fmp4.extend_from_slice(&i.bytes),
                 FragmenterEvent::Fragment(fr) => {
                     seq += 1;
-                    let t = recorder::fmp4::FragmentTiming { sequence_number: seq, video_decode_time: fr.video.base_decode_time, audio_decode_time: 0 };
+                    let t = recorder::fmp4::FragmentTiming {
+                        sequence_number: seq,
+                        video_decode_time: fr.video.base_decode_time,
+                        audio_decode_time: 0,
+                    };
                     fmp4.extend_from_slice(&fr.to_bytes(&t));
                 }
             }

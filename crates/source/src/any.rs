@@ -3,12 +3,12 @@
 
 use recorder::demux::MediaUnit;
 
+use crate::Error;
 use crate::bytestream::{ByteConnector, ByteSession};
 use crate::camera::{Connector, MediaSession, ReconnectPolicy, ReconnectingSource, StreamParams};
 use crate::demo::{DemoConnector, DemoSession};
 use crate::rtsp::{RtspConnector, RtspSession};
 use crate::spec::SourceSpec;
-use crate::Error;
 
 /// A connector for any source kind.
 #[derive(Debug)]
@@ -56,10 +56,15 @@ impl AnyConnector {
             SourceSpec::Rtsp { .. } => Self::Rtsp(RtspConnector::new(spec)?),
             SourceSpec::Demo => Self::Demo(DemoConnector),
             #[cfg(feature = "v4l2")]
-            SourceSpec::V4l2(p) => Self::V4l2(crate::v4l2::V4l2Connector::new(p.clone(), spec.to_string())),
+            SourceSpec::V4l2(p) => {
+                Self::V4l2(crate::v4l2::V4l2Connector::new(p.clone(), spec.to_string()))
+            }
             #[cfg(not(feature = "v4l2"))]
             SourceSpec::V4l2(_) => {
-                return Err(Error::Unsupported { camera: spec.to_string(), detail: "this build has no V4L2 support (cargo feature `v4l2`)".into() });
+                return Err(Error::Unsupported {
+                    camera: spec.to_string(),
+                    detail: "this build has no V4L2 support (cargo feature `v4l2`)".into(),
+                });
             }
             _ => Self::Bytes(ByteConnector::new(spec.clone(), policy.stall_timeout)?),
         })
@@ -72,7 +77,10 @@ impl AnyConnector {
 /// # Errors
 /// As [`AnyConnector::new`].
 pub fn open(spec: &SourceSpec, policy: ReconnectPolicy) -> Result<Source, Error> {
-    Ok(ReconnectingSource::new(AnyConnector::new(spec, &policy)?, policy))
+    Ok(ReconnectingSource::new(
+        AnyConnector::new(spec, &policy)?,
+        policy,
+    ))
 }
 
 impl Connector for AnyConnector {

@@ -11,15 +11,14 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use recorder::demux::MediaUnit;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncBufReadExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-
+use crate::Error;
 use crate::camera::{Connector, MediaSession, StreamParams};
 use crate::ingest::{ByteFormat, ByteIngest};
 use crate::spec::{ByteStreamOptions, SourceSpec};
-use crate::Error;
 
 /// Bytes read per call.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -43,31 +42,52 @@ impl ByteConnector {
     /// if the HTTP client cannot be built.
     pub fn new(spec: SourceSpec, connect_timeout: Duration) -> Result<Self, Error> {
         let camera = spec.to_string();
-        let options = spec.byte_options().ok_or_else(|| Error::InvalidSpec { input: camera.clone(), reason: "not a byte-stream source".into() })?;
+        let options = spec.byte_options().ok_or_else(|| Error::InvalidSpec {
+            input: camera.clone(),
+            reason: "not a byte-stream source".into(),
+        })?;
         let http = match &spec {
             SourceSpec::Http { .. } => Some(
                 reqwest::Client::builder()
                     .connect_timeout(connect_timeout)
                     .build()
-                    .map_err(|e| Error::Unsupported { camera: camera.clone(), detail: format!("HTTP client: {e}") })?,
+                    .map_err(|e| Error::Unsupported {
+                        camera: camera.clone(),
+                        detail: format!("HTTP client: {e}"),
+                    })?,
             ),
             _ => None,
         };
-        Ok(Self { spec, options, camera, http })
+        Ok(Self {
+            spec,
+            options,
+            camera,
+            http,
+        })
     }
 
-    async fn open_reader(&self) -> Result<(Reader, Option<Child>, Arc<Mutex<String>>, &'static str), Error> {
+    async fn open_reader(
+        &self,
+    ) -> Result<(Reader, Option<Child>, Arc<Mutex<String>>, &'static str), Error> {
         let camera = || self.camera.clone();
         let tail = Arc::new(Mutex::new(String::new()));
         match &self.spec {
             SourceSpec::Tcp { host, port, .. } => {
                 let s = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
-                    .map_err(|e| Error::Connect { camera: camera(), detail: e.to_string() })?;
+                    .map_err(|e| Error::Connect {
+                        camera: camera(),
+                        detail: e.to_string(),
+                    })?;
                 Ok((Box::pin(s), None, tail, "TCP"))
             }
             SourceSpec::File { path, .. } => {
-                let f = tokio::fs::File::open(path).await.map_err(|e| Error::Connect { camera: camera(), detail: e.to_string() })?;
+                let f = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| Error::Connect {
+                        camera: camera(),
+                        detail: e.to_string(),
+                    })?;
                 Ok((Box::pin(f), None, tail, "file"))
             }
             SourceSpec::Stdin { .. } => Ok((Box::pin(tokio::io::stdin()), None, tail, "stdin")),
@@ -80,8 +100,14 @@ impl ByteConnector {
                     .stderr(Stdio::piped())
                     .kill_on_drop(true)
                     .spawn()
-                    .map_err(|e| Error::Connect { camera: camera(), detail: format!("cannot start sh: {e}") })?;
-                let stdout = child.stdout.take().ok_or_else(|| Error::Connect { camera: camera(), detail: "no stdout pipe".into() })?;
+                    .map_err(|e| Error::Connect {
+                        camera: camera(),
+                        detail: format!("cannot start sh: {e}"),
+                    })?;
+                let stdout = child.stdout.take().ok_or_else(|| Error::Connect {
+                    camera: camera(),
+                    detail: "no stdout pipe".into(),
+                })?;
                 if let Some(stderr) = child.stderr.take() {
                     let tail = tail.clone();
                     tokio::spawn(async move {
@@ -93,7 +119,9 @@ impl ByteConnector {
                                 t.push('\n');
                                 if t.len() > STDERR_TAIL_BYTES {
                                     let cut = t.len() - STDERR_TAIL_BYTES;
-                                    let cut = (cut..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(t.len());
+                                    let cut = (cut..t.len())
+                                        .find(|&i| t.is_char_boundary(i))
+                                        .unwrap_or(t.len());
                                     t.drain(..cut);
                                 }
                             }
@@ -103,7 +131,10 @@ impl ByteConnector {
                 Ok((Box::pin(stdout), Some(child), tail, "child stdout"))
             }
             SourceSpec::Http { url, .. } => {
-                let client = self.http.as_ref().ok_or_else(|| Error::Unsupported { camera: camera(), detail: "no HTTP client".into() })?;
+                let client = self.http.as_ref().ok_or_else(|| Error::Unsupported {
+                    camera: camera(),
+                    detail: "no HTTP client".into(),
+                })?;
                 let mut bare = url.clone();
                 let user = bare.username().to_owned();
                 let password = bare.password().map(percent_decode);
@@ -113,22 +144,54 @@ impl ByteConnector {
                 if !user.is_empty() {
                     req = req.basic_auth(percent_decode(&user), password);
                 }
-                let resp = req.send().await.map_err(|e| Error::Connect { camera: camera(), detail: error_chain(&e) })?;
+                let resp = req.send().await.map_err(|e| Error::Connect {
+                    camera: camera(),
+                    detail: error_chain(&e),
+                })?;
                 let status = resp.status();
-                if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-                    return Err(Error::Auth { camera: camera(), status: status.as_u16() });
+                if status == reqwest::StatusCode::UNAUTHORIZED
+                    || status == reqwest::StatusCode::FORBIDDEN
+                {
+                    return Err(Error::Auth {
+                        camera: camera(),
+                        status: status.as_u16(),
+                    });
                 }
                 if !status.is_success() {
-                    return Err(Error::Connect { camera: camera(), detail: format!("HTTP status {status}") });
+                    return Err(Error::Connect {
+                        camera: camera(),
+                        detail: format!("HTTP status {status}"),
+                    });
                 }
-                let ctype = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-                if ctype.starts_with("multipart/x-mixed-replace") || ctype.starts_with("image/jpeg") {
-                    return Err(Error::UnsupportedCodec { camera: camera(), found: "MJPEG".into() });
+                let ctype = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                if ctype.starts_with("multipart/x-mixed-replace") || ctype.starts_with("image/jpeg")
+                {
+                    return Err(Error::UnsupportedCodec {
+                        camera: camera(),
+                        found: "MJPEG".into(),
+                    });
                 }
                 let body = resp.bytes_stream().map_err(std::io::Error::other);
-                Ok((Box::pin(tokio_util::io::StreamReader::new(body)), None, tail, if url.scheme() == "https" { "HTTPS" } else { "HTTP" }))
+                Ok((
+                    Box::pin(tokio_util::io::StreamReader::new(body)),
+                    None,
+                    tail,
+                    if url.scheme() == "https" {
+                        "HTTPS"
+                    } else {
+                        "HTTP"
+                    },
+                ))
             }
-            _ => Err(Error::InvalidSpec { input: camera(), reason: "not a byte-stream source".into() }),
+            _ => Err(Error::InvalidSpec {
+                input: camera(),
+                reason: "not a byte-stream source".into(),
+            }),
         }
     }
 }
@@ -181,7 +244,8 @@ impl Pacer {
         let t = unit.time_90k(self.audio_rate_hz);
         let (t0, start) = *self.origin.get_or_insert((t, Instant::now()));
         let ahead_90k = u64::try_from(t - t0).unwrap_or(0);
-        tokio::time::sleep_until(start + Duration::from_micros(ahead_90k.saturating_mul(100) / 9)).await;
+        tokio::time::sleep_until(start + Duration::from_micros(ahead_90k.saturating_mul(100) / 9))
+            .await;
     }
 }
 
@@ -202,14 +266,24 @@ pub struct ByteSession {
 
 impl std::fmt::Debug for ByteSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ByteSession").field("camera", &self.camera).field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("ByteSession")
+            .field("camera", &self.camera)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
 impl ByteSession {
     /// Reads one chunk into the ingest; false at end of stream.
     async fn fill(&mut self) -> Result<bool, Error> {
-        let n = self.reader.read(&mut self.buf).await.map_err(|e| Error::Stream { camera: self.camera.clone(), detail: format!("read: {e}") })?;
+        let n = self
+            .reader
+            .read(&mut self.buf)
+            .await
+            .map_err(|e| Error::Stream {
+                camera: self.camera.clone(),
+                detail: format!("read: {e}"),
+            })?;
         if n == 0 {
             self.ingest.finish();
             self.eof = true;
@@ -225,9 +299,20 @@ impl ByteSession {
             Ok(Ok(s)) => s.to_string(),
             _ => "still running after closing stdout".into(),
         };
-        let tail = self.stderr_tail.lock().map(|t| t.trim().to_owned()).unwrap_or_default();
-        let detail = if tail.is_empty() { format!("the command exited ({status})") } else { format!("the command exited ({status}); stderr: {tail}") };
-        Some(Error::Ended { camera: self.camera.clone(), detail })
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
+        let detail = if tail.is_empty() {
+            format!("the command exited ({status})")
+        } else {
+            format!("the command exited ({status}); stderr: {tail}")
+        };
+        Some(Error::Ended {
+            camera: self.camera.clone(),
+            detail,
+        })
     }
 }
 
@@ -267,7 +352,10 @@ impl Connector for ByteConnector {
 
     async fn connect(&mut self) -> Result<ByteSession, Error> {
         let (reader, child, stderr_tail, carrier) = self.open_reader().await?;
-        let realtime = self.options.realtime.unwrap_or(matches!(self.spec, SourceSpec::File { .. }));
+        let realtime = self
+            .options
+            .realtime
+            .unwrap_or(matches!(self.spec, SourceSpec::File { .. }));
         let mut s = ByteSession {
             camera: self.camera.clone(),
             reader,
@@ -285,7 +373,10 @@ impl Connector for ByteConnector {
             if !s.fill().await? {
                 return Err(match s.end_error().await {
                     Some(e) => e,
-                    None => Error::Ended { camera: self.camera.clone(), detail: "the stream ended before any video".into() },
+                    None => Error::Ended {
+                        camera: self.camera.clone(),
+                        detail: "the stream ended before any video".into(),
+                    },
                 });
             }
         }
@@ -294,9 +385,16 @@ impl Connector for ByteConnector {
             Some(ByteFormat::Fmp4) => "fMP4",
             _ => "Annex B H.264",
         };
-        s.pacer = realtime.then(|| Pacer { origin: None, audio_rate_hz: audio.as_ref().map_or(1, |a| a.sample_rate_hz) });
-        s.params = StreamParams { parameter_sets: None, audio, ignored_audio: None, transport: format!("{format} over {carrier}") };
+        s.pacer = realtime.then(|| Pacer {
+            origin: None,
+            audio_rate_hz: audio.as_ref().map_or(1, |a| a.sample_rate_hz),
+        });
+        s.params = StreamParams {
+            parameter_sets: None,
+            audio,
+            ignored_audio: None,
+            transport: format!("{format} over {carrier}"),
+        };
         Ok(s)
     }
 }
-

@@ -132,8 +132,12 @@ impl Default for ReconnectPolicy {
 impl ReconnectPolicy {
     /// The backoff after `failures` consecutive failures (1-based): initial × 2^(n-1), capped.
     pub fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -163,7 +167,9 @@ impl Rebaser {
         let offset = *self.offset_90k.get_or_insert_with(|| match self.last {
             None => 0,
             Some((last, at)) => {
-                let gap_90k = i64::try_from(now.saturating_duration_since(at).as_micros() * 9 / 100).unwrap_or(i64::MAX);
+                let gap_90k =
+                    i64::try_from(now.saturating_duration_since(at).as_micros() * 9 / 100)
+                        .unwrap_or(i64::MAX);
                 last.saturating_add(gap_90k.max(1)).saturating_sub(t)
             }
         });
@@ -188,8 +194,17 @@ impl Rebaser {
 
 enum State<S> {
     Idle,
-    Waiting { until: Instant },
-    Live { session: S, since: Instant, units: u64 },
+    Waiting {
+        until: Instant,
+    },
+    /// `last`: when the last unit (or the connect) happened; the watchdog counts from it, so
+    /// a cancelled and repeated `next_event` does not restart the stall timer.
+    Live {
+        session: S,
+        since: Instant,
+        units: u64,
+        last: Instant,
+    },
     Done,
 }
 
@@ -201,6 +216,8 @@ pub struct ReconnectingSource<C: Connector> {
     attempts: u32,
     failures: u32,
     rebaser: Rebaser,
+    /// Deadline of the connect in progress (kept across cancelled `next_event` calls).
+    connect_deadline: Option<Instant>,
 }
 
 impl<C: Connector> std::fmt::Debug for ReconnectingSource<C> {
@@ -216,7 +233,15 @@ impl<C: Connector> std::fmt::Debug for ReconnectingSource<C> {
 impl<C: Connector> ReconnectingSource<C> {
     /// A source that connects on the first [`CameraSource::next_event`].
     pub fn new(connector: C, policy: ReconnectPolicy) -> Self {
-        Self { connector, policy, state: State::Idle, attempts: 0, failures: 0, rebaser: Rebaser::default() }
+        Self {
+            connector,
+            policy,
+            state: State::Idle,
+            attempts: 0,
+            failures: 0,
+            rebaser: Rebaser::default(),
+            connect_deadline: None,
+        }
     }
 
     /// Connection attempts so far (successful or not).
@@ -230,7 +255,11 @@ impl<C: Connector> ReconnectingSource<C> {
     }
 
     /// Records a failure: returns the event to report, or the error when giving up.
-    fn fail(&mut self, error: Error, session_ran: Option<(Instant, u64)>) -> Result<SourceEvent, Error> {
+    fn fail(
+        &mut self,
+        error: Error,
+        session_ran: Option<(Instant, u64)>,
+    ) -> Result<SourceEvent, Error> {
         let now = Instant::now();
         if let Some((since, units)) = session_ran
             && units > 0
@@ -239,14 +268,23 @@ impl<C: Connector> ReconnectingSource<C> {
             self.failures = 0;
         }
         self.failures = self.failures.saturating_add(1);
-        if error.is_fatal() || self.policy.max_consecutive_failures.is_some_and(|m| self.failures >= m) {
+        if error.is_fatal()
+            || self
+                .policy
+                .max_consecutive_failures
+                .is_some_and(|m| self.failures >= m)
+        {
             self.state = State::Done;
             return Err(error);
         }
         let delay = self.policy.backoff(self.failures);
         warn!(camera = %self.connector.camera(), %error, failures = self.failures, delay_ms = delay.as_millis() as u64, "camera source failed; reconnecting");
         self.state = State::Waiting { until: now + delay };
-        Ok(SourceEvent::Reconnecting { error, failures: self.failures, delay })
+        Ok(SourceEvent::Reconnecting {
+            error,
+            failures: self.failures,
+            delay,
+        })
     }
 }
 
@@ -255,45 +293,82 @@ impl<C: Connector> CameraSource for ReconnectingSource<C> {
         loop {
             match &mut self.state {
                 State::Done => {
-                    return Err(Error::Ended { camera: self.connector.camera(), detail: "the source gave up".into() });
+                    return Err(Error::Ended {
+                        camera: self.connector.camera(),
+                        detail: "the source gave up".into(),
+                    });
                 }
                 State::Waiting { until } => {
                     tokio::time::sleep_until(*until).await;
                     self.state = State::Idle;
                 }
                 State::Idle => {
-                    self.attempts = self.attempts.saturating_add(1);
-                    debug!(camera = %self.connector.camera(), attempt = self.attempts, "connecting");
                     let stall = self.policy.stall_timeout;
-                    let res = match tokio::time::timeout(stall, self.connector.connect()).await {
-                        Ok(r) => r,
-                        Err(_) => Err(Error::Stalled { camera: self.connector.camera(), waited_ms: stall.as_millis() as u64 }),
+                    let deadline = match self.connect_deadline {
+                        Some(d) => d,
+                        None => {
+                            self.attempts = self.attempts.saturating_add(1);
+                            debug!(camera = %self.connector.camera(), attempt = self.attempts, "connecting");
+                            *self.connect_deadline.insert(Instant::now() + stall)
+                        }
                     };
+                    let res =
+                        match tokio::time::timeout_at(deadline, self.connector.connect()).await {
+                            Ok(r) => r,
+                            Err(_) => Err(Error::Stalled {
+                                camera: self.connector.camera(),
+                                waited_ms: stall.as_millis() as u64,
+                            }),
+                        };
+                    self.connect_deadline = None;
                     match res {
                         Ok(session) => {
                             let params = session.params().clone();
                             info!(camera = %self.connector.camera(), transport = %params.transport, "camera connected");
-                            self.rebaser.new_session(params.audio.as_ref().map_or(1, |a| a.sample_rate_hz));
-                            self.state = State::Live { session, since: Instant::now(), units: 0 };
-                            return Ok(SourceEvent::Connected { params, attempt: self.attempts });
+                            self.rebaser
+                                .new_session(params.audio.as_ref().map_or(1, |a| a.sample_rate_hz));
+                            let now = Instant::now();
+                            self.state = State::Live {
+                                session,
+                                since: now,
+                                units: 0,
+                                last: now,
+                            };
+                            return Ok(SourceEvent::Connected {
+                                params,
+                                attempt: self.attempts,
+                            });
                         }
                         Err(e) => return self.fail(e, None),
                     }
                 }
-                State::Live { session, since, units } => {
+                State::Live {
+                    session,
+                    since,
+                    units,
+                    last,
+                } => {
                     let stall = self.policy.stall_timeout;
                     let (since, n) = (*since, *units);
-                    let res = match tokio::time::timeout(stall, session.next_unit()).await {
-                        Ok(r) => r,
-                        Err(_) => Err(Error::Stalled { camera: self.connector.camera(), waited_ms: stall.as_millis() as u64 }),
-                    };
+                    let res =
+                        match tokio::time::timeout_at(*last + stall, session.next_unit()).await {
+                            Ok(r) => r,
+                            Err(_) => Err(Error::Stalled {
+                                camera: self.connector.camera(),
+                                waited_ms: stall.as_millis() as u64,
+                            }),
+                        };
                     match res {
                         Ok(Some(unit)) => {
                             *units = units.saturating_add(1);
+                            *last = Instant::now();
                             return Ok(SourceEvent::Unit(self.rebaser.apply(unit, Instant::now())));
                         }
                         Ok(None) => {
-                            let e = Error::Ended { camera: self.connector.camera(), detail: "end of stream".into() };
+                            let e = Error::Ended {
+                                camera: self.connector.camera(),
+                                detail: "end of stream".into(),
+                            };
                             self.state = State::Idle;
                             return self.fail(e, Some((since, n)));
                         }
@@ -315,7 +390,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let p = ReconnectPolicy { initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(4), ..Default::default() };
+        let p = ReconnectPolicy {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(4),
+            ..Default::default()
+        };
         let got: Vec<u64> = (1..=6).map(|n| p.backoff(n).as_millis() as u64).collect();
         assert_eq!(got, [500, 1000, 2000, 4000, 4000, 4000]);
         assert_eq!(p.backoff(1000), Duration::from_secs(4));

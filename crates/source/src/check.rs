@@ -17,10 +17,10 @@ use recorder::input::{H264Framing, VideoAccessUnit};
 use recorder::{Fragmenter, FragmenterConfig, FragmenterEvent};
 use tokio::time::Instant;
 
+use crate::Error;
 use crate::camera::{CameraSource, ReconnectPolicy, SourceEvent, StreamParams};
 use crate::ingest::nal_types;
 use crate::spec::SourceSpec;
-use crate::Error;
 
 /// The HKSV fragment length every GOP must fit (protocol-notes §3.4, §6.1).
 const FRAGMENT_MS: u64 = 4000;
@@ -144,13 +144,27 @@ fn aac_name(asc: &AudioSpecificConfig) -> &'static str {
 
 /// Resolutions HomeKit cameras advertise (protocol-notes §3.2; portrait variants accepted).
 const HOMEKIT_RESOLUTIONS: &[(u32, u32)] = &[
-    (1920, 1080), (1280, 720), (640, 480), (640, 360), (1024, 768), (1280, 960), (1600, 1200), (2048, 1536), (3840, 2160), (2560, 1440),
+    (1920, 1080),
+    (1280, 720),
+    (640, 480),
+    (640, 360),
+    (1024, 768),
+    (1280, 960),
+    (1600, 1200),
+    (2048, 1536),
+    (3840, 2160),
+    (2560, 1440),
 ];
 
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Camera check: {}", self.source)?;
-        writeln!(f, "  transport   {}, read for {:.1} s", self.transport, self.read_ms as f64 / 1000.0)?;
+        writeln!(
+            f,
+            "  transport   {}, read for {:.1} s",
+            self.transport,
+            self.read_ms as f64 / 1000.0
+        )?;
         match &self.sps {
             Some(s) => writeln!(
                 f,
@@ -163,14 +177,29 @@ impl fmt::Display for CheckReport {
             )?,
             None => writeln!(f, "  video       H.264 (no SPS seen)")?,
         }
-        let vui = self.sps.as_ref().and_then(|s| s.vui_fps).map(|v| format!(" (SPS says {v:.2})")).unwrap_or_default();
+        let vui = self
+            .sps
+            .as_ref()
+            .and_then(|s| s.vui_fps)
+            .map(|v| format!(" (SPS says {v:.2})"))
+            .unwrap_or_default();
         match self.measured_fps {
-            Some(fps) => writeln!(f, "  frame rate  {fps:.2} fps measured{vui}, {} frames", self.video_frames)?,
-            None => writeln!(f, "  frame rate  unknown{vui}, {} frames", self.video_frames)?,
+            Some(fps) => writeln!(
+                f,
+                "  frame rate  {fps:.2} fps measured{vui}, {} frames",
+                self.video_frames
+            )?,
+            None => writeln!(
+                f,
+                "  frame rate  unknown{vui}, {} frames",
+                self.video_frames
+            )?,
         }
         match (self.gop, self.gop_at_least_ms) {
             (Some((frames, ms)), _) => writeln!(f, "  GOP         {frames} frames = {ms} ms")?,
-            (None, Some(ms)) => writeln!(f, "  GOP         longer than {ms} ms (one keyframe seen)")?,
+            (None, Some(ms)) => {
+                writeln!(f, "  GOP         longer than {ms} ms (one keyframe seen)")?
+            }
             _ => writeln!(f, "  GOP         no keyframe seen")?,
         }
         if let Some(b) = self.video_bitrate_bps {
@@ -185,14 +214,31 @@ impl fmt::Display for CheckReport {
             )?;
         }
         match (&self.audio, &self.ignored_audio) {
-            (Some(a), _) => writeln!(f, "  audio       {} {} Hz, {} channel(s), {} frames", aac_name(a), a.sample_rate_hz, a.channels, self.audio_frames)?,
+            (Some(a), _) => writeln!(
+                f,
+                "  audio       {} {} Hz, {} channel(s), {} frames",
+                aac_name(a),
+                a.sample_rate_hz,
+                a.channels,
+                self.audio_frames
+            )?,
             (None, Some(n)) => writeln!(f, "  audio       {n} (not recorded)")?,
             (None, None) => writeln!(f, "  audio       none")?,
         }
         let durations: Vec<String> = self.fragment_ms.iter().map(|d| format!("{d} ms")).collect();
-        writeln!(f, "  fragments   {} complete [{}]", self.fragment_ms.len(), durations.join(", "))?;
+        writeln!(
+            f,
+            "  fragments   {} complete [{}]",
+            self.fragment_ms.len(),
+            durations.join(", ")
+        )?;
         if self.reconnects > 0 {
-            writeln!(f, "  reconnects  {} (last error: {})", self.reconnects, self.last_error.as_deref().unwrap_or("-"))?;
+            writeln!(
+                f,
+                "  reconnects  {} (last error: {})",
+                self.reconnects,
+                self.last_error.as_deref().unwrap_or("-")
+            )?;
         }
         for p in &self.files {
             writeln!(f, "  wrote       {}", p.display())?;
@@ -207,11 +253,18 @@ impl fmt::Display for CheckReport {
             };
             writeln!(f, "  [{tag}] {:<10} {}", v.item, v.message)?;
         }
-        let fails = self.verdicts.iter().filter(|v| v.level == Level::Fail).count();
+        let fails = self
+            .verdicts
+            .iter()
+            .filter(|v| v.level == Level::Fail)
+            .count();
         if fails == 0 {
             write!(f, "Ready for HomeKit Secure Video.")
         } else {
-            write!(f, "Not ready for HomeKit Secure Video: {fails} item(s) to fix.")
+            write!(
+                f,
+                "Not ready for HomeKit Secure Video: {fails} item(s) to fix."
+            )
         }
     }
 }
@@ -269,7 +322,10 @@ fn first_sps(data: &[u8], framing: H264Framing) -> Option<Vec<u8>> {
                 if w.get(..3) == Some(&[0, 0, 1]) && w.get(3).is_some_and(|h| h & 0x1f == 7) {
                     let start = i + 3;
                     let rest = data.get(start..)?;
-                    let end = rest.windows(3).position(|w| w == [0, 0, 1]).map_or(rest.len(), |p| p);
+                    let end = rest
+                        .windows(3)
+                        .position(|w| w == [0, 0, 1])
+                        .map_or(rest.len(), |p| p);
                     let mut nal = rest.get(..end)?;
                     while let Some((&0, r)) = nal.split_last() {
                         nal = r;
@@ -295,7 +351,10 @@ struct Output {
 impl Output {
     fn write(&mut self, name: &str, data: &[u8]) -> Result<(), Error> {
         let path = self.dir.join(name);
-        std::fs::write(&path, data).map_err(|e| Error::Output { path: path.display().to_string(), detail: e.to_string() })?;
+        std::fs::write(&path, data).map_err(|e| Error::Output {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
         self.files.push(path);
         Ok(())
     }
@@ -307,12 +366,31 @@ impl Output {
 /// # Errors
 /// The source's error when it never delivered video (unreachable, wrong credentials,
 /// unsupported codec, stalled); [`Error::Output`] when a file cannot be written.
-pub async fn check(spec: &SourceSpec, duration: Duration, out_dir: Option<&Path>, progress: impl FnMut(&CheckProgress)) -> Result<CheckReport, Error> {
-    let policy = ReconnectPolicy { initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(2), stall_timeout: Duration::from_secs(5), max_consecutive_failures: Some(3), ..Default::default() };
+pub async fn check(
+    spec: &SourceSpec,
+    duration: Duration,
+    out_dir: Option<&Path>,
+    progress: impl FnMut(&CheckProgress),
+) -> Result<CheckReport, Error> {
+    let policy = ReconnectPolicy {
+        initial_backoff: Duration::from_millis(500),
+        max_backoff: Duration::from_secs(2),
+        stall_timeout: Duration::from_secs(5),
+        max_consecutive_failures: Some(3),
+        ..Default::default()
+    };
     let source = crate::open(spec, policy)?;
     // A file has an end: the check stops there instead of replaying it.
     let stop_at_end = matches!(spec, SourceSpec::File { .. });
-    run(source, spec.to_string(), duration, out_dir, progress, stop_at_end).await
+    run(
+        source,
+        spec.to_string(),
+        duration,
+        out_dir,
+        progress,
+        stop_at_end,
+    )
+    .await
 }
 
 /// [`check`] on any [`CameraSource`] (e.g. a simulated one).
@@ -348,8 +426,17 @@ async fn run(
     let mut fragment_ms = Vec::new();
     let mut out = match out_dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| Error::Output { path: d.display().to_string(), detail: e.to_string() })?;
-            Some(Output { dir: d.to_path_buf(), init: None, clip: Vec::new(), fragments: 0, files: Vec::new() })
+            std::fs::create_dir_all(d).map_err(|e| Error::Output {
+                path: d.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            Some(Output {
+                dir: d.to_path_buf(),
+                init: None,
+                clip: Vec::new(),
+                fragments: 0,
+                files: Vec::new(),
+            })
         }
         None => None,
     };
@@ -360,12 +447,36 @@ async fn run(
         }
         if now >= next_tick {
             next_tick += Duration::from_secs(1);
-            progress(&CheckProgress { elapsed: now - start, total: duration, video_frames: stats.frames, fragments: fragment_ms.len(), reconnects });
+            progress(&CheckProgress {
+                elapsed: now - start,
+                total: duration,
+                video_frames: stats.frames,
+                fragments: fragment_ms.len(),
+                reconnects,
+            });
         }
-        let event = match tokio::time::timeout_at(next_tick.min(deadline), source.next_event()).await {
-            Err(_) => continue,
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
+        // One next_event future at a time, kept across progress ticks (not restarted).
+        let event = {
+            let next = source.next_event();
+            tokio::pin!(next);
+            loop {
+                tokio::select! {
+                    r = &mut next => break Some(r),
+                    () = tokio::time::sleep_until(next_tick.min(deadline)) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break None;
+                        }
+                        next_tick += Duration::from_secs(1);
+                        progress(&CheckProgress { elapsed: now - start, total: duration, video_frames: stats.frames, fragments: fragment_ms.len(), reconnects });
+                    }
+                }
+            }
+        };
+        let event = match event {
+            None => break,
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
                 if stats.frames == 0 {
                     return Err(e);
                 }
@@ -379,8 +490,14 @@ async fn run(
                     tracing::info!(camera = %name, attempt, "reconnected");
                 }
                 if fragmenter.is_none() {
-                    let config = FragmenterConfig { audio_config: p.audio.clone(), ..Default::default() };
-                    fragmenter = Some(Fragmenter::new(config).map_err(|e| Error::Stream { camera: name.clone(), detail: e.to_string() })?);
+                    let config = FragmenterConfig {
+                        audio_config: p.audio.clone(),
+                        ..Default::default()
+                    };
+                    fragmenter = Some(Fragmenter::new(config).map_err(|e| Error::Stream {
+                        camera: name.clone(),
+                        detail: e.to_string(),
+                    })?);
                 }
                 if let (Some(ps), Some(fr)) = (&p.parameter_sets, fragmenter.as_mut()) {
                     fr.set_parameter_sets(ps.clone());
@@ -390,13 +507,18 @@ async fn run(
                 }
                 params.get_or_insert(p);
             }
-            SourceEvent::Reconnecting { error: Error::Ended { .. }, .. } if stop_at_end && stats.frames > 0 => break,
+            SourceEvent::Reconnecting {
+                error: Error::Ended { .. },
+                ..
+            } if stop_at_end && stats.frames > 0 => break,
             SourceEvent::Reconnecting { error, .. } => {
                 reconnects += 1;
                 last_error = Some(error);
             }
             SourceEvent::Unit(unit) => {
-                let Some(fr) = fragmenter.as_mut() else { continue };
+                let Some(fr) = fragmenter.as_mut() else {
+                    continue;
+                };
                 let _ = match unit {
                     MediaUnit::ParameterSets(ps) => {
                         if stats.sps.is_none() {
@@ -432,7 +554,10 @@ async fn run(
                                 let timing = FragmentTiming {
                                     sequence_number: o.fragments,
                                     video_decode_time: frag.video.base_decode_time,
-                                    audio_decode_time: frag.audio.as_ref().map_or(0, |a| a.base_decode_time),
+                                    audio_decode_time: frag
+                                        .audio
+                                        .as_ref()
+                                        .map_or(0, |a| a.base_decode_time),
                                 };
                                 let bytes = frag.to_bytes(&timing);
                                 o.write(&format!("fragment-{:04}.m4s", o.fragments), &bytes)?;
@@ -445,7 +570,13 @@ async fn run(
         }
     }
     let read_ms = start.elapsed().as_millis() as u64;
-    progress(&CheckProgress { elapsed: start.elapsed(), total: duration, video_frames: stats.frames, fragments: fragment_ms.len(), reconnects });
+    progress(&CheckProgress {
+        elapsed: start.elapsed(),
+        total: duration,
+        video_frames: stats.frames,
+        fragments: fragment_ms.len(),
+        reconnects,
+    });
     let mut files = Vec::new();
     if let Some(mut o) = out {
         if o.init.is_some() {
@@ -496,7 +627,10 @@ async fn run(
         report.first_idr_after_ms = stats.first_pts.map(|f| ((t - f).max(0) / 90) as u64);
     }
     if let [.., (t0, n0), (t1, n1)] = stats.idrs.as_slice() {
-        report.gop = Some((u32::try_from(n1 - n0).unwrap_or(u32::MAX), ((t1 - t0).max(0) / 90) as u64));
+        report.gop = Some((
+            u32::try_from(n1 - n0).unwrap_or(u32::MAX),
+            ((t1 - t0).max(0) / 90) as u64,
+        ));
     } else if let (Some(&(t0, _)), Some(last)) = (stats.idrs.first(), stats.last_pts) {
         report.gop_at_least_ms = Some(((last - t0).max(0) / 90) as u64);
     }
@@ -506,61 +640,154 @@ async fn run(
 
 fn verdicts(r: &CheckReport) -> Vec<Verdict> {
     let mut v = Vec::new();
-    let mut add = |item, level, message: String| v.push(Verdict { item, level, message });
-    add("codec", Level::Ok, "H.264, remuxed without transcoding".into());
+    let mut add = |item, level, message: String| {
+        v.push(Verdict {
+            item,
+            level,
+            message,
+        })
+    };
+    add(
+        "codec",
+        Level::Ok,
+        "H.264, remuxed without transcoding".into(),
+    );
     if let Some(s) = &r.sps {
-        let level = if matches!(s.profile_idc, 66 | 77 | 100) { Level::Ok } else { Level::Warn };
-        let msg = if level == Level::Ok {
-            format!("{} (HomeKit offers Baseline, Main and High)", profile_name(s.profile_idc))
+        let level = if matches!(s.profile_idc, 66 | 77 | 100) {
+            Level::Ok
         } else {
-            format!("{}: HomeKit offers Baseline, Main and High; set the camera's H.264 profile to High or Main", profile_name(s.profile_idc))
+            Level::Warn
+        };
+        let msg = if level == Level::Ok {
+            format!(
+                "{} (HomeKit offers Baseline, Main and High)",
+                profile_name(s.profile_idc)
+            )
+        } else {
+            format!(
+                "{}: HomeKit offers Baseline, Main and High; set the camera's H.264 profile to High or Main",
+                profile_name(s.profile_idc)
+            )
         };
         add("profile", level, msg);
         let lvl = format!("{}.{}", s.level_idc / 10, s.level_idc % 10);
         if s.level_idc <= 41 {
-            add("level", Level::Ok, format!("{lvl} (HomeKit lists 3.1, 3.2, 4.0; hubs accept 4.1)"));
+            add(
+                "level",
+                Level::Ok,
+                format!("{lvl} (HomeKit lists 3.1, 3.2, 4.0; hubs accept 4.1)"),
+            );
         } else {
-            add("level", Level::Warn, format!("{lvl}: above the 4.0 HomeKit lists; lower the resolution or bitrate if hubs refuse the clips"));
+            add(
+                "level",
+                Level::Warn,
+                format!(
+                    "{lvl}: above the 4.0 HomeKit lists; lower the resolution or bitrate if hubs refuse the clips"
+                ),
+            );
         }
         let (w, h) = (s.width, s.height);
-        if HOMEKIT_RESOLUTIONS.iter().any(|&(a, b)| (a, b) == (w, h) || (b, a) == (w, h)) {
+        if HOMEKIT_RESOLUTIONS
+            .iter()
+            .any(|&(a, b)| (a, b) == (w, h) || (b, a) == (w, h))
+        {
             add("resolution", Level::Ok, format!("{w}x{h}"));
         } else {
-            add("resolution", Level::Warn, format!("{w}x{h} is not a size HomeKit asks for (1920x1080, 1280x720, …); it is advertised as is and most hubs accept it"));
+            add(
+                "resolution",
+                Level::Warn,
+                format!(
+                    "{w}x{h} is not a size HomeKit asks for (1920x1080, 1280x720, …); it is advertised as is and most hubs accept it"
+                ),
+            );
         }
     }
     match r.measured_fps {
-        Some(fps) if fps > 30.5 => add("frame rate", Level::Warn, format!("{fps:.1} fps: HomeKit records at most 30 fps; set the camera to 30 or less")),
-        Some(fps) if fps < 14.5 => add("frame rate", Level::Warn, format!("{fps:.1} fps: HomeKit expects 15, 24 or 30 fps")),
+        Some(fps) if fps > 30.5 => add(
+            "frame rate",
+            Level::Warn,
+            format!("{fps:.1} fps: HomeKit records at most 30 fps; set the camera to 30 or less"),
+        ),
+        Some(fps) if fps < 14.5 => add(
+            "frame rate",
+            Level::Warn,
+            format!("{fps:.1} fps: HomeKit expects 15, 24 or 30 fps"),
+        ),
         Some(fps) => add("frame rate", Level::Ok, format!("{fps:.1} fps")),
-        None => add("frame rate", Level::Fail, "no timed video frames received".into()),
+        None => add(
+            "frame rate",
+            Level::Fail,
+            "no timed video frames received".into(),
+        ),
     }
-    let fps = r.measured_fps.or(r.sps.as_ref().and_then(|s| s.vui_fps)).unwrap_or(30.0);
-    let advice = format!("set the camera's I-frame interval to 4 × fps = {} frames", (fps * 4.0).round());
+    let fps = r
+        .measured_fps
+        .or(r.sps.as_ref().and_then(|s| s.vui_fps))
+        .unwrap_or(30.0);
+    let advice = format!(
+        "set the camera's I-frame interval to 4 × fps = {} frames",
+        (fps * 4.0).round()
+    );
     let frame_ms = (1000.0 / fps) as u64 + 20;
     match (r.gop, r.gop_at_least_ms) {
         (Some((frames, ms)), _) => {
             let secs = ms as f64 / 1000.0;
             if ms.abs_diff(FRAGMENT_MS) <= frame_ms {
-                add("GOP", Level::Ok, format!("{secs:.1} s ({frames} frames): one 4 s fragment per keyframe"));
+                add(
+                    "GOP",
+                    Level::Ok,
+                    format!("{secs:.1} s ({frames} frames): one 4 s fragment per keyframe"),
+                );
             } else if ms > FRAGMENT_MS {
-                add("GOP", Level::Fail, format!("GOP {secs:.1} s: HomeKit expects 4 s — {advice}"));
+                add(
+                    "GOP",
+                    Level::Fail,
+                    format!("GOP {secs:.1} s: HomeKit expects 4 s — {advice}"),
+                );
             } else {
                 let per = FRAGMENT_MS.div_ceil(ms.max(1)) * ms;
-                let level = if per.abs_diff(FRAGMENT_MS) <= frame_ms { Level::Ok } else { Level::Warn };
-                let msg = if level == Level::Ok {
-                    format!("{secs:.1} s ({frames} frames): fragments group {} GOPs into 4 s", FRAGMENT_MS.div_ceil(ms.max(1)))
+                let level = if per.abs_diff(FRAGMENT_MS) <= frame_ms {
+                    Level::Ok
                 } else {
-                    format!("GOP {secs:.1} s: fragments will be {:.1} s instead of 4 s — {advice}", per as f64 / 1000.0)
+                    Level::Warn
+                };
+                let msg = if level == Level::Ok {
+                    format!(
+                        "{secs:.1} s ({frames} frames): fragments group {} GOPs into 4 s",
+                        FRAGMENT_MS.div_ceil(ms.max(1))
+                    )
+                } else {
+                    format!(
+                        "GOP {secs:.1} s: fragments will be {:.1} s instead of 4 s — {advice}",
+                        per as f64 / 1000.0
+                    )
                 };
                 add("GOP", level, msg);
             }
         }
         (None, Some(ms)) if ms > FRAGMENT_MS + frame_ms => {
-            add("GOP", Level::Fail, format!("GOP longer than {:.1} s (one keyframe in the check): HomeKit expects 4 s — {advice}", ms as f64 / 1000.0));
+            add(
+                "GOP",
+                Level::Fail,
+                format!(
+                    "GOP longer than {:.1} s (one keyframe in the check): HomeKit expects 4 s — {advice}",
+                    ms as f64 / 1000.0
+                ),
+            );
         }
-        (None, Some(_)) => add("GOP", Level::Warn, "only one keyframe seen; run the check longer to measure the GOP".into()),
-        (None, None) => add("GOP", Level::Fail, format!("no keyframe (IDR) in {:.1} s — {advice}", r.read_ms as f64 / 1000.0)),
+        (None, Some(_)) => add(
+            "GOP",
+            Level::Warn,
+            "only one keyframe seen; run the check longer to measure the GOP".into(),
+        ),
+        (None, None) => add(
+            "GOP",
+            Level::Fail,
+            format!(
+                "no keyframe (IDR) in {:.1} s — {advice}",
+                r.read_ms as f64 / 1000.0
+            ),
+        ),
     }
     if r.frames_before_first_idr > 0 {
         add(
@@ -576,23 +803,64 @@ fn verdicts(r: &CheckReport) -> Vec<Verdict> {
     if let Some(b) = r.video_bitrate_bps {
         let mbps = b as f64 / 1e6;
         if mbps > 8.0 {
-            add("bitrate", Level::Warn, format!("{mbps:.2} Mbit/s: high for iCloud uploads; 2–4 Mbit/s is typical for 1080p"));
+            add(
+                "bitrate",
+                Level::Warn,
+                format!(
+                    "{mbps:.2} Mbit/s: high for iCloud uploads; 2–4 Mbit/s is typical for 1080p"
+                ),
+            );
         } else {
             add("bitrate", Level::Ok, format!("{mbps:.2} Mbit/s"));
         }
     }
     match (&r.audio, &r.ignored_audio) {
-        (Some(a), _) => add("audio", Level::Ok, format!("{} {} Hz, {} channel(s)", aac_name(a), a.sample_rate_hz, a.channels)),
-        (None, Some(n)) => add("audio", Level::Warn, format!("{n} is not recorded: HKSV records AAC; set the camera's audio codec to AAC to record sound")),
-        (None, None) => add("audio", Level::Info, "no audio: recordings will be silent".into()),
+        (Some(a), _) => add(
+            "audio",
+            Level::Ok,
+            format!(
+                "{} {} Hz, {} channel(s)",
+                aac_name(a),
+                a.sample_rate_hz,
+                a.channels
+            ),
+        ),
+        (None, Some(n)) => add(
+            "audio",
+            Level::Warn,
+            format!(
+                "{n} is not recorded: HKSV records AAC; set the camera's audio codec to AAC to record sound"
+            ),
+        ),
+        (None, None) => add(
+            "audio",
+            Level::Info,
+            "no audio: recordings will be silent".into(),
+        ),
     }
     if r.fragment_ms.is_empty() {
-        add("fragments", Level::Fail, "no complete fragment was produced (needs two keyframes)".into());
+        add(
+            "fragments",
+            Level::Fail,
+            "no complete fragment was produced (needs two keyframes)".into(),
+        );
     } else {
-        add("fragments", Level::Ok, format!("{} complete", r.fragment_ms.len()));
+        add(
+            "fragments",
+            Level::Ok,
+            format!("{} complete", r.fragment_ms.len()),
+        );
     }
     if r.reconnects > 0 {
-        add("connection", Level::Warn, format!("{} reconnect(s): {}", r.reconnects, r.last_error.as_deref().unwrap_or("-")));
+        add(
+            "connection",
+            Level::Warn,
+            format!(
+                "{} reconnect(s): {}",
+                r.reconnects,
+                r.last_error.as_deref().unwrap_or("-")
+            ),
+        );
     }
     v
 }

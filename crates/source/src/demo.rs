@@ -4,8 +4,8 @@ use recorder::DemoSource;
 use recorder::demux::MediaUnit;
 use tokio::time::Instant;
 
-use crate::camera::{Connector, MediaSession, StreamParams};
 use crate::Error;
+use crate::camera::{Connector, MediaSession, StreamParams};
 
 /// Opens demo sessions.
 #[derive(Debug, Default)]
@@ -29,9 +29,22 @@ impl Connector for DemoConnector {
     }
 
     async fn connect(&mut self) -> Result<DemoSession, Error> {
-        let source = DemoSource::bundled().map_err(|e| Error::Stream { camera: "demo:".into(), detail: e.to_string() })?;
-        let params = StreamParams { parameter_sets: None, audio: source.audio_config().cloned(), ignored_audio: None, transport: "bundled demo clip".into() };
-        Ok(DemoSession { source, start: Instant::now(), params, pending: None })
+        let source = DemoSource::bundled().map_err(|e| Error::Stream {
+            camera: "demo:".into(),
+            detail: e.to_string(),
+        })?;
+        let params = StreamParams {
+            parameter_sets: None,
+            audio: source.audio_config().cloned(),
+            ignored_audio: None,
+            transport: "bundled demo clip".into(),
+        };
+        Ok(DemoSession {
+            source,
+            start: Instant::now(),
+            params,
+            pending: None,
+        })
     }
 }
 

@@ -59,7 +59,9 @@ pub(crate) fn nal_types(data: &[u8], framing: H264Framing) -> Vec<u8> {
             let mut rest = data;
             while let Some((len, tail)) = rest.split_at_checked(n) {
                 let len = len.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
-                let Some((nal, tail)) = tail.split_at_checked(len) else { break };
+                let Some((nal, tail)) = tail.split_at_checked(len) else {
+                    break;
+                };
                 if let Some(h) = nal.first() {
                     out.push(h & 0x1f);
                 }
@@ -74,7 +76,10 @@ pub(crate) fn nal_types(data: &[u8], framing: H264Framing) -> Vec<u8> {
 /// header (H.265 §7.3.1.2) puts the type in bits 1..6, so VPS/SPS/PPS/AUD/SEI/IDR read as
 /// H.264 header bytes that H.264 never produces (types 0, 2, 4 or SEI with `nal_ref_idc` ≠ 0).
 fn looks_like_h265(first_nal_header: u8) -> bool {
-    matches!(first_nal_header, 0x40 | 0x42 | 0x44 | 0x46 | 0x4e | 0x50 | 0x26 | 0x28 | 0x2a)
+    matches!(
+        first_nal_header,
+        0x40 | 0x42 | 0x44 | 0x46 | 0x4e | 0x50 | 0x26 | 0x28 | 0x2a
+    )
 }
 
 enum State {
@@ -115,14 +120,24 @@ pub struct ByteIngest {
 
 impl std::fmt::Debug for ByteIngest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ByteIngest").field("camera", &self.camera).field("format", &self.format()).finish_non_exhaustive()
+        f.debug_struct("ByteIngest")
+            .field("camera", &self.camera)
+            .field("format", &self.format())
+            .finish_non_exhaustive()
     }
 }
 
 impl ByteIngest {
     /// An ingest for `camera` (used in error messages), timing Annex B at `fps` if given.
     pub fn new(camera: impl Into<String>, fps: Option<f64>) -> Self {
-        Self { camera: camera.into(), fps_option: fps, state: State::Detect(BytesMut::new()), out: VecDeque::new(), audio: None, ready: false }
+        Self {
+            camera: camera.into(),
+            fps_option: fps,
+            state: State::Detect(BytesMut::new()),
+            out: VecDeque::new(),
+            audio: None,
+            ready: false,
+        }
     }
 
     /// The detected format, once known.
@@ -153,7 +168,10 @@ impl ByteIngest {
     }
 
     fn stream_err(&self, detail: impl Into<String>) -> Error {
-        Error::Stream { camera: self.camera.clone(), detail: detail.into() }
+        Error::Stream {
+            camera: self.camera.clone(),
+            detail: detail.into(),
+        }
     }
 
     /// Feeds bytes.
@@ -200,7 +218,12 @@ impl ByteIngest {
                 for au in a.held.drain(..) {
                     let pts_90k = (a.frames as f64 * 90_000.0 / fps).round() as i64;
                     a.frames += 1;
-                    self.out.push_back(MediaUnit::Video(VideoAccessUnit { pts_90k, dts_90k: None, data: au, framing: H264Framing::AnnexB }));
+                    self.out.push_back(MediaUnit::Video(VideoAccessUnit {
+                        pts_90k,
+                        dts_90k: None,
+                        data: au,
+                        framing: H264Framing::AnnexB,
+                    }));
                 }
             }
         }
@@ -213,7 +236,10 @@ impl ByteIngest {
 
     fn detect(&self, head: &[u8]) -> Result<State, Error> {
         if head.starts_with(&[0xff, 0xd8, 0xff]) || head.starts_with(b"--") {
-            return Err(Error::UnsupportedCodec { camera: self.camera.clone(), found: "MJPEG".into() });
+            return Err(Error::UnsupportedCodec {
+                camera: self.camera.clone(),
+                found: "MJPEG".into(),
+            });
         }
         let first_nal = match head {
             [0, 0, 0, 1, h, ..] | [0, 0, 1, h, ..] => Some(*h),
@@ -221,12 +247,29 @@ impl ByteIngest {
         };
         if let Some(h) = first_nal {
             if looks_like_h265(h) {
-                return Err(Error::UnsupportedCodec { camera: self.camera.clone(), found: "H.265".into() });
+                return Err(Error::UnsupportedCodec {
+                    camera: self.camera.clone(),
+                    found: "H.265".into(),
+                });
             }
-            return Ok(State::AnnexB(AnnexBState { splitter: AnnexBSplitter::new(MAX_ACCESS_UNIT_BYTES), fps: self.fps_option, frames: 0, held: Vec::new() }));
+            return Ok(State::AnnexB(AnnexBState {
+                splitter: AnnexBSplitter::new(MAX_ACCESS_UNIT_BYTES),
+                fps: self.fps_option,
+                frames: 0,
+                held: Vec::new(),
+            }));
         }
-        if matches!(head.get(4..8), Some(b"ftyp" | b"styp" | b"moov" | b"moof" | b"free" | b"sidx")) {
-            return Ok(State::Fmp4(Fmp4State { buf: BytesMut::new(), ftyp: None, moov: None, moof: None, parameter_sets: None }));
+        if matches!(
+            head.get(4..8),
+            Some(b"ftyp" | b"styp" | b"moov" | b"moof" | b"free" | b"sidx")
+        ) {
+            return Ok(State::Fmp4(Fmp4State {
+                buf: BytesMut::new(),
+                ftyp: None,
+                moov: None,
+                moof: None,
+                parameter_sets: None,
+            }));
         }
         Err(self.stream_err(format!(
             "neither Annex B H.264 (00 00 00 01 …) nor MP4 (…ftyp/moof): first bytes {:02x?}",
@@ -235,7 +278,9 @@ impl ByteIngest {
     }
 
     fn drain_annexb(&mut self) {
-        let State::AnnexB(a) = &mut self.state else { return };
+        let State::AnnexB(a) = &mut self.state else {
+            return;
+        };
         while let Some(au) = a.splitter.pull() {
             if a.fps.is_none() {
                 match sps_fps(&au) {
@@ -251,17 +296,29 @@ impl ByteIngest {
             for au in a.held.drain(..).chain(std::iter::once(au)) {
                 let pts_90k = (a.frames as f64 * 90_000.0 / fps).round() as i64;
                 a.frames += 1;
-                self.out.push_back(MediaUnit::Video(VideoAccessUnit { pts_90k, dts_90k: None, data: au, framing: H264Framing::AnnexB }));
+                self.out.push_back(MediaUnit::Video(VideoAccessUnit {
+                    pts_90k,
+                    dts_90k: None,
+                    data: au,
+                    framing: H264Framing::AnnexB,
+                }));
             }
         }
     }
 
     fn drain_fmp4(&mut self) -> Result<(), Error> {
         loop {
-            let State::Fmp4(f) = &mut self.state else { return Ok(()) };
-            let Some((fourcc, size)) = box_header(&f.buf)? else { return Ok(()) };
+            let State::Fmp4(f) = &mut self.state else {
+                return Ok(());
+            };
+            let Some((fourcc, size)) = box_header(&f.buf)? else {
+                return Ok(());
+            };
             if size > MAX_BOX_BYTES {
-                return Err(self.stream_err(format!("MP4 box {} of {size} bytes is over the {MAX_BOX_BYTES}-byte bound", String::from_utf8_lossy(&fourcc))));
+                return Err(self.stream_err(format!(
+                    "MP4 box {} of {size} bytes is over the {MAX_BOX_BYTES}-byte bound",
+                    String::from_utf8_lossy(&fourcc)
+                )));
             }
             let size = size as usize;
             if f.buf.len() < size {
@@ -275,11 +332,15 @@ impl ByteIngest {
                     self.on_moov()?;
                 }
                 b"moof" => {
-                    let State::Fmp4(f) = &mut self.state else { return Ok(()) };
+                    let State::Fmp4(f) = &mut self.state else {
+                        return Ok(());
+                    };
                     f.moof = Some(b);
                 }
                 b"mdat" => {
-                    let State::Fmp4(f) = &mut self.state else { return Ok(()) };
+                    let State::Fmp4(f) = &mut self.state else {
+                        return Ok(());
+                    };
                     if let Some(moof) = f.moof.take() {
                         self.on_fragment(&moof, &b)?;
                     }
@@ -301,9 +362,14 @@ impl ByteIngest {
     }
 
     fn on_moov(&mut self) -> Result<(), Error> {
-        let State::Fmp4(f) = &mut self.state else { return Ok(()) };
+        let State::Fmp4(f) = &mut self.state else {
+            return Ok(());
+        };
         let init = Self::init_bytes(f).freeze();
-        let file = demux::demux(init.clone()).map_err(|e| Error::Stream { camera: self.camera.clone(), detail: e.to_string() })?;
+        let file = demux::demux(init.clone()).map_err(|e| Error::Stream {
+            camera: self.camera.clone(),
+            detail: e.to_string(),
+        })?;
         let video = file.tracks.iter().find_map(|t| match &t.kind {
             TrackKind::Video { parameter_sets, .. } => Some(parameter_sets.clone()),
             _ => None,
@@ -312,12 +378,16 @@ impl ByteIngest {
             let moov = f.moov.as_deref().unwrap_or_default();
             let found = if contains(moov, b"hvc1") || contains(moov, b"hev1") {
                 "H.265"
-            } else if contains(moov, b"mp4v") || contains(moov, b"jpeg") || contains(moov, b"mjpa") {
+            } else if contains(moov, b"mp4v") || contains(moov, b"jpeg") || contains(moov, b"mjpa")
+            {
                 "MJPEG/MPEG-4"
             } else {
                 "non-H.264"
             };
-            return Err(Error::UnsupportedCodec { camera: self.camera.clone(), found: found.into() });
+            return Err(Error::UnsupportedCodec {
+                camera: self.camera.clone(),
+                found: found.into(),
+            });
         };
         f.parameter_sets = Some(ps.clone());
         self.audio = file.audio_config();
@@ -327,14 +397,22 @@ impl ByteIngest {
     }
 
     fn on_fragment(&mut self, moof: &[u8], mdat: &[u8]) -> Result<(), Error> {
-        let State::Fmp4(f) = &mut self.state else { return Ok(()) };
+        let State::Fmp4(f) = &mut self.state else {
+            return Ok(());
+        };
         if f.moov.is_none() {
-            return Err(Error::Stream { camera: self.camera.clone(), detail: "fMP4 fragment before the init segment (moov)".into() });
+            return Err(Error::Stream {
+                camera: self.camera.clone(),
+                detail: "fMP4 fragment before the init segment (moov)".into(),
+            });
         }
         let mut file = Self::init_bytes(f);
         file.extend_from_slice(moof);
         file.extend_from_slice(mdat);
-        let parsed = demux::demux(file.freeze()).map_err(|e| Error::Stream { camera: self.camera.clone(), detail: e.to_string() })?;
+        let parsed = demux::demux(file.freeze()).map_err(|e| Error::Stream {
+            camera: self.camera.clone(),
+            detail: e.to_string(),
+        })?;
         for unit in parsed.media_units() {
             if matches!(unit, MediaUnit::ParameterSets(_)) {
                 continue; // sent once, after the moov
@@ -351,11 +429,15 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// `(fourcc, total size)` of the box at the start of `buf`, `None` if the header is incomplete.
 fn box_header(buf: &[u8]) -> Result<Option<([u8; 4], u64)>, Error> {
-    let Some(&[s0, s1, s2, s3, f0, f1, f2, f3]) = buf.get(..8) else { return Ok(None) };
+    let Some(&[s0, s1, s2, s3, f0, f1, f2, f3]) = buf.get(..8) else {
+        return Ok(None);
+    };
     let fourcc = [f0, f1, f2, f3];
     let size = match u32::from_be_bytes([s0, s1, s2, s3]) {
         1 => {
-            let Some(l) = buf.get(8..16) else { return Ok(None) };
+            let Some(l) = buf.get(8..16) else {
+                return Ok(None);
+            };
             let mut b = [0u8; 8];
             b.copy_from_slice(l);
             u64::from_be_bytes(b)
@@ -364,7 +446,10 @@ fn box_header(buf: &[u8]) -> Result<Option<([u8; 4], u64)>, Error> {
         n => u64::from(n),
     };
     if size < 8 {
-        return Err(Error::Stream { camera: String::new(), detail: format!("MP4 box size {size} < 8") });
+        return Err(Error::Stream {
+            camera: String::new(),
+            detail: format!("MP4 box size {size} < 8"),
+        });
     }
     Ok(Some((fourcc, size)))
 }
@@ -393,7 +478,10 @@ fn sps_fps(au: &[u8]) -> Option<f64> {
             while let Some((&0, rest)) = nal.split_last() {
                 nal = rest;
             }
-            return SpsInfo::parse(nal).ok()?.vui_fps.filter(|f| (1.0..=240.0).contains(f));
+            return SpsInfo::parse(nal)
+                .ok()?
+                .vui_fps
+                .filter(|f| (1.0..=240.0).contains(f));
         }
     }
     None

@@ -47,7 +47,10 @@ pub mod testing;
 pub mod v4l2;
 
 pub use any::{AnyConnector, AnySession, Source, open};
-pub use camera::{CameraSource, Connector, MediaSession, ReconnectPolicy, ReconnectingSource, SourceEvent, StreamParams};
+pub use camera::{
+    CameraSource, Connector, MediaSession, ReconnectPolicy, ReconnectingSource, SourceEvent,
+    StreamParams,
+};
 pub use check::{CheckProgress, CheckReport, Level, Verdict, check, check_source};
 pub use error::Error;
 pub use spec::{ByteStreamOptions, RtspTransport, SourceSpec, V4l2Params};

@@ -17,14 +17,16 @@ use futures_util::StreamExt;
 use recorder::aac::AudioSpecificConfig;
 use recorder::demux::MediaUnit;
 use recorder::input::{AudioFrame, H264Framing, ParameterSets, VideoAccessUnit};
-use retina::client::{Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, Transport};
+use retina::client::{
+    Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, Transport,
+};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 use tracing::{debug, info};
 use url::Url;
 
+use crate::Error;
 use crate::camera::{Connector, MediaSession, StreamParams};
 use crate::spec::{RtspTransport, SourceSpec};
-use crate::Error;
 
 /// Opens RTSP sessions for an `rtsp://` [`SourceSpec`].
 pub struct RtspConnector {
@@ -35,7 +37,10 @@ pub struct RtspConnector {
 
 impl std::fmt::Debug for RtspConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RtspConnector").field("camera", &self.camera).field("transport", &self.transport).finish()
+        f.debug_struct("RtspConnector")
+            .field("camera", &self.camera)
+            .field("transport", &self.transport)
+            .finish()
     }
 }
 
@@ -46,15 +51,28 @@ impl RtspConnector {
     /// [`Error::InvalidSpec`] if `spec` is not RTSP.
     pub fn new(spec: &SourceSpec) -> Result<Self, Error> {
         match spec {
-            SourceSpec::Rtsp { url, transport } => Ok(Self { url: url.clone(), transport: *transport, camera: spec.to_string() }),
-            _ => Err(Error::InvalidSpec { input: spec.to_string(), reason: "not an RTSP source".into() }),
+            SourceSpec::Rtsp { url, transport } => Ok(Self {
+                url: url.clone(),
+                transport: *transport,
+                camera: spec.to_string(),
+            }),
+            _ => Err(Error::InvalidSpec {
+                input: spec.to_string(),
+                reason: "not an RTSP source".into(),
+            }),
         }
     }
 
     fn map_err(&self, e: &retina::Error, stage: &str) -> Error {
         match e.status_code() {
-            Some(s @ (401 | 403)) => Error::Auth { camera: self.camera.clone(), status: s },
-            _ => Error::Connect { camera: self.camera.clone(), detail: format!("{stage}: {}", first_line(&e.to_string())) },
+            Some(s @ (401 | 403)) => Error::Auth {
+                camera: self.camera.clone(),
+                status: s,
+            },
+            _ => Error::Connect {
+                camera: self.camera.clone(),
+                detail: format!("{stage}: {}", first_line(&e.to_string())),
+            },
         }
     }
 }
@@ -74,7 +92,10 @@ pub struct RtspSession {
 
 impl std::fmt::Debug for RtspSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RtspSession").field("camera", &self.camera).field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("RtspSession")
+            .field("camera", &self.camera)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,11 +120,17 @@ impl Connector for RtspConnector {
         });
         let _ = bare.set_username("");
         let _ = bare.set_password(None);
-        let options = SessionOptions::default().creds(creds).user_agent("hksv-bridge".into());
-        let mut session = Session::describe(bare, options).await.map_err(|e| self.map_err(&e, "DESCRIBE"))?;
+        let options = SessionOptions::default()
+            .creds(creds)
+            .user_agent("hksv-bridge".into());
+        let mut session = Session::describe(bare, options)
+            .await
+            .map_err(|e| self.map_err(&e, "DESCRIBE"))?;
 
         let streams = session.streams();
-        let video_stream = streams.iter().position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"));
+        let video_stream = streams
+            .iter()
+            .position(|s| s.media() == "video" && s.encoding_name().eq_ignore_ascii_case("h264"));
         let Some(video_stream) = video_stream else {
             let found = streams
                 .iter()
@@ -114,20 +141,32 @@ impl Connector for RtspConnector {
                     other => other.to_uppercase(),
                 })
                 .unwrap_or_else(|| "no".into());
-            return Err(Error::UnsupportedCodec { camera: self.camera.clone(), found });
+            return Err(Error::UnsupportedCodec {
+                camera: self.camera.clone(),
+                found,
+            });
         };
         let mut ignored_audio = None;
-        let audio_stream = streams.iter().position(|s| s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic"));
+        let audio_stream = streams.iter().position(|s| {
+            s.media() == "audio" && s.encoding_name().eq_ignore_ascii_case("mpeg4-generic")
+        });
         if audio_stream.is_none()
             && let Some(a) = streams.iter().find(|s| s.media() == "audio")
         {
-            let note = format!("{} {} Hz", a.encoding_name().to_uppercase(), a.clock_rate_hz());
+            let note = format!(
+                "{} {} Hz",
+                a.encoding_name().to_uppercase(),
+                a.clock_rate_hz()
+            );
             info!(camera = %self.camera, audio = %note, "audio is not AAC; recording video only (HKSV records AAC-LC or AAC-ELD)");
             ignored_audio = Some(note);
         }
         let out_of_band = match streams.get(video_stream).and_then(|s| s.parameters()) {
             Some(ParametersRef::Video(v)) => match v.codec_params() {
-                VideoParametersCodec::H264 { sps, pps } => Some(ParameterSets { sps: sps.clone(), pps: pps.clone() }),
+                VideoParametersCodec::H264 { sps, pps } => Some(ParameterSets {
+                    sps: sps.clone(),
+                    pps: pps.clone(),
+                }),
                 _ => None,
             },
             _ => None,
@@ -136,15 +175,34 @@ impl Connector for RtspConnector {
             RtspTransport::Tcp => Transport::Tcp(Default::default()),
             RtspTransport::Udp => Transport::Udp(Default::default()),
         };
-        let format = FrameFormat { h26x_framing: retina::codec::h26x::Framing::FourByteLength, parameter_set_insertion: retina::codec::ParameterSetInsertion::EachKeyFrame, aac_framing: retina::codec::aac::Framing::Raw };
+        let format = FrameFormat {
+            h26x_framing: retina::codec::h26x::Framing::FourByteLength,
+            parameter_set_insertion: retina::codec::ParameterSetInsertion::EachKeyFrame,
+            aac_framing: retina::codec::aac::Framing::Raw,
+        };
         session
-            .setup(video_stream, SetupOptions::default().transport(transport.clone()).frame_format(format))
+            .setup(
+                video_stream,
+                SetupOptions::default()
+                    .transport(transport.clone())
+                    .frame_format(format),
+            )
             .await
             .map_err(|e| self.map_err(&e, "SETUP video"))?;
         let mut audio = None;
         if let Some(i) = audio_stream {
-            session.setup(i, SetupOptions::default().transport(transport).frame_format(format)).await.map_err(|e| self.map_err(&e, "SETUP audio"))?;
-            if let Some(ParametersRef::Audio(a)) = session.streams().get(i).and_then(|s| s.parameters()) {
+            session
+                .setup(
+                    i,
+                    SetupOptions::default()
+                        .transport(transport)
+                        .frame_format(format),
+                )
+                .await
+                .map_err(|e| self.map_err(&e, "SETUP audio"))?;
+            if let Some(ParametersRef::Audio(a)) =
+                session.streams().get(i).and_then(|s| s.parameters())
+            {
                 match AudioSpecificConfig::parse(a.extra_data()) {
                     Ok(asc) => audio = Some(asc),
                     Err(e) => {
@@ -153,7 +211,10 @@ impl Connector for RtspConnector {
                 }
             }
         }
-        let playing = session.play(PlayOptions::default()).await.map_err(|e| self.map_err(&e, "PLAY"))?;
+        let playing = session
+            .play(PlayOptions::default())
+            .await
+            .map_err(|e| self.map_err(&e, "PLAY"))?;
         let demuxed = playing.demuxed().map_err(|e| self.map_err(&e, "demux"))?;
         debug!(camera = %self.camera, "RTSP session playing");
         let transport = match self.transport {
@@ -166,7 +227,12 @@ impl Connector for RtspConnector {
             demuxed: Box::pin(demuxed),
             video_stream,
             audio_stream,
-            params: StreamParams { parameter_sets: out_of_band, audio, ignored_audio, transport: transport.into() },
+            params: StreamParams {
+                parameter_sets: out_of_band,
+                audio,
+                ignored_audio,
+                transport: transport.into(),
+            },
         })
     }
 }
@@ -185,8 +251,13 @@ impl MediaSession for RtspSession {
 
     async fn next_unit(&mut self) -> Result<Option<MediaUnit>, Error> {
         loop {
-            let Some(item) = self.demuxed.next().await else { return Ok(None) };
-            let item = item.map_err(|e| Error::Stream { camera: self.camera.clone(), detail: first_line(&e.to_string()) })?;
+            let Some(item) = self.demuxed.next().await else {
+                return Ok(None);
+            };
+            let item = item.map_err(|e| Error::Stream {
+                camera: self.camera.clone(),
+                detail: first_line(&e.to_string()),
+            })?;
             match item {
                 CodecItem::VideoFrame(f) if f.stream_id() == self.video_stream => {
                     // retina extends the 32-bit RTP timestamp to i64 (RFC 3550 §5.1 wraps).
@@ -196,13 +267,19 @@ impl MediaSession for RtspSession {
                         pts_90k,
                         dts_90k: None,
                         data: f.into_data().into(),
-                        framing: H264Framing::Avcc { length_size_bytes: 4 },
+                        framing: H264Framing::Avcc {
+                            length_size_bytes: 4,
+                        },
                     })));
                 }
                 CodecItem::AudioFrame(f) if Some(f.stream_id()) == self.audio_stream => {
                     // The mpeg4-generic clock rate is the sample rate (RFC 3640 §3.3.6).
                     let t = f.timestamp();
-                    let rate = self.params.audio.as_ref().map_or(t.clock_rate().get(), |a| a.sample_rate_hz);
+                    let rate = self
+                        .params
+                        .audio
+                        .as_ref()
+                        .map_or(t.clock_rate().get(), |a| a.sample_rate_hz);
                     return Ok(Some(MediaUnit::Audio(AudioFrame {
                         pts_samples: rescale(t.timestamp(), t.clock_rate().get(), rate),
                         data: bytes::Bytes::copy_from_slice(f.data()),

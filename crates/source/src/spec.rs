@@ -116,7 +116,10 @@ pub enum SourceSpec {
 }
 
 fn invalid(input: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidSpec { input: redact_str(input), reason: reason.into() }
+    Error::InvalidSpec {
+        input: redact_str(input),
+        reason: reason.into(),
+    }
 }
 
 /// Replaces the password of every `scheme://user:password@` inside `s` with `***`.
@@ -172,7 +175,9 @@ fn parse_bool(v: &str) -> Option<bool> {
 fn parse_byte_options(s: &str) -> Result<Option<ByteStreamOptions>, String> {
     let mut o = ByteStreamOptions::default();
     for item in s.split('&').filter(|i| !i.is_empty()) {
-        let Some((k, v)) = item.split_once('=') else { return Ok(None) };
+        let Some((k, v)) = item.split_once('=') else {
+            return Ok(None);
+        };
         match k {
             "fps" => {
                 let fps: f64 = v.parse().map_err(|_| format!("fps={v} is not a number"))?;
@@ -182,7 +187,9 @@ fn parse_byte_options(s: &str) -> Result<Option<ByteStreamOptions>, String> {
                 o.fps = Some(fps);
             }
             "realtime" => {
-                o.realtime = Some(parse_bool(v).ok_or_else(|| format!("realtime={v} must be true or false"))?);
+                o.realtime = Some(
+                    parse_bool(v).ok_or_else(|| format!("realtime={v} must be true or false"))?,
+                );
             }
             _ => return Ok(None),
         }
@@ -192,11 +199,16 @@ fn parse_byte_options(s: &str) -> Result<Option<ByteStreamOptions>, String> {
 
 /// Splits the options fragment off a URL, rejecting unknown options.
 fn url_byte_options(input: &str, url: &mut Url) -> Result<ByteStreamOptions, Error> {
-    let Some(fragment) = url.fragment().map(str::to_owned) else { return Ok(Default::default()) };
+    let Some(fragment) = url.fragment().map(str::to_owned) else {
+        return Ok(Default::default());
+    };
     url.set_fragment(None);
     match parse_byte_options(&fragment) {
         Ok(Some(o)) => Ok(o),
-        Ok(None) => Err(invalid(input, format!("unknown option in #{fragment}; known: fps, realtime"))),
+        Ok(None) => Err(invalid(
+            input,
+            format!("unknown option in #{fragment}; known: fps, realtime"),
+        )),
         Err(e) => Err(invalid(input, e)),
     }
 }
@@ -206,7 +218,13 @@ fn parse_v4l2(input: &str, url: &Url) -> Result<V4l2Params, Error> {
     if url.path().is_empty() || url.path() == "/" {
         return Err(invalid(input, "expected a device path: v4l2:///dev/video0"));
     }
-    let mut p = V4l2Params { device, width: 1920, height: 1080, fps: 30, controls: Vec::new() };
+    let mut p = V4l2Params {
+        device,
+        width: 1920,
+        height: 1080,
+        fps: 30,
+        controls: Vec::new(),
+    };
     for (k, v) in url.query_pairs() {
         let num = |max: u32| -> Result<u32, Error> {
             v.parse::<u32>()
@@ -223,7 +241,14 @@ fn parse_v4l2(input: &str, url: &Url) -> Result<V4l2Params, Error> {
                     .parse::<i64>()
                     .ok()
                     .or_else(|| parse_bool(&v).map(i64::from))
-                    .ok_or_else(|| invalid(input, format!("control {name}={v}: the value must be an integer or a boolean")))?;
+                    .ok_or_else(|| {
+                        invalid(
+                            input,
+                            format!(
+                                "control {name}={v}: the value must be an integer or a boolean"
+                            ),
+                        )
+                    })?;
                 p.controls.push((name.to_owned(), value));
             }
         }
@@ -237,13 +262,18 @@ impl FromStr for SourceSpec {
     fn from_str(input: &str) -> Result<Self, Error> {
         let s = input.trim();
         if s.is_empty() {
-            return Err(invalid(input, "empty; expected rtsp://, v4l2://, http(s)://, tcp://, a file path, -, exec: or demo:"));
+            return Err(invalid(
+                input,
+                "empty; expected rtsp://, v4l2://, http(s)://, tcp://, a file path, -, exec: or demo:",
+            ));
         }
         if s == "demo:" || s == "demo" {
             return Ok(Self::Demo);
         }
         if s == "-" {
-            return Ok(Self::Stdin { options: Default::default() });
+            return Ok(Self::Stdin {
+                options: Default::default(),
+            });
         }
         if let Some(cmd) = s.strip_prefix("exec:") {
             let (command, options) = match cmd.rsplit_once('#') {
@@ -255,12 +285,18 @@ impl FromStr for SourceSpec {
                 None => (cmd.trim().to_owned(), Default::default()),
             };
             if command.is_empty() {
-                return Err(invalid(input, "exec: needs a command, e.g. exec:libcamera-vid -t 0 -o -"));
+                return Err(invalid(
+                    input,
+                    "exec: needs a command, e.g. exec:libcamera-vid -t 0 -o -",
+                ));
             }
             return Ok(Self::Exec { command, options });
         }
         if s.starts_with('/') || s.starts_with("./") || s.starts_with("../") || !s.contains(':') {
-            return Ok(Self::File { path: PathBuf::from(s), options: Default::default() });
+            return Ok(Self::File {
+                path: PathBuf::from(s),
+                options: Default::default(),
+            });
         }
         let mut url = Url::parse(s).map_err(|e| invalid(input, format!("not a URL: {e}")))?;
         match url.scheme() {
@@ -275,7 +311,12 @@ impl FromStr for SourceSpec {
                         transport = match item {
                             "transport=tcp" => RtspTransport::Tcp,
                             "transport=udp" => RtspTransport::Udp,
-                            other => return Err(invalid(input, format!("unknown option #{other}; known: transport=tcp|udp"))),
+                            other => {
+                                return Err(invalid(
+                                    input,
+                                    format!("unknown option #{other}; known: transport=tcp|udp"),
+                                ));
+                            }
                         };
                     }
                 }
@@ -291,19 +332,32 @@ impl FromStr for SourceSpec {
             }
             "tcp" => {
                 let options = url_byte_options(input, &mut url)?;
-                let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| invalid(input, "missing host: tcp://host:port"))?;
-                let port = url.port().ok_or_else(|| invalid(input, "missing port: tcp://host:port"))?;
-                Ok(Self::Tcp { host: host.trim_matches(['[', ']']).to_owned(), port, options })
+                let host = url
+                    .host_str()
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| invalid(input, "missing host: tcp://host:port"))?;
+                let port = url
+                    .port()
+                    .ok_or_else(|| invalid(input, "missing port: tcp://host:port"))?;
+                Ok(Self::Tcp {
+                    host: host.trim_matches(['[', ']']).to_owned(),
+                    port,
+                    options,
+                })
             }
             "file" => {
                 let options = url_byte_options(input, &mut url)?;
-                let path = url.to_file_path().map_err(|()| invalid(input, "not a local file path"))?;
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| invalid(input, "not a local file path"))?;
                 Ok(Self::File { path, options })
             }
             "demo" => Ok(Self::Demo),
             other => Err(invalid(
                 input,
-                format!("unknown scheme {other}:; expected rtsp://, rtsps://, v4l2://, http(s)://, tcp://, file://, exec:, demo: or -"),
+                format!(
+                    "unknown scheme {other}:; expected rtsp://, rtsps://, v4l2://, http(s)://, tcp://, file://, exec:, demo: or -"
+                ),
             )),
         }
     }
@@ -319,9 +373,18 @@ impl fmt::Display for SourceSpec {
                 }
                 Ok(())
             }
-            Self::V4l2(p) => write!(f, "v4l2://{}?width={}&height={}&fps={}", p.device.display(), p.width, p.height, p.fps),
+            Self::V4l2(p) => write!(
+                f,
+                "v4l2://{}?width={}&height={}&fps={}",
+                p.device.display(),
+                p.width,
+                p.height,
+                p.fps
+            ),
             Self::Http { url, .. } => f.write_str(&redact_url(url)),
-            Self::Tcp { host, port, .. } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Self::Tcp { host, port, .. } if host.contains(':') => {
+                write!(f, "tcp://[{host}]:{port}")
+            }
             Self::Tcp { host, port, .. } => write!(f, "tcp://{host}:{port}"),
             Self::File { path, .. } => write!(f, "{}", path.display()),
             Self::Stdin { .. } => f.write_str("-"),
@@ -358,10 +421,14 @@ mod tests {
 
     #[test]
     fn rtsp_credentials_are_redacted_in_display_and_debug() {
-        let s: SourceSpec = "rtsp://admin:s3cret@10.0.0.5:554/Streaming/101".parse().unwrap();
+        let s: SourceSpec = "rtsp://admin:s3cret@10.0.0.5:554/Streaming/101"
+            .parse()
+            .unwrap();
         assert_eq!(s.to_string(), "rtsp://admin:***@10.0.0.5:554/Streaming/101");
         assert!(!format!("{s:?}").contains("s3cret"));
-        let SourceSpec::Rtsp { url, transport } = &s else { panic!() };
+        let SourceSpec::Rtsp { url, transport } = &s else {
+            panic!()
+        };
         assert_eq!(url.password(), Some("s3cret"));
         assert_eq!(*transport, RtspTransport::Tcp);
     }
@@ -369,54 +436,117 @@ mod tests {
     #[test]
     fn rtsp_transport_option_and_errors() {
         let s: SourceSpec = "rtsp://cam/x?channel=1#transport=udp".parse().unwrap();
-        let SourceSpec::Rtsp { url, transport } = &s else { panic!() };
-        assert_eq!((url.as_str(), *transport), ("rtsp://cam/x?channel=1", RtspTransport::Udp));
-        let e = "rtsp://u:pw@cam/x#bogus=1".parse::<SourceSpec>().unwrap_err();
-        assert!(e.to_string().contains("unknown option") && !e.to_string().contains("pw@"), "{e}");
+        let SourceSpec::Rtsp { url, transport } = &s else {
+            panic!()
+        };
+        assert_eq!(
+            (url.as_str(), *transport),
+            ("rtsp://cam/x?channel=1", RtspTransport::Udp)
+        );
+        let e = "rtsp://u:pw@cam/x#bogus=1"
+            .parse::<SourceSpec>()
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown option") && !e.to_string().contains("pw@"),
+            "{e}"
+        );
         assert!("rtsp:///nohost".parse::<SourceSpec>().is_err());
     }
 
     #[test]
     fn byte_streams_and_options() {
         let s: SourceSpec = "http://cam/live.h264?res=hi#fps=25".parse().unwrap();
-        let SourceSpec::Http { url, options } = &s else { panic!() };
+        let SourceSpec::Http { url, options } = &s else {
+            panic!()
+        };
         assert_eq!(url.as_str(), "http://cam/live.h264?res=hi");
         assert_eq!(options.fps, Some(25.0));
         let s: SourceSpec = "tcp://127.0.0.1:8888".parse().unwrap();
-        assert_eq!(s, SourceSpec::Tcp { host: "127.0.0.1".into(), port: 8888, options: Default::default() });
-        assert!("tcp://host".parse::<SourceSpec>().unwrap_err().to_string().contains("port"));
+        assert_eq!(
+            s,
+            SourceSpec::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8888,
+                options: Default::default()
+            }
+        );
+        assert!(
+            "tcp://host"
+                .parse::<SourceSpec>()
+                .unwrap_err()
+                .to_string()
+                .contains("port")
+        );
         assert!(matches!("-".parse().unwrap(), SourceSpec::Stdin { .. }));
-        assert!(matches!("./clip.h264".parse().unwrap(), SourceSpec::File { .. }));
+        assert!(matches!(
+            "./clip.h264".parse().unwrap(),
+            SourceSpec::File { .. }
+        ));
         let s: SourceSpec = "file:///tmp/a.mp4#realtime=false".parse().unwrap();
         assert_eq!(s.byte_options().unwrap().realtime, Some(false));
         assert!("http://cam/x#fps=0".parse::<SourceSpec>().is_err());
-        assert!("gopher://x".parse::<SourceSpec>().unwrap_err().to_string().contains("unknown scheme"));
+        assert!(
+            "gopher://x"
+                .parse::<SourceSpec>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown scheme")
+        );
         assert!(matches!("demo:".parse().unwrap(), SourceSpec::Demo));
     }
 
     #[test]
     fn exec_options_and_redaction() {
         let s: SourceSpec = "exec:libcamera-vid -t 0 -o - #fps=30".parse().unwrap();
-        assert_eq!(s, SourceSpec::Exec { command: "libcamera-vid -t 0 -o -".into(), options: ByteStreamOptions { fps: Some(30.0), realtime: None } });
+        assert_eq!(
+            s,
+            SourceSpec::Exec {
+                command: "libcamera-vid -t 0 -o -".into(),
+                options: ByteStreamOptions {
+                    fps: Some(30.0),
+                    realtime: None
+                }
+            }
+        );
         // A '#' that is not options stays in the command.
         let s: SourceSpec = "exec:echo a#b".parse().unwrap();
-        assert_eq!(s, SourceSpec::Exec { command: "echo a#b".into(), options: Default::default() });
-        let s: SourceSpec = "exec:ffmpeg -i rtsp://u:topsecret@cam/x -f h264 -".parse().unwrap();
+        assert_eq!(
+            s,
+            SourceSpec::Exec {
+                command: "echo a#b".into(),
+                options: Default::default()
+            }
+        );
+        let s: SourceSpec = "exec:ffmpeg -i rtsp://u:topsecret@cam/x -f h264 -"
+            .parse()
+            .unwrap();
         assert_eq!(s.to_string(), "exec:ffmpeg -i rtsp://u:***@cam/x -f h264 -");
         assert!("exec:".parse::<SourceSpec>().is_err());
     }
 
     #[test]
     fn v4l2_parameters() {
-        let s: SourceSpec = "v4l2:///dev/video0?width=1280&height=720&fps=25&rotate=180&hflip=true".parse().unwrap();
+        let s: SourceSpec = "v4l2:///dev/video0?width=1280&height=720&fps=25&rotate=180&hflip=true"
+            .parse()
+            .unwrap();
         let SourceSpec::V4l2(p) = s else { panic!() };
-        assert_eq!((p.device.to_str().unwrap(), p.width, p.height, p.fps), ("/dev/video0", 1280, 720, 25));
-        assert_eq!(p.controls, vec![("rotate".to_owned(), 180), ("hflip".to_owned(), 1)]);
+        assert_eq!(
+            (p.device.to_str().unwrap(), p.width, p.height, p.fps),
+            ("/dev/video0", 1280, 720, 25)
+        );
+        assert_eq!(
+            p.controls,
+            vec![("rotate".to_owned(), 180), ("hflip".to_owned(), 1)]
+        );
         let d: SourceSpec = "v4l2:///dev/video2".parse().unwrap();
         let SourceSpec::V4l2(d) = d else { panic!() };
         assert_eq!((d.width, d.height, d.fps), (1920, 1080, 30));
         assert!("v4l2:///dev/video0?fps=0".parse::<SourceSpec>().is_err());
-        assert!("v4l2:///dev/video0?brightness=high".parse::<SourceSpec>().is_err());
+        assert!(
+            "v4l2:///dev/video0?brightness=high"
+                .parse::<SourceSpec>()
+                .is_err()
+        );
         assert!("v4l2://".parse::<SourceSpec>().is_err());
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use recorder::demux::MediaUnit;
 
-use crate::camera::{Connector, MediaSession, StreamParams};
 use crate::Error;
+use crate::camera::{Connector, MediaSession, StreamParams};
 
 /// One step of a scripted session.
 #[derive(Debug, Clone)]
@@ -44,7 +44,10 @@ pub struct SimConnector {
 impl SimConnector {
     /// A connector that plays `script`, one entry per connect attempt.
     pub fn new(script: Vec<SimConnect>) -> Self {
-        Self { script: script.into(), connects: Arc::default() }
+        Self {
+            script: script.into(),
+            connects: Arc::default(),
+        }
     }
 
     /// A shared counter of connect attempts.
@@ -70,10 +73,16 @@ impl Connector for SimConnector {
     async fn connect(&mut self) -> Result<SimSession, Error> {
         self.connects.fetch_add(1, Ordering::Relaxed);
         match self.script.pop_front() {
-            Some(SimConnect::Session(params, steps)) => Ok(SimSession { params, steps: steps.into() }),
+            Some(SimConnect::Session(params, steps)) => Ok(SimSession {
+                params,
+                steps: steps.into(),
+            }),
             Some(SimConnect::Fail(e)) => Err(e),
             Some(SimConnect::Hang) => std::future::pending().await,
-            None => Err(Error::Connect { camera: "sim:".into(), detail: "script exhausted".into() }),
+            None => Err(Error::Connect {
+                camera: "sim:".into(),
+                detail: "script exhausted".into(),
+            }),
         }
     }
 }

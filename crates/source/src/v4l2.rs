@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::spec::V4l2Params;
 use crate::Error;
+use crate::spec::V4l2Params;
 
 /// Control ids from `linux/v4l2-controls.h`.
 pub mod cid {
@@ -92,7 +92,10 @@ pub const CONTROL_NAMES: &[(&str, u32)] = &[
 
 /// The id of a control by our name (see [`CONTROL_NAMES`]).
 pub fn control_id(name: &str) -> Option<u32> {
-    CONTROL_NAMES.iter().find(|(n, _)| *n == name).map(|&(_, id)| id)
+    CONTROL_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, id)| id)
 }
 
 /// A device control's name normalised for matching URL keys: "H264 I-Frame Period" →
@@ -136,7 +139,12 @@ pub trait V4l2Device {
     /// Sets a control.
     fn set_control(&mut self, id: u32, value: i64) -> Result<(), String>;
     /// Requests a capture format; returns what the device chose.
-    fn set_format(&mut self, width: u32, height: u32, fourcc: [u8; 4]) -> Result<AgreedFormat, String>;
+    fn set_format(
+        &mut self,
+        width: u32,
+        height: u32,
+        fourcc: [u8; 4],
+    ) -> Result<AgreedFormat, String>;
     /// Requests a frame rate; returns the rate the device chose.
     fn set_fps(&mut self, fps: u32) -> Result<u32, String>;
 }
@@ -158,29 +166,57 @@ pub struct AppliedConfig {
 /// [`Error::UnsupportedCodec`] if the device cannot produce H.264; [`Error::InvalidSpec`]
 /// for a control name neither our table nor the device knows; [`Error::Connect`] when the
 /// driver rejects the format, the frame rate or a requested control.
-pub fn configure(dev: &mut impl V4l2Device, p: &V4l2Params, camera: &str) -> Result<AppliedConfig, Error> {
-    let drv = |detail: String| Error::Connect { camera: camera.to_owned(), detail };
-    let format = dev.set_format(p.width, p.height, *b"H264").map_err(|e| drv(format!("set format: {e}")))?;
+pub fn configure(
+    dev: &mut impl V4l2Device,
+    p: &V4l2Params,
+    camera: &str,
+) -> Result<AppliedConfig, Error> {
+    let drv = |detail: String| Error::Connect {
+        camera: camera.to_owned(),
+        detail,
+    };
+    let format = dev
+        .set_format(p.width, p.height, *b"H264")
+        .map_err(|e| drv(format!("set format: {e}")))?;
     if &format.fourcc != b"H264" {
         let found = match &format.fourcc {
             b"MJPG" | b"JPEG" => "MJPEG".to_owned(),
             b"HEVC" => "H.265".to_owned(),
-            other => format!("raw {} (no H.264 encoder on this device)", String::from_utf8_lossy(other)),
+            other => format!(
+                "raw {} (no H.264 encoder on this device)",
+                String::from_utf8_lossy(other)
+            ),
         };
-        return Err(Error::UnsupportedCodec { camera: camera.to_owned(), found });
+        return Err(Error::UnsupportedCodec {
+            camera: camera.to_owned(),
+            found,
+        });
     }
-    let fps = dev.set_fps(p.fps).map_err(|e| drv(format!("set frame rate: {e}")))?.max(1);
-    let available = dev.controls().map_err(|e| drv(format!("list controls: {e}")))?;
-    let by_name: BTreeMap<String, u32> = available.iter().map(|c| (normalise_control_name(&c.name), c.id)).collect();
+    let fps = dev
+        .set_fps(p.fps)
+        .map_err(|e| drv(format!("set frame rate: {e}")))?
+        .max(1);
+    let available = dev
+        .controls()
+        .map_err(|e| drv(format!("list controls: {e}")))?;
+    let by_name: BTreeMap<String, u32> = available
+        .iter()
+        .map(|c| (normalise_control_name(&c.name), c.id))
+        .collect();
     let has = |id: u32| available.iter().any(|c| c.id == id);
 
     // Requested controls first resolved, so a bad name fails before anything is changed.
     let mut requested = Vec::with_capacity(p.controls.len());
     for (name, value) in &p.controls {
-        let id = control_id(name).or_else(|| by_name.get(name.as_str()).copied()).ok_or_else(|| Error::InvalidSpec {
-            input: camera.to_owned(),
-            reason: format!("unknown V4L2 control {name:?}; this device has: {}", by_name.keys().cloned().collect::<Vec<_>>().join(", ")),
-        })?;
+        let id = control_id(name)
+            .or_else(|| by_name.get(name.as_str()).copied())
+            .ok_or_else(|| Error::InvalidSpec {
+                input: camera.to_owned(),
+                reason: format!(
+                    "unknown V4L2 control {name:?}; this device has: {}",
+                    by_name.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })?;
         requested.push((id, *value));
     }
     let mut controls = Vec::new();
@@ -189,26 +225,40 @@ pub fn configure(dev: &mut impl V4l2Device, p: &V4l2Params, camera: &str) -> Res
         // One GOP per 4 s fragment (HKSV fragment length, protocol-notes §3.4).
         let period = i64::from(fps) * 4;
         if has(cid::H264_I_PERIOD) {
-            dev.set_control(cid::H264_I_PERIOD, period).map_err(|e| drv(format!("set H264 I-frame period: {e}")))?;
+            dev.set_control(cid::H264_I_PERIOD, period)
+                .map_err(|e| drv(format!("set H264 I-frame period: {e}")))?;
             controls.push((cid::H264_I_PERIOD, period));
         } else if has(cid::GOP_SIZE) {
-            dev.set_control(cid::GOP_SIZE, period).map_err(|e| drv(format!("set GOP size: {e}")))?;
+            dev.set_control(cid::GOP_SIZE, period)
+                .map_err(|e| drv(format!("set GOP size: {e}")))?;
             controls.push((cid::GOP_SIZE, period));
         } else {
-            tracing::warn!(camera, "the device has no I-frame period control; check the GOP with `check`");
+            tracing::warn!(
+                camera,
+                "the device has no I-frame period control; check the GOP with `check`"
+            );
         }
     }
-    if has(cid::REPEAT_SEQ_HEADER) && !requested.iter().any(|&(id, _)| id == cid::REPEAT_SEQ_HEADER) {
+    if has(cid::REPEAT_SEQ_HEADER)
+        && !requested
+            .iter()
+            .any(|&(id, _)| id == cid::REPEAT_SEQ_HEADER)
+    {
         // Best effort: without it SPS/PPS come only once, before the first IDR.
         if dev.set_control(cid::REPEAT_SEQ_HEADER, 1).is_ok() {
             controls.push((cid::REPEAT_SEQ_HEADER, 1));
         }
     }
     for (id, value) in requested {
-        dev.set_control(id, value).map_err(|e| drv(format!("set control {id:#010x}={value}: {e}")))?;
+        dev.set_control(id, value)
+            .map_err(|e| drv(format!("set control {id:#010x}={value}: {e}")))?;
         controls.push((id, value));
     }
-    Ok(AppliedConfig { format, fps, controls })
+    Ok(AppliedConfig {
+        format,
+        fps,
+        controls,
+    })
 }
 
 /// A simulated V4L2 device for tests: records what was set.
@@ -237,8 +287,17 @@ impl V4l2Device for SimDevice {
         self.set.push((id, value));
         Ok(())
     }
-    fn set_format(&mut self, width: u32, height: u32, fourcc: [u8; 4]) -> Result<AgreedFormat, String> {
-        Ok(AgreedFormat { width, height, fourcc: self.native_fourcc.unwrap_or(fourcc) })
+    fn set_format(
+        &mut self,
+        width: u32,
+        height: u32,
+        fourcc: [u8; 4],
+    ) -> Result<AgreedFormat, String> {
+        Ok(AgreedFormat {
+            width,
+            height,
+            fourcc: self.native_fourcc.unwrap_or(fourcc),
+        })
     }
     fn set_fps(&mut self, fps: u32) -> Result<u32, String> {
         Ok(fps.min(self.max_fps.max(1)))
@@ -258,28 +317,52 @@ mod real {
     use v4l::video::Capture;
 
     use super::{AgreedFormat, ControlInfo, V4l2Device, configure};
+    use crate::Error;
     use crate::camera::{Connector, MediaSession, StreamParams};
     use crate::spec::V4l2Params;
-    use crate::Error;
 
     struct Real(v4l::Device);
 
     impl V4l2Device for Real {
         fn controls(&mut self) -> Result<Vec<ControlInfo>, String> {
             let c = self.0.query_controls().map_err(|e| e.to_string())?;
-            Ok(c.into_iter().map(|d| ControlInfo { id: d.id, name: d.name }).collect())
+            Ok(c.into_iter()
+                .map(|d| ControlInfo {
+                    id: d.id,
+                    name: d.name,
+                })
+                .collect())
         }
         fn set_control(&mut self, id: u32, value: i64) -> Result<(), String> {
-            self.0.set_control(v4l::control::Control { id, value: v4l::control::Value::Integer(value) }).map_err(|e| e.to_string())
+            self.0
+                .set_control(v4l::control::Control {
+                    id,
+                    value: v4l::control::Value::Integer(value),
+                })
+                .map_err(|e| e.to_string())
         }
-        fn set_format(&mut self, width: u32, height: u32, fourcc: [u8; 4]) -> Result<AgreedFormat, String> {
+        fn set_format(
+            &mut self,
+            width: u32,
+            height: u32,
+            fourcc: [u8; 4],
+        ) -> Result<AgreedFormat, String> {
             let f = v4l::Format::new(width, height, v4l::FourCC::new(&fourcc));
             let got = Capture::set_format(&self.0, &f).map_err(|e| e.to_string())?;
-            Ok(AgreedFormat { width: got.width, height: got.height, fourcc: got.fourcc.repr })
+            Ok(AgreedFormat {
+                width: got.width,
+                height: got.height,
+                fourcc: got.fourcc.repr,
+            })
         }
         fn set_fps(&mut self, fps: u32) -> Result<u32, String> {
-            let got = Capture::set_params(&self.0, &v4l::video::capture::Parameters::with_fps(fps)).map_err(|e| e.to_string())?;
-            Ok(got.interval.denominator.checked_div(got.interval.numerator.max(1)).unwrap_or(fps))
+            let got = Capture::set_params(&self.0, &v4l::video::capture::Parameters::with_fps(fps))
+                .map_err(|e| e.to_string())?;
+            Ok(got
+                .interval
+                .denominator
+                .checked_div(got.interval.numerator.max(1))
+                .unwrap_or(fps))
         }
     }
 
@@ -325,7 +408,10 @@ mod real {
                     let dev = match v4l::Device::with_path(&params.device) {
                         Ok(d) => d,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(Error::Connect { camera, detail: format!("open {}: {e}", params.device.display()) }));
+                            let _ = ready_tx.send(Err(Error::Connect {
+                                camera,
+                                detail: format!("open {}: {e}", params.device.display()),
+                            }));
                             return;
                         }
                     };
@@ -334,10 +420,17 @@ mod real {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
-                    let mut stream = match v4l::io::mmap::Stream::with_buffers(&real.0, v4l::buffer::Type::VideoCapture, 4) {
+                    let mut stream = match v4l::io::mmap::Stream::with_buffers(
+                        &real.0,
+                        v4l::buffer::Type::VideoCapture,
+                        4,
+                    ) {
                         Ok(s) => s,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(Error::Connect { camera, detail: format!("start capture: {e}") }));
+                            let _ = ready_tx.send(Err(Error::Connect {
+                                camera,
+                                detail: format!("start capture: {e}"),
+                            }));
                             return;
                         }
                     };
@@ -348,8 +441,12 @@ mod real {
                                 let used = (meta.bytesused as usize).min(buf.len());
                                 // time_t is 32-bit on 32-bit Raspberry Pi OS, 64-bit here.
                                 #[allow(clippy::useless_conversion)]
-                                let us = i64::from(meta.timestamp.sec) * 1_000_000 + i64::from(meta.timestamp.usec);
-                                Ok((Bytes::copy_from_slice(buf.get(..used).unwrap_or_default()), us))
+                                let us = i64::from(meta.timestamp.sec) * 1_000_000
+                                    + i64::from(meta.timestamp.usec);
+                                Ok((
+                                    Bytes::copy_from_slice(buf.get(..used).unwrap_or_default()),
+                                    us,
+                                ))
                             }
                             Err(e) => Err(e.to_string()),
                         };
@@ -359,9 +456,23 @@ mod real {
                         }
                     }
                 })
-                .map_err(|e| Error::Connect { camera: self.camera.clone(), detail: format!("capture thread: {e}") })?;
-            ready_rx.await.map_err(|_| Error::Connect { camera: self.camera.clone(), detail: "capture thread ended".into() })??;
-            Ok(V4l2Session { rx, camera: self.camera.clone(), params: StreamParams { transport: "V4L2 H.264 capture".into(), ..Default::default() }, first_us: None })
+                .map_err(|e| Error::Connect {
+                    camera: self.camera.clone(),
+                    detail: format!("capture thread: {e}"),
+                })?;
+            ready_rx.await.map_err(|_| Error::Connect {
+                camera: self.camera.clone(),
+                detail: "capture thread ended".into(),
+            })??;
+            Ok(V4l2Session {
+                rx,
+                camera: self.camera.clone(),
+                params: StreamParams {
+                    transport: "V4L2 H.264 capture".into(),
+                    ..Default::default()
+                },
+                first_us: None,
+            })
         }
     }
 
@@ -373,12 +484,20 @@ mod real {
         async fn next_unit(&mut self) -> Result<Option<MediaUnit>, Error> {
             match self.rx.recv().await {
                 None => Ok(None),
-                Some(Err(e)) => Err(Error::Stream { camera: self.camera.clone(), detail: e }),
+                Some(Err(e)) => Err(Error::Stream {
+                    camera: self.camera.clone(),
+                    detail: e,
+                }),
                 Some(Ok((data, us))) => {
                     // Driver timestamps are CLOCK_MONOTONIC microseconds.
                     let first = *self.first_us.get_or_insert(us);
                     let pts_90k = (us - first).max(0) * 9 / 100;
-                    Ok(Some(MediaUnit::Video(VideoAccessUnit { pts_90k, dts_90k: None, data, framing: H264Framing::AnnexB })))
+                    Ok(Some(MediaUnit::Video(VideoAccessUnit {
+                        pts_90k,
+                        dts_90k: None,
+                        data,
+                        framing: H264Framing::AnnexB,
+                    })))
                 }
             }
         }
@@ -394,7 +513,10 @@ mod tests {
     /// The controls a Raspberry Pi's bcm2835-codec H.264 encoder lists (names as the driver
     /// reports them).
     fn pi_encoder() -> SimDevice {
-        let c = |id, name: &str| ControlInfo { id, name: name.into() };
+        let c = |id, name: &str| ControlInfo {
+            id,
+            name: name.into(),
+        };
         SimDevice {
             available: vec![
                 c(cid::BITRATE_MODE, "Video Bitrate Mode"),
@@ -422,9 +544,24 @@ mod tests {
     #[test]
     fn i_period_is_four_seconds_of_frames() {
         let mut dev = pi_encoder();
-        let applied = configure(&mut dev, &params("v4l2:///dev/video0?width=1280&height=720&fps=25"), "cam").unwrap();
-        assert_eq!((applied.format.width, applied.format.height, &applied.format.fourcc), (1280, 720, b"H264"));
-        assert_eq!(dev.set, vec![(cid::H264_I_PERIOD, 100), (cid::REPEAT_SEQ_HEADER, 1)]);
+        let applied = configure(
+            &mut dev,
+            &params("v4l2:///dev/video0?width=1280&height=720&fps=25"),
+            "cam",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                applied.format.width,
+                applied.format.height,
+                &applied.format.fourcc
+            ),
+            (1280, 720, b"H264")
+        );
+        assert_eq!(
+            dev.set,
+            vec![(cid::H264_I_PERIOD, 100), (cid::REPEAT_SEQ_HEADER, 1)]
+        );
     }
 
     #[test]
@@ -438,11 +575,19 @@ mod tests {
     #[test]
     fn named_controls_by_table_and_by_device_name() {
         let mut dev = pi_encoder();
-        let p = params("v4l2:///dev/video0?rotate=180&video_bitrate_mode=1&h264_minimum_qp_value=20&h264_i_period=30");
+        let p = params(
+            "v4l2:///dev/video0?rotate=180&video_bitrate_mode=1&h264_minimum_qp_value=20&h264_i_period=30",
+        );
         configure(&mut dev, &p, "cam").unwrap();
         assert_eq!(
             dev.set,
-            vec![(cid::REPEAT_SEQ_HEADER, 1), (cid::ROTATE, 180), (cid::BITRATE_MODE, 1), (0x0099_0a6c, 20), (cid::H264_I_PERIOD, 30)]
+            vec![
+                (cid::REPEAT_SEQ_HEADER, 1),
+                (cid::ROTATE, 180),
+                (cid::BITRATE_MODE, 1),
+                (0x0099_0a6c, 20),
+                (cid::H264_I_PERIOD, 30)
+            ]
         );
     }
 
@@ -450,7 +595,10 @@ mod tests {
     fn unknown_control_fails_before_changing_anything() {
         let mut dev = pi_encoder();
         let e = configure(&mut dev, &params("v4l2:///dev/video0?zoom_level=3"), "cam").unwrap_err();
-        assert!(matches!(&e, Error::InvalidSpec { reason, .. } if reason.contains("zoom_level") && reason.contains("video_bitrate")), "{e}");
+        assert!(
+            matches!(&e, Error::InvalidSpec { reason, .. } if reason.contains("zoom_level") && reason.contains("video_bitrate")),
+            "{e}"
+        );
         assert!(dev.set.is_empty());
     }
 
@@ -465,7 +613,14 @@ mod tests {
 
     #[test]
     fn gop_size_fallback_and_driver_errors() {
-        let mut dev = SimDevice { available: vec![ControlInfo { id: cid::GOP_SIZE, name: "Video GOP Size".into() }], max_fps: 30, ..Default::default() };
+        let mut dev = SimDevice {
+            available: vec![ControlInfo {
+                id: cid::GOP_SIZE,
+                name: "Video GOP Size".into(),
+            }],
+            max_fps: 30,
+            ..Default::default()
+        };
         configure(&mut dev, &params("v4l2:///dev/video0?fps=20"), "cam").unwrap();
         assert_eq!(dev.set, vec![(cid::GOP_SIZE, 80)]);
         let mut dev = pi_encoder();
@@ -476,7 +631,10 @@ mod tests {
 
     #[test]
     fn control_names_normalise() {
-        assert_eq!(normalise_control_name("H264 I-Frame Period"), "h264_i_frame_period");
+        assert_eq!(
+            normalise_control_name("H264 I-Frame Period"),
+            "h264_i_frame_period"
+        );
         assert_eq!(normalise_control_name("  Video Bitrate "), "video_bitrate");
         assert_eq!(control_id("h264_i_period"), Some(0x0099_0a66));
         assert_eq!(control_id("rotate"), Some(0x0098_0922));

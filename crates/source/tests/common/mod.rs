@@ -1,6 +1,12 @@
 //! Test support: ffmpeg-made media, the GStreamer RTSP server peer, event helpers.
 //! Missing peers FAIL (with "run scripts/test"), never skip.
-#![allow(dead_code, clippy::indexing_slicing, clippy::unwrap_used, missing_docs, unreachable_pub)]
+#![allow(
+    dead_code,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,20 +20,43 @@ use source::{CameraSource, SourceEvent};
 /// Fails (never skips) when ffmpeg/ffprobe are missing.
 pub fn require_ffmpeg() {
     for tool in ["ffmpeg", "ffprobe"] {
-        let ok = Command::new(tool).arg("-version").output().map(|o| o.status.success()).unwrap_or(false);
-        assert!(ok, "{tool} is not installed: run scripts/test (it installs ffmpeg) or `apt-get install ffmpeg`");
+        let ok = Command::new(tool)
+            .arg("-version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "{tool} is not installed: run scripts/test (it installs ffmpeg) or `apt-get install ffmpeg`"
+        );
     }
 }
 
 /// Runs ffmpeg; panics with its stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg").args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]).args(args).output().unwrap();
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-y", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Encodes `seconds` of test pattern (and a sine as AAC when `audio`) with a GOP of
 /// `gop_frames` at `fps`, into `out` (format from the extension or `extra` args).
-pub fn encode(out: &Path, size: &str, fps: u32, gop_frames: u32, seconds: u32, audio: bool, extra: &[&str]) {
+pub fn encode(
+    out: &Path,
+    size: &str,
+    fps: u32,
+    gop_frames: u32,
+    seconds: u32,
+    audio: bool,
+    extra: &[&str],
+) {
     require_ffmpeg();
     let src = format!("testsrc2=size={size}:rate={fps}");
     let (g, t) = (gop_frames.to_string(), seconds.to_string());
@@ -35,8 +64,30 @@ pub fn encode(out: &Path, size: &str, fps: u32, gop_frames: u32, seconds: u32, a
     if audio {
         args.extend(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000"]);
     }
-    args.extend(["-t", &t, "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-profile:v", "main"]);
-    args.extend(["-g", &g, "-keyint_min", &g, "-sc_threshold", "0", "-bf", "0"]);
+    args.extend([
+        "-t",
+        &t,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-profile:v",
+        "main",
+    ]);
+    args.extend([
+        "-g",
+        &g,
+        "-keyint_min",
+        &g,
+        "-sc_threshold",
+        "0",
+        "-bf",
+        "0",
+    ]);
     if audio {
         args.extend(["-c:a", "aac", "-b:a", "32k", "-ac", "1"]);
     }
@@ -48,7 +99,11 @@ pub fn encode(out: &Path, size: &str, fps: u32, gop_frames: u32, seconds: u32, a
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The Python that has GStreamer's RTSP server bindings (Debian's python3-gi lives in the
@@ -75,7 +130,9 @@ impl RtspServer {
             panic!("cannot run {} for the GStreamer RTSP server ({e}): run scripts/test (Debian python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good/-bad)", gst_python())
         });
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         if !line.starts_with("READY") {
             let _ = child.kill();
             let mut err = String::new();
@@ -115,7 +172,17 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(fragment_duration: Duration) -> Self {
-        Self { fragmenter: None, fragment_duration, inits: vec![], fragments: vec![], connects: 0, reconnect_errors: vec![], audio_frames: 0, video_units: 0, last_params: None }
+        Self {
+            fragmenter: None,
+            fragment_duration,
+            inits: vec![],
+            fragments: vec![],
+            connects: 0,
+            reconnect_errors: vec![],
+            audio_frames: 0,
+            video_units: 0,
+            last_params: None,
+        }
     }
 
     pub fn on_event(&mut self, ev: SourceEvent) {
@@ -123,11 +190,18 @@ impl Recorder {
             SourceEvent::Connected { params, .. } => {
                 self.connects += 1;
                 if self.fragmenter.is_none() {
-                    let cfg = FragmenterConfig { audio_config: params.audio.clone(), fragment_duration: self.fragment_duration, ..Default::default() };
+                    let cfg = FragmenterConfig {
+                        audio_config: params.audio.clone(),
+                        fragment_duration: self.fragment_duration,
+                        ..Default::default()
+                    };
                     self.fragmenter = Some(Fragmenter::new(cfg).unwrap());
                 }
                 if let Some(ps) = &params.parameter_sets {
-                    self.fragmenter.as_mut().unwrap().set_parameter_sets(ps.clone());
+                    self.fragmenter
+                        .as_mut()
+                        .unwrap()
+                        .set_parameter_sets(ps.clone());
                 }
                 self.last_params = Some(params);
             }
@@ -159,12 +233,25 @@ impl Recorder {
     }
 
     /// Pumps `source` until `done(self)` or `limit` passes (then panics with `what`).
-    pub async fn pump_until(&mut self, source: &mut impl CameraSource, limit: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+    pub async fn pump_until(
+        &mut self,
+        source: &mut impl CameraSource,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&Self) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + limit;
         while !done(self) {
             let ev = tokio::time::timeout_at(deadline, source.next_event())
                 .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}: {} fragments, {} connects, errors {:?}", self.fragments.len(), self.connects, self.reconnect_errors))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for {what}: {} fragments, {} connects, errors {:?}",
+                        self.fragments.len(),
+                        self.connects,
+                        self.reconnect_errors
+                    )
+                })
                 .unwrap_or_else(|e| panic!("source failed waiting for {what}: {e}"));
             self.on_event(ev);
         }
@@ -173,7 +260,11 @@ impl Recorder {
     /// The tfdt of each fragment continues the previous one exactly.
     pub fn assert_continuous(&self) {
         for w in self.fragments.windows(2) {
-            assert_eq!(w[1].video.base_decode_time, w[0].video.base_decode_time + w[0].video.duration(), "video tfdt continuous");
+            assert_eq!(
+                w[1].video.base_decode_time,
+                w[0].video.base_decode_time + w[0].video.duration(),
+                "video tfdt continuous"
+            );
         }
     }
 
@@ -190,9 +281,18 @@ impl Recorder {
         }
         let path = dir.join("recorded.mp4");
         std::fs::write(&path, clip).unwrap();
-        let out = Command::new("ffmpeg").args(["-hide_banner", "-nostdin", "-v", "error", "-i"]).arg(&path).args(["-fps_mode", "passthrough", "-f", "null", "-"]).output().unwrap();
+        let out = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-fps_mode", "passthrough", "-f", "null", "-"])
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.trim().is_empty(), "decoding {} failed: {stderr}", path.display());
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "decoding {} failed: {stderr}",
+            path.display()
+        );
         path
     }
 }
