@@ -48,7 +48,7 @@ pub struct MqttConfig {
     /// Password (only with `username`). Never logged.
     #[serde(default)]
     pub password: Option<Secret>,
-    /// Keep-alive interval. Default 30 s.
+    /// Keep-alive interval, at least 5 s. Default 30 s.
     #[serde(default = "default_keep_alive_secs")]
     pub keep_alive_secs: u16,
     /// First reconnect delay after the broker is lost. Default 500 ms.

@@ -219,3 +219,140 @@ fn bundled_real_camera_clip() {
     // About 12 s at (up to) 5 analysed frames per second.
     assert!((40..=61).contains(&stats.analysed), "{stats:?}");
 }
+
+#[test]
+fn a_gap_in_the_input_waits_for_the_next_idr() {
+    let aus = common::access_units(&common::synthetic_clip(320, 180, 10, 3, None, 10), 10);
+    let mut detector = Detector::new(&DetectorConfig::default()).unwrap();
+    for (data, is_idr, ts) in &aus[..5] {
+        detector.push(AccessUnit {
+            data,
+            is_idr: *is_idr,
+            timestamp_90k: *ts,
+        });
+    }
+    detector.note_gap();
+    let outcomes: Vec<FrameOutcome> = aus[5..]
+        .iter()
+        .map(|(data, is_idr, ts)| {
+            detector.push(AccessUnit {
+                data,
+                is_idr: *is_idr,
+                timestamp_90k: *ts,
+            })
+        })
+        .collect();
+    // Frames 5..9 wait; frame 10 is the next IDR and decodes.
+    assert!(
+        outcomes[..5]
+            .iter()
+            .all(|o| *o == FrameOutcome::Skipped(SkipReason::AwaitingIdr)),
+        "{outcomes:?}"
+    );
+    assert!(aus[10].1);
+    assert!(
+        !matches!(
+            outcomes[5],
+            FrameOutcome::Skipped(_) | FrameOutcome::Rejected
+        ),
+        "{:?}",
+        outcomes[5]
+    );
+    assert_eq!(detector.stats().gaps, 1);
+    assert_eq!(detector.stats().rejected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detector_thread_triggers_the_hub() {
+    use motion::{DebounceConfig, MotionHub, MotionSource, OwnedAccessUnit};
+    use std::time::Duration;
+
+    let hub = MotionHub::new([(
+        "cam",
+        DebounceConfig {
+            min_on_ms: 1000,
+            hold_ms: 500,
+            level_max_ms: 10_000,
+        },
+    )])
+    .unwrap();
+    assert!(matches!(
+        motion::spawn_detector(hub.clone(), "nope", &DetectorConfig::default()),
+        Err(motion::MotionError::UnknownCamera { .. })
+    ));
+    let handle = motion::spawn_detector(hub.clone(), "cam", &DetectorConfig::default()).unwrap();
+    let mut rx = hub.subscribe("cam").unwrap();
+    let aus = common::access_units(&common::synthetic_clip(640, 360, 10, 8, Some(5), 20), 10);
+
+    // Push one unit at a time and wait until the thread took it (no drops, deterministic).
+    let mut pushed = 0u64;
+    for (i, (data, is_idr, ts)) in aus.into_iter().enumerate() {
+        if i == 50 {
+            assert!(
+                !rx.borrow().detected,
+                "no motion before the box enters at 5 s"
+            );
+        }
+        assert!(handle.push(OwnedAccessUnit {
+            data: data.into(),
+            is_idr,
+            timestamp_90k: ts
+        }));
+        pushed += 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while handle.stats().access_units < pushed {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "detector thread stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let status = *rx.borrow_and_update();
+    assert!(status.detected, "{status:?}, {:?}", handle.stats());
+    assert_eq!(status.source, Some(MotionSource::Detector));
+    assert!(handle.stats().motion_frames >= 5);
+}
+
+#[test]
+fn corrupted_stream_never_panics_and_every_unit_is_accounted_for() {
+    let aus = common::access_units(&common::synthetic_clip(320, 180, 10, 6, Some(2), 10), 10);
+    let mut detector = Detector::new(&DetectorConfig {
+        max_analysed_fps: 30,
+        ..DetectorConfig::default()
+    })
+    .unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (i, (data, is_idr, ts)) in aus.iter().enumerate() {
+        let mut data = data.clone();
+        // Every 3rd unit: flip a few bits past the first NAL header, or cut it short.
+        if i % 3 == 1 {
+            if next() % 4 == 0 {
+                data.truncate(data.len() / 2);
+            } else {
+                for _ in 0..4 {
+                    let at = 6 + (next() as usize) % data.len().saturating_sub(6).max(1);
+                    if let Some(b) = data.get_mut(at) {
+                        *b ^= 1 << (next() % 8);
+                    }
+                }
+            }
+        }
+        detector.push(AccessUnit {
+            data: &data,
+            is_idr: *is_idr,
+            timestamp_90k: *ts,
+        });
+    }
+    let s = detector.stats();
+    println!("corrupted stream: {s:?}");
+    assert_eq!(s.access_units, aus.len() as u64);
+    assert_eq!(s.decoded + s.rejected + s.skipped, s.access_units, "{s:?}");
+    assert!(s.analysed > 0, "{s:?}");
+}

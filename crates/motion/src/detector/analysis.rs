@@ -6,8 +6,8 @@
 //!    "reduced size": a cell mean does not need every pixel).
 //! 2. `diff = mean − background`; the median `diff` over the included cells is subtracted, so
 //!    a global exposure or light change does not count as motion.
-//! 3. A cell has changed when `|diff| > k · noise + floor`; `k` and `floor` fall as
-//!    sensitivity rises.
+//! 3. A cell has changed when `|diff| > k · max(noise, median noise / 2) + floor`; `k` and
+//!    `floor` fall as sensitivity rises.
 //! 4. The frame has motion when at least `min_cells` included cells changed; motion is
 //!    reported after `confirm_frames` such frames in a row (one noisy frame is not motion).
 //! 5. The background follows each cell (fast where quiet, slowly where changed, so an object
@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A rectangle excluded from detection, in fractions of the frame (0.0–1.0, origin top left).
+/// A grid cell is excluded when its centre lies inside.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExclusionZone {
@@ -183,6 +184,17 @@ impl MotionAnalyser {
             .collect();
         let offset = median(&mut diffs);
 
+        // A cell's noise estimate counts as at least half the typical one: after a short
+        // warm-up some estimates are low by chance and would fire on plain noise.
+        let mut noises: Vec<f32> = self
+            .noise
+            .iter()
+            .zip(&self.included)
+            .filter(|(_, inc)| **inc)
+            .map(|(n, _)| *n)
+            .collect();
+        let noise_floor = 0.5 * median(&mut noises);
+
         let warming_up = self.frames < WARMUP_FRAMES;
         let mut changed = 0u32;
         for (((cur, bg), noise), inc) in self
@@ -193,7 +205,7 @@ impl MotionAnalyser {
             .zip(&self.included)
         {
             let d = (cur - offset - *bg).abs();
-            let is_changed = !warming_up && d > k * *noise + floor;
+            let is_changed = !warming_up && d > k * noise.max(noise_floor) + floor;
             if is_changed && *inc {
                 changed += 1;
             }

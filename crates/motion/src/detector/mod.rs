@@ -47,7 +47,8 @@ pub enum DecodeMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
-    /// Run the detector for this camera. Default `true`.
+    /// Run the detector for this camera (the bridge checks this before
+    /// [`spawn_detector`]). Default `true`.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// 0 (least sensitive) to 100 (most). Default 50.
@@ -186,6 +187,9 @@ pub struct DetectorStats {
     pub skipped: u64,
     /// Gaps reported with [`Detector::note_gap`].
     pub gaps: u64,
+    /// Wall-clock time spent in [`Detector::push`] (decode + compare), in microseconds: the
+    /// detector's CPU cost for this camera.
+    pub busy_us: u64,
 }
 
 /// Decoder plus comparison for one camera. Synchronous and CPU-bound: run it on its own thread
@@ -271,7 +275,9 @@ impl Detector {
     /// counted and skipped until the next IDR.
     pub fn push(&mut self, au: AccessUnit<'_>) -> FrameOutcome {
         self.stats.access_units += 1;
+        let started = std::time::Instant::now();
         let outcome = self.push_inner(au);
+        self.stats.busy_us += u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match outcome {
             FrameOutcome::Skipped(_) => self.stats.skipped += 1,
             FrameOutcome::Rejected => self.stats.rejected += 1,
@@ -359,7 +365,8 @@ pub struct DetectorHandle {
 
 impl DetectorHandle {
     /// Queues an access unit without blocking. When the thread is behind, the unit is dropped
-    /// (returns `false`) and the detector resumes at the next IDR.
+    /// (returns `false`) and the detector resumes at the next IDR: an overloaded machine
+    /// degrades to about one comparison per GOP instead of falling further behind.
     pub fn push(&self, au: OwnedAccessUnit) -> bool {
         match self.tx.try_send(au) {
             Ok(()) => true,
