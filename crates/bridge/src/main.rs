@@ -167,3 +167,30 @@ async fn wait_for_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_rejects_adk_invalid_setup_codes() {
+        for bad in ["123-45-678", "111-11-111", "12-345-678", "abc"] {
+            assert!(
+                Args::try_parse_from(["hksv-bridge", "--setup-code", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let ok = Args::try_parse_from(["hksv-bridge", "--setup-code", "031-45-154"]).unwrap();
+        assert_eq!(ok.setup_code.unwrap().as_str(), "031-45-154");
+    }
+
+    #[test]
+    fn no_arguments_is_a_valid_command_line() {
+        let a = Args::try_parse_from(["hksv-bridge"]).unwrap();
+        assert!(a.port > 0 || std::env::var_os("HKSV_PORT").is_some());
+        assert!(
+            default_state_dir().ends_with("hksv-bridge")
+                || default_state_dir().ends_with("hksv-bridge-state")
+        );
+    }
+}

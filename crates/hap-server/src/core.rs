@@ -537,6 +537,11 @@ impl Core {
                     return pairing_error(6, PairingError::UNKNOWN);
                 }
                 info!(controller = %id, "paired");
+                // A successful pairing clears the wrong-code count (it only guards brute force).
+                self.failed_attempts = 0;
+                if let Err(e) = self.save_accessory_file() {
+                    warn!(error = %e, "could not persist the attempt counter");
+                }
                 self.advertisement_changed = true;
                 reply
             }

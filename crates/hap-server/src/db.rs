@@ -399,6 +399,9 @@ impl Characteristic {
     }
 
     /// Reads through `f` instead of returning the stored value.
+    ///
+    /// Handlers run while the server's core is locked: they must not call back into
+    /// [`crate::Server`] (spawn a task for that) and should return quickly.
     pub fn on_read(
         mut self,
         f: impl Fn(&ConnectionContext) -> Result<Value, HapStatus> + Send + Sync + 'static,
@@ -408,6 +411,7 @@ impl Characteristic {
     }
 
     /// Calls `f` for every accepted write; an error rejects the write with that status.
+    /// Same locking rule as [`Characteristic::on_read`].
     pub fn on_write(
         mut self,
         f: impl Fn(&ConnectionContext, &Value) -> Result<Option<Value>, HapStatus>

@@ -592,8 +592,12 @@ fn wrong_setup_code_is_authentication_and_is_counted_persistently() {
     // Survives a restart.
     c.conn.close(&mut core);
     drop(core);
-    let core = open(&store);
+    let mut core = open(&store);
     assert_eq!(core.failed_attempts(), 1);
+    // A successful pairing clears the count.
+    let _ = pair(&mut core, &ControllerIdentity::generate(&mut rand::rng()));
+    assert_eq!(core.failed_attempts(), 0);
+    assert_eq!(open(&store).failed_attempts(), 0);
 }
 
 #[test]
