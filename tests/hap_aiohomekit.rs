@@ -3,7 +3,8 @@
 //! pair-setup with the setup code (and a wrong one), pair-verify, `/accessories`, reads, a
 //! write, an `EVENT/1.0` after subscribing, a second (regular) pairing that is refused
 //! `/pairings`, its removal closing its session, a restart that keeps the pairing, unpairing,
-//! and `/identify` once unpaired. The Python side is `tests/peers/hap_aiohomekit.py`.
+//! and `/identify` once unpaired. The first restart follows a kill -9; the last stop is a
+//! SIGTERM that must end the process cleanly. The Python side is `tests/peers/hap_aiohomekit.py`.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -60,6 +61,13 @@ impl Bridge {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to hksv-bridge");
         Self { child, port }
+    }
+
+    /// SIGKILL: nothing gets a chance to flush, so what survives was persisted before replying.
+    fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        let st = self.child.wait().expect("wait");
+        assert!(!st.success());
     }
 
     /// SIGTERM, and the process must exit 0 on its own.
@@ -168,7 +176,7 @@ fn aiohomekit_pairs_reads_subscribes_manages_pairings_and_survives_restart() {
         }
     }
 
-    bridge.stop();
+    bridge.kill_9();
     // Same port, as a controller with a cached address would expect.
     let bridge = Bridge::start(&state_dir, port);
     let r = python(&["verify", &port.to_string(), pairing_file.to_str().unwrap()]);
