@@ -117,6 +117,42 @@ pub fn split_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
     units
 }
 
+/// Converts length-prefixed NAL units (MP4 samples, "AVCC": big-endian lengths of
+/// `length_size_bytes` = 1, 2 or 4 bytes, ISO/IEC 14496-15 §5.3.3) to Annex B. The
+/// `parameter_sets` (SPS/PPS NAL units without start codes, e.g. from `avcC` or SDP
+/// `sprop-parameter-sets`) are written first: give them with IDR pictures of streams that carry
+/// them only out of band. Returns `None` for a bad length size or a length that overruns.
+pub fn length_prefixed_to_annex_b(
+    data: &[u8],
+    length_size_bytes: u8,
+    parameter_sets: &[&[u8]],
+) -> Option<Vec<u8>> {
+    if !matches!(length_size_bytes, 1 | 2 | 4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(
+        data.len() + parameter_sets.iter().map(|p| p.len() + 4).sum::<usize>() + 16,
+    );
+    for nal in parameter_sets.iter().filter(|p| !p.is_empty()) {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (len_bytes, tail) = rest.split_at_checked(usize::from(length_size_bytes))?;
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let (nal, tail) = tail.split_at_checked(len)?;
+        if !nal.is_empty() {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            out.extend_from_slice(nal);
+        }
+        rest = tail;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
@@ -161,7 +197,45 @@ mod tests {
         assert_eq!(split_access_units(&s).len(), 1);
     }
 
+    #[test]
+    fn length_prefixed_units_become_annex_b_with_parameter_sets_first() {
+        let sps = [0x67u8, 0x4d, 0x40, 0x1f];
+        let pps = [0x68u8, 0xee];
+        let avcc = [0, 0, 0, 3, 0x65, 0x88, 0x84, 0, 0, 0, 2, 0x06, 0x05];
+        let annexb = length_prefixed_to_annex_b(&avcc, 4, &[&sps, &pps]).unwrap();
+        let nals: Vec<&[u8]> = nal_units(&annexb).collect();
+        assert_eq!(
+            nals,
+            [
+                &sps[..],
+                &pps[..],
+                &[0x65, 0x88, 0x84][..],
+                &[0x06, 0x05][..]
+            ]
+        );
+        assert!(contains_idr(&annexb));
+        let two = length_prefixed_to_annex_b(&[0, 2, 0x41, 0x9a], 2, &[]).unwrap();
+        assert_eq!(two, [0, 0, 0, 1, 0x41, 0x9a]);
+    }
+
+    #[test]
+    fn length_prefixed_rejects_overruns_and_bad_sizes() {
+        assert_eq!(
+            length_prefixed_to_annex_b(&[0, 0, 0, 9, 0x65], 4, &[]),
+            None
+        );
+        assert_eq!(length_prefixed_to_annex_b(&[0, 0], 4, &[]), None);
+        assert_eq!(length_prefixed_to_annex_b(&[1, 0x65], 3, &[]), None);
+        assert_eq!(length_prefixed_to_annex_b(&[], 4, &[]), Some(Vec::new()));
+    }
+
     proptest::proptest! {
+        #[test]
+        fn length_prefixed_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256), size in 0u8..6) {
+            let _ = length_prefixed_to_annex_b(&data, size, &[&data]);
+        }
+
+
         #[test]
         fn never_panics_on_arbitrary_bytes(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let aus = split_access_units(&data);

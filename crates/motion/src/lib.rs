@@ -43,7 +43,10 @@ pub use detector::{
 };
 pub use error::MotionError;
 pub use hub::{MotionHub, MotionStatus};
-pub use mqtt::{FrigateConfig, MqttConfig, MqttHandle, MqttStatus, PlainTopic, spawn_mqtt};
+pub use mqtt::{
+    FrigateConfig, MqttConfig, MqttHandle, MqttStatus, PayloadError, PlainTopic,
+    parse_plain_payload, spawn_mqtt,
+};
 
 use serde::{Deserialize, Serialize};
 
