@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         model: accessory::MODEL_NAME.to_owned(),
         category: CATEGORY_IP_CAMERA,
         setup_code: args.setup_code.clone(),
+        firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let core = Core::open(
         config,

@@ -57,6 +57,7 @@ fn benches(c: &mut Criterion) {
             model: "bench".into(),
             category: CATEGORY_IP_CAMERA,
             setup_code: None,
+            firmware_revision: "1.0.0".into(),
         },
         Arc::new(MemoryStore::new()),
         vec![accessory()],

@@ -59,6 +59,9 @@ pub struct CoreConfig {
     pub category: Category,
     /// Setup code to use; `None` keeps the persisted one or generates one.
     pub setup_code: Option<SetupCode>,
+    /// Firmware version: a change bumps `c#` like a database change (ADK
+    /// `HAPHandleFirmwareUpdate`, §1.2).
+    pub firmware_revision: String,
 }
 
 /// Why a [`Core`] could not be opened.
@@ -293,7 +296,11 @@ impl Core {
     }
 
     fn refresh_config_number(&mut self) {
-        let hash = self.db.structure_hash();
+        let hash = format!(
+            "{}/{}",
+            self.db.structure_hash(),
+            self.config.firmware_revision
+        );
         if hash != self.config_hash || self.config_number == 0 {
             // c# is 1..=65535 and wraps to 1 (§1.2).
             self.config_number = if self.config_number >= 65535 {

@@ -159,6 +159,7 @@ async fn start(
             model: "test".into(),
             category: CATEGORY_IP_CAMERA,
             setup_code: Some(SetupCode::parse(CODE).unwrap()),
+            firmware_revision: "1.0.0".into(),
         },
         Arc::new(MemoryStore::new()),
         vec![acc],

@@ -91,6 +91,7 @@ fn config() -> CoreConfig {
         model: "test".into(),
         category: CATEGORY_IP_CAMERA,
         setup_code: Some(SetupCode::parse(CODE).unwrap()),
+        firmware_revision: "1.0.0".into(),
     }
 }
 
@@ -941,6 +942,37 @@ fn restart_keeps_identity_pairings_iids_and_config_number() {
         txt.iter().find(|(k, _)| *k == "c#").unwrap().1,
         (c_before + 1).to_string()
     );
+    drop(core);
+
+    // A firmware update bumps c# too (ADK), even with the same database.
+    let extra = || {
+        accessory(Arc::new(AtomicUsize::new(0))).service(
+            Service::new(HapType::apple(0x86)).characteristic(Characteristic::new(
+                HapType::apple(0x71),
+                Format::UInt8,
+                Perms::PR | Perms::EV,
+            )),
+        )
+    };
+    let same = Core::open(
+        config(),
+        Arc::new(store.clone()),
+        vec![extra()],
+        &mut rand::rng(),
+    )
+    .unwrap();
+    assert_eq!(same.config_number(), c_before + 1);
+    drop(same);
+    let mut updated = config();
+    updated.firmware_revision = "1.0.1".into();
+    let core = Core::open(
+        updated,
+        Arc::new(store.clone()),
+        vec![extra()],
+        &mut rand::rng(),
+    )
+    .unwrap();
+    assert_eq!(core.config_number(), c_before + 2);
 }
 
 #[test]
