@@ -332,6 +332,49 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(ms(t0, 20_001)));
     }
 
+    proptest::proptest! {
+        /// Random triggers and polls on virtual time: transitions alternate, motion never ends
+        /// before min_on, and it always ends by the advertised poll_timeout.
+        #[test]
+        fn invariants_hold_for_random_inputs(
+            steps in proptest::collection::vec((0u64..4_000, 0usize..4, proptest::prelude::any::<bool>(), proptest::prelude::any::<bool>()), 1..200)
+        ) {
+            let cfg = DebounceConfig { min_on_ms: 2_000, hold_ms: 700, level_max_ms: 5_000 };
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut s = MotionState::new(&cfg);
+            let mut on_since: Option<Instant> = None;
+            for (advance_ms, source, detected, poll_only) in steps {
+                now += Duration::from_millis(advance_ms);
+                let deadline = s.poll_timeout();
+                let transition = if poll_only {
+                    s.poll(now)
+                } else {
+                    s.trigger(now, MotionSource::ALL[source], detected)
+                };
+                match transition {
+                    Some(Transition::On) => {
+                        proptest::prop_assert!(on_since.is_none());
+                        on_since = Some(now);
+                    }
+                    Some(Transition::Off) => {
+                        let since = on_since.take();
+                        proptest::prop_assert!(since.is_some());
+                        proptest::prop_assert!(now >= since.unwrap() + Duration::from_millis(cfg.min_on_ms));
+                    }
+                    None => {
+                        // Past the advertised deadline, polling must have turned it off.
+                        if poll_only && let Some(d) = deadline {
+                            proptest::prop_assert!(now < d, "poll past poll_timeout did not turn off");
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(s.is_on(), on_since.is_some());
+                proptest::prop_assert_eq!(s.poll_timeout().is_some(), s.is_on());
+            }
+        }
+    }
+
     #[test]
     fn config_defaults_are_documented_values() {
         let c: DebounceConfig = serde_json::from_str("{}").unwrap();
