@@ -188,6 +188,12 @@ impl MqttConfig {
             if !rumqttc::valid_filter(&f.topic) {
                 return bad(format!("invalid frigate topic {:?}", f.topic));
             }
+            if !(0.0..=1.0).contains(&f.min_score) {
+                return bad(format!(
+                    "frigate min_score {} is not within 0–1",
+                    f.min_score
+                ));
+            }
             if let Some(camera) = f.cameras.values().find(|c| !hub.contains(c)) {
                 return Err(MotionError::UnknownCamera {
                     camera: camera.clone(),
@@ -573,11 +579,11 @@ mod tests {
         assert_eq!(shown.len(), 64, "error text is bounded");
     }
 
-    fn event(kind: &str, id: &str, camera: &str, label: &str, extra: &str) -> String {
+    fn event(kind: &str, id: &str, camera: &str, label: &str) -> String {
         format!(
             r#"{{"type":"{kind}","before":{{"id":"{id}","camera":"{camera}","label":"{label}"}},
                "after":{{"id":"{id}","camera":"{camera}","label":"{label}","score":0.8,"top_score":0.9,
-               "false_positive":false,"stationary":false,"current_zones":[]{extra}}}}}"#
+               "false_positive":false,"stationary":false,"current_zones":[]}}}}"#
         )
     }
 
@@ -587,34 +593,34 @@ mod tests {
         let now = Instant::now();
         let on = Some(("front".to_owned(), true));
         assert_eq!(
-            t.handle(now, event("new", "a", "front", "person", "").as_bytes())
+            t.handle(now, event("new", "a", "front", "person").as_bytes())
                 .unwrap(),
             on
         );
         assert_eq!(
-            t.handle(now, event("new", "b", "front", "person", "").as_bytes())
+            t.handle(now, event("new", "b", "front", "person").as_bytes())
                 .unwrap(),
             on
         );
         assert_eq!(
-            t.handle(now, event("update", "a", "front", "person", "").as_bytes())
+            t.handle(now, event("update", "a", "front", "person").as_bytes())
                 .unwrap(),
             on
         );
         // One of two objects ends: still on (no trigger).
         assert_eq!(
-            t.handle(now, event("end", "a", "front", "person", "").as_bytes())
+            t.handle(now, event("end", "a", "front", "person").as_bytes())
                 .unwrap(),
             None
         );
         assert_eq!(
-            t.handle(now, event("end", "b", "front", "person", "").as_bytes())
+            t.handle(now, event("end", "b", "front", "person").as_bytes())
                 .unwrap(),
             Some(("front".to_owned(), false))
         );
         // An end for an object we never tracked changes nothing.
         assert_eq!(
-            t.handle(now, event("end", "zzz", "front", "person", "").as_bytes())
+            t.handle(now, event("end", "zzz", "front", "person").as_bytes())
                 .unwrap(),
             None
         );
@@ -629,12 +635,12 @@ mod tests {
         let mut t = FrigateTracker::new(config);
         let now = Instant::now();
         assert_eq!(
-            t.handle(now, event("new", "c", "front", "car", "").as_bytes())
+            t.handle(now, event("new", "c", "front", "car").as_bytes())
                 .unwrap(),
             None
         );
         assert_eq!(
-            t.handle(now, event("new", "p", "front", "person", "").as_bytes())
+            t.handle(now, event("new", "p", "front", "person").as_bytes())
                 .unwrap(),
             None,
             "score 0.9 < 0.95"
@@ -642,27 +648,27 @@ mod tests {
 
         let mut t = FrigateTracker::new(FrigateConfig::default());
         assert_eq!(
-            t.handle(now, event("new", "c", "front", "car", "").as_bytes())
+            t.handle(now, event("new", "c", "front", "car").as_bytes())
                 .unwrap(),
             None
         );
         assert!(
-            t.handle(now, event("new", "p", "front", "Person", "").as_bytes())
+            t.handle(now, event("new", "p", "front", "Person").as_bytes())
                 .unwrap()
                 .is_some(),
             "case-insensitive"
         );
         // The tracked object turns out to be a false positive: off.
-        let fp = event("update", "p", "front", "person", "")
+        let fp = event("update", "p", "front", "person")
             .replace(r#""false_positive":false"#, r#""false_positive":true"#);
         // replace() on the string form keeps the payload otherwise identical.
         assert_eq!(
             t.handle(now, fp.as_bytes()).unwrap(),
             Some(("front".to_owned(), false))
         );
-        t.handle(now, event("new", "q", "front", "person", "").as_bytes())
+        t.handle(now, event("new", "q", "front", "person").as_bytes())
             .unwrap();
-        let parked = event("update", "q", "front", "person", "")
+        let parked = event("update", "q", "front", "person")
             .replace(r#""stationary":false"#, r#""stationary":true"#);
         assert_eq!(
             t.handle(now, parked.as_bytes()).unwrap(),
@@ -679,15 +685,12 @@ mod tests {
         let mut t = FrigateTracker::new(config);
         let now = Instant::now();
         assert_eq!(
-            t.handle(
-                now,
-                event("new", "a", "front_door", "person", "").as_bytes()
-            )
-            .unwrap(),
+            t.handle(now, event("new", "a", "front_door", "person").as_bytes())
+                .unwrap(),
             Some(("Front".to_owned(), true))
         );
         assert_eq!(
-            t.handle(now, event("new", "b", "garage", "person", "").as_bytes())
+            t.handle(now, event("new", "b", "garage", "person").as_bytes())
                 .unwrap(),
             None,
             "unmapped"
@@ -718,21 +721,87 @@ mod tests {
     fn frigate_forgets_objects_whose_end_was_lost() {
         let mut t = FrigateTracker::new(FrigateConfig::default());
         let t0 = Instant::now();
-        t.handle(t0, event("new", "lost", "front", "person", "").as_bytes())
+        t.handle(t0, event("new", "lost", "front", "person").as_bytes())
             .unwrap();
         t.handle(
             t0 + Duration::from_secs(700),
-            event("new", "b", "front", "person", "").as_bytes(),
+            event("new", "b", "front", "person").as_bytes(),
         )
         .unwrap();
         // "lost" was pruned as stale, so b's end is the last one: off.
         let off = t
             .handle(
                 t0 + Duration::from_secs(701),
-                event("end", "b", "front", "person", "").as_bytes(),
+                event("end", "b", "front", "person").as_bytes(),
             )
             .unwrap();
         assert_eq!(off, Some(("front".to_owned(), false)));
+    }
+
+    #[tokio::test]
+    async fn validation_names_the_problem() {
+        let hub = MotionHub::new([("cam", crate::DebounceConfig::default())]).unwrap();
+        let plain = vec![PlainTopic {
+            topic: "a/b".into(),
+            camera: "cam".into(),
+        }];
+        let ok = MqttConfig {
+            topics: plain.clone(),
+            ..MqttConfig::default()
+        };
+        ok.validate(&hub).unwrap();
+        let cases = [
+            (MqttConfig::default(), "nothing to subscribe"),
+            (
+                MqttConfig {
+                    reconnect_min_ms: 0,
+                    ..ok.clone()
+                },
+                "reconnect",
+            ),
+            (
+                MqttConfig {
+                    reconnect_min_ms: 900,
+                    reconnect_max_ms: 800,
+                    ..ok.clone()
+                },
+                "reconnect",
+            ),
+            (
+                MqttConfig {
+                    password: Some(Secret("p".into())),
+                    ..ok.clone()
+                },
+                "password without username",
+            ),
+            (
+                MqttConfig {
+                    frigate: Some(FrigateConfig {
+                        min_score: 1.5,
+                        ..FrigateConfig::default()
+                    }),
+                    ..ok.clone()
+                },
+                "min_score",
+            ),
+            (
+                MqttConfig {
+                    frigate: Some(FrigateConfig {
+                        topic: "a/#/b".into(),
+                        ..FrigateConfig::default()
+                    }),
+                    ..ok.clone()
+                },
+                "invalid frigate topic",
+            ),
+        ];
+        for (config, expected) in cases {
+            let err = config.validate(&hub).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+        }
     }
 
     #[test]
