@@ -316,8 +316,9 @@ async fn detector_thread_triggers_the_hub() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+    // It may already have turned off again on a slow machine; the source is kept.
     let status = *rx.borrow_and_update();
-    assert!(status.detected, "{status:?}, {:?}", handle.stats());
+    assert!(status.changes >= 1, "{status:?}, {:?}", handle.stats());
     assert_eq!(status.source, Some(MotionSource::Detector));
     assert!(handle.stats().motion_frames >= 5);
 }
