@@ -4,13 +4,13 @@
 use hap_server::{Accessory, Characteristic, Format, HapType, Perms, Service, Value};
 
 /// AccessoryInformation service (§2.2).
-pub(crate) const ACCESSORY_INFORMATION: HapType = HapType::apple(0x3E);
+pub const ACCESSORY_INFORMATION: HapType = HapType::apple(0x3E);
 /// ProtocolInformation service.
-pub(crate) const PROTOCOL_INFORMATION: HapType = HapType::apple(0xA2);
+pub const PROTOCOL_INFORMATION: HapType = HapType::apple(0xA2);
 /// MotionSensor service.
-pub(crate) const MOTION_SENSOR: HapType = HapType::apple(0x85);
+pub const MOTION_SENSOR: HapType = HapType::apple(0x85);
 /// MotionDetected characteristic (bool, pr ev).
-pub(crate) const MOTION_DETECTED: HapType = HapType::apple(0x22);
+pub const MOTION_DETECTED: HapType = HapType::apple(0x22);
 
 const IDENTIFY: HapType = HapType::apple(0x14);
 const MANUFACTURER: HapType = HapType::apple(0x20);
@@ -22,7 +22,7 @@ const VERSION: HapType = HapType::apple(0x37);
 const STATUS_ACTIVE: HapType = HapType::apple(0x75);
 
 /// Model string, also the `md` TXT value.
-pub(crate) const MODEL_NAME: &str = "hksv-bridge";
+pub const MODEL_NAME: &str = "hksv-bridge";
 
 fn string(ty: HapType, v: &str) -> Characteristic {
     Characteristic::new(ty, Format::String, Perms::PR)
@@ -31,7 +31,7 @@ fn string(ty: HapType, v: &str) -> Characteristic {
 }
 
 /// The accessory with AID 1.
-pub(crate) fn demo_accessory(name: &str) -> Accessory {
+pub fn demo_accessory(name: &str) -> Accessory {
     let info = Service::new(ACCESSORY_INFORMATION)
         .characteristic(
             Characteristic::new(IDENTIFY, Format::Bool, Perms::PW).on_write(|ctx, _| {

@@ -2,8 +2,7 @@
 //! URI and QR code, and stops cleanly on SIGINT/SIGTERM.
 #![forbid(unsafe_code)]
 
-mod accessory;
-mod qr;
+use bridge::{accessory, qr};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

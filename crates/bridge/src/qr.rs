@@ -8,7 +8,7 @@ const QUIET_ZONE: usize = 2;
 
 /// Renders `data` as lines of text; dark modules are drawn, light ones are spaces (for a
 /// light-on-dark terminal the code is inverted, which phone scanners also accept).
-pub(crate) fn render(data: &str) -> Option<String> {
+pub fn render(data: &str) -> Option<String> {
     let code = QrCode::new(data.as_bytes()).ok()?;
     let width = code.width();
     let colors = code.to_colors();

@@ -1,0 +1,1 @@
+//! HTTP API: motion triggers, doorbell, camera list (axum).

@@ -1,0 +1,1 @@
+//! Runs the configured cameras: sources, recorders, HAP servers, HDS, motion, API.

@@ -1,0 +1,1 @@
+//! One HKSV camera accessory: services, state, data stream, recording flow, snapshots.

@@ -1,0 +1,1 @@
+//! Command line: subcommands run, check, pair-info, reset, selftest.

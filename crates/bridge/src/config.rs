@@ -1,0 +1,1 @@
+//! `hksv-bridge.toml` configuration with `HKSV_*` environment overrides.

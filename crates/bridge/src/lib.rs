@@ -1,0 +1,11 @@
+//! hksv-bridge as a library: camera accessories, configuration, CLI and HTTP API.
+//! The `hksv-bridge` binary (`main.rs`) is a thin shell over these modules.
+#![forbid(unsafe_code)]
+
+pub mod accessory;
+pub mod api;
+pub mod app;
+pub mod camera;
+pub mod cli;
+pub mod config;
+pub mod qr;
