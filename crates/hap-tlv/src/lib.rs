@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod hksv;
 mod reader;
 mod tlv8;
 mod types;
