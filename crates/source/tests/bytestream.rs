@@ -333,3 +333,48 @@ async fn http_401_is_an_auth_error() {
         "{req}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_annexb_from_ffmpeg_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.mp4");
+    encode(&file, "320x240", 15, 15, 20, false, &[]);
+    let port = free_port();
+    // ffmpeg as the TCP server (a camera's raw H.264 port).
+    let mut server = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+        ])
+        .arg(&file)
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "h264",
+            &format!("tcp://127.0.0.1:{port}?listen=1"),
+        ])
+        .spawn()
+        .unwrap();
+    let spec: SourceSpec = format!("tcp://127.0.0.1:{port}").parse().unwrap();
+    let mut src = source::open(&spec, test_policy(Duration::from_secs(3))).unwrap();
+    let mut rec = Recorder::new(Duration::from_secs(1));
+    // The first connects may be refused until ffmpeg listens: the source retries.
+    rec.pump_until(
+        &mut src,
+        Duration::from_secs(15),
+        "2 fragments over TCP",
+        |r| r.fragments.len() >= 2,
+    )
+    .await;
+    assert_eq!(
+        rec.last_params.as_ref().unwrap().transport,
+        "Annex B H.264 over TCP"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
