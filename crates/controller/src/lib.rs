@@ -14,7 +14,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod checker;
 pub mod hap;
+pub mod hds_client;
+pub mod hksv;
 pub mod keys;
 pub mod model;
 
