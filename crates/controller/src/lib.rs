@@ -20,6 +20,7 @@ pub mod hds_client;
 pub mod hksv;
 pub mod keys;
 pub mod model;
+pub mod selftest;
 
 pub use hap::{CharResult, CharWrite, EventValue, HapClient, HapError, Response, pair_setup};
 pub use keys::PairingKeys;

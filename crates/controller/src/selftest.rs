@@ -1,0 +1,649 @@
+//! `hksv-bridge selftest`: plays the home hub against a running camera over the real wire path
+//! (HAP pairing, characteristics, SetupDataStreamTransport, HDS) and answers "why is there no
+//! clip?" step by step.
+//!
+//! An unpaired camera is paired with its setup code and unpaired again afterwards. A camera
+//! paired with the user's Home gets a temporary admin pairing through the bridge API
+//! (`POST /api/cameras/{name}/selftest-pairing`), every characteristic we change is restored,
+//! and the temporary pairing is deleted.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hap_server::pairing::controller::{AccessoryPairing, ControllerIdentity};
+use serde_json::{Value as Json, json};
+
+use crate::checker::{self, CheckReport};
+use crate::hap::{HapClient, pair_setup};
+use crate::hds_client::{HdsClient, StopWhen};
+use crate::hksv::{self, HksvIds};
+use crate::keys::PairingKeys;
+
+/// What `selftest` needs to know.
+#[derive(Clone)]
+pub struct SelftestOptions {
+    /// The camera's HAP address (bridge host + the camera's port).
+    pub hap_addr: SocketAddr,
+    /// Setup code, used when the camera is unpaired.
+    pub setup_code: Option<String>,
+    /// Bridge API base URL, e.g. `http://127.0.0.1:8280`.
+    pub api_base: String,
+    /// Bearer token of the API, when one is configured.
+    pub api_token: Option<String>,
+    /// Camera name as in the config (used in API URLs).
+    pub camera_name: String,
+    /// Where `clip.mp4` and the segments go.
+    pub out_dir: PathBuf,
+    /// Bound of every network step; the recording may take up to 3× this.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for SelftestOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelftestOptions")
+            .field("hap_addr", &self.hap_addr)
+            .field("api_base", &self.api_base)
+            .field("camera_name", &self.camera_name)
+            .field("out_dir", &self.out_dir)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One step of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// What was attempted.
+    pub name: String,
+    /// Whether it worked.
+    pub ok: bool,
+    /// What happened.
+    pub detail: String,
+    /// What to check when it failed.
+    pub hint: Option<String>,
+}
+
+/// The result of a selftest run; `Display` prints the step-by-step report.
+#[derive(Debug, Clone, Default)]
+pub struct SelftestReport {
+    /// Every step, in order.
+    pub steps: Vec<Step>,
+    /// The recording check, if a recording was received.
+    pub check: Option<CheckReport>,
+    /// Path of `clip.mp4`, if written.
+    pub clip: Option<PathBuf>,
+}
+
+impl SelftestReport {
+    /// Every step worked and the recording passed every check.
+    pub fn passed(&self) -> bool {
+        self.steps.iter().all(|s| s.ok) && self.check.as_ref().is_some_and(CheckReport::passed)
+    }
+
+    fn ok(&mut self, name: &str, detail: impl Into<String>) {
+        self.steps.push(Step {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+            hint: None,
+        });
+    }
+
+    fn fail(&mut self, name: &str, detail: impl Into<String>, hint: &str) {
+        self.steps.push(Step {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        });
+    }
+}
+
+impl fmt::Display for SelftestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.steps.iter().enumerate() {
+            let tag = if s.ok { "ok  " } else { "FAIL" };
+            writeln!(f, "{:>2}. [{tag}] {}: {}", i + 1, s.name, s.detail)?;
+            if let Some(h) = &s.hint {
+                writeln!(f, "           → check: {h}")?;
+            }
+        }
+        if let Some(c) = &self.check {
+            writeln!(f, "recording check:")?;
+            write!(f, "{c}")?;
+        }
+        if let Some(p) = &self.clip {
+            writeln!(f, "clip: {}", p.display())?;
+        }
+        writeln!(
+            f,
+            "result: {}",
+            if self.passed() {
+                "PASS — HomeKit can record this camera"
+            } else {
+                "FAIL — see the first failed step above"
+            }
+        )
+    }
+}
+
+/// A tiny client for the bridge API.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Json>,
+    ) -> Result<(u16, Json), String> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Json::String(text)),
+        ))
+    }
+}
+
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+enum Mode {
+    /// We paired with the setup code; unpair at the end.
+    Own,
+    /// A temporary pairing via the API; restore and DELETE at the end.
+    Temporary,
+}
+
+/// Runs the selftest. Failures of the camera are reported in the returned report;
+/// `Err` only for unusable options.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub async fn run(opts: SelftestOptions) -> anyhow::Result<SelftestReport> {
+    let mut rep = SelftestReport::default();
+    let api = Api {
+        http: reqwest::Client::builder().timeout(opts.timeout).build()?,
+        base: opts.api_base.clone(),
+        token: opts.api_token.clone(),
+    };
+    let cam_path = format!("/api/cameras/{}", path_segment(&opts.camera_name));
+
+    // 1. The bridge API knows the camera.
+    let paired = match api.call(reqwest::Method::GET, "/api/cameras", None).await {
+        Ok((200, list)) => {
+            let cam = list
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["name"] == json!(opts.camera_name)));
+            match cam {
+                Some(c) => {
+                    let paired = c["paired"].as_bool().unwrap_or(false);
+                    rep.ok(
+                        "bridge API",
+                        format!("camera {:?} found (paired: {paired})", opts.camera_name),
+                    );
+                    paired
+                }
+                None => {
+                    rep.fail(
+                        "bridge API",
+                        format!("no camera named {:?}: {list}", opts.camera_name),
+                        "the camera name in hksv-bridge.toml ([[cameras]] name)",
+                    );
+                    return Ok(rep);
+                }
+            }
+        }
+        Ok((status, body)) => {
+            rep.fail(
+                "bridge API",
+                format!("GET /api/cameras → {status} {body}"),
+                "the API token (HKSV_API_TOKEN / [api] token)",
+            );
+            return Ok(rep);
+        }
+        Err(e) => {
+            rep.fail(
+                "bridge API",
+                e,
+                "is hksv-bridge running? [api] listen address",
+            );
+            return Ok(rep);
+        }
+    };
+
+    // 2. A pairing to work with.
+    let identity = ControllerIdentity::generate(&mut rand::rng());
+    let (keys, mode) = if paired {
+        let body = json!({"controller_id": identity.pairing_id, "ltpk": hex::encode(identity.public_key())});
+        match api
+            .call(
+                reqwest::Method::POST,
+                &format!("{cam_path}/selftest-pairing"),
+                Some(body),
+            )
+            .await
+        {
+            Ok((200..=299, reply)) => {
+                let id = reply
+                    .get("accessory_pairing_id")
+                    .or_else(|| reply.get("pairing_id"))
+                    .and_then(Json::as_str);
+                let ltpk = reply
+                    .get("accessory_ltpk")
+                    .or_else(|| reply.get("ltpk"))
+                    .and_then(Json::as_str)
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok());
+                let (Some(id), Some(ltpk)) = (id, ltpk) else {
+                    rep.fail(
+                        "temporary pairing",
+                        format!("reply lacks accessory_pairing_id/accessory_ltpk: {reply}"),
+                        "bridge and selftest versions match",
+                    );
+                    return Ok(rep);
+                };
+                rep.ok(
+                    "temporary pairing",
+                    "temporary admin pairing added through the API",
+                );
+                (
+                    PairingKeys {
+                        identity,
+                        accessory: AccessoryPairing {
+                            pairing_id: id.to_owned(),
+                            ltpk,
+                        },
+                    },
+                    Mode::Temporary,
+                )
+            }
+            Ok((status, body)) => {
+                rep.fail(
+                    "temporary pairing",
+                    format!("{status} {body}"),
+                    "run selftest on the bridge host (loopback only) with the API token",
+                );
+                return Ok(rep);
+            }
+            Err(e) => {
+                rep.fail("temporary pairing", e, "the bridge API");
+                return Ok(rep);
+            }
+        }
+    } else {
+        let Some(code) = opts.setup_code.as_deref() else {
+            rep.fail(
+                "pair-setup",
+                "camera is unpaired and no setup code was given",
+                "`hksv-bridge pair-info` shows the setup code",
+            );
+            return Ok(rep);
+        };
+        match pair_setup(opts.hap_addr, &identity, code, opts.timeout).await {
+            Ok(k) => {
+                rep.ok(
+                    "pair-setup",
+                    format!("paired with accessory {}", k.accessory.pairing_id),
+                );
+                (k, Mode::Own)
+            }
+            Err(e) => {
+                rep.fail(
+                    "pair-setup",
+                    e.to_string(),
+                    "the setup code, the camera's HAP port, a firewall",
+                );
+                return Ok(rep);
+            }
+        }
+    };
+
+    let outcome = drive(&opts, &api, &keys, &mut rep).await;
+    // Cleanup always runs.
+    match mode {
+        Mode::Own => match HapClient::connect(opts.hap_addr, &keys, opts.timeout).await {
+            Ok(mut hap) => match hap.remove_pairing(&keys.identity.pairing_id).await {
+                Ok(()) => rep.ok(
+                    "unpair",
+                    "selftest pairing removed; camera is unpaired again",
+                ),
+                Err(e) => rep.fail(
+                    "unpair",
+                    e.to_string(),
+                    "`hksv-bridge reset` forgets the pairing",
+                ),
+            },
+            Err(e) => rep.fail(
+                "unpair",
+                e.to_string(),
+                "`hksv-bridge reset` forgets the pairing",
+            ),
+        },
+        Mode::Temporary => {
+            let r = api
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("{cam_path}/selftest-pairing"),
+                    Some(json!({"controller_id": keys.identity.pairing_id})),
+                )
+                .await;
+            match r {
+                Ok((200..=299, _)) => rep.ok("remove temporary pairing", "deleted"),
+                Ok((s, b)) => rep.fail(
+                    "remove temporary pairing",
+                    format!("{s} {b}"),
+                    "restart the bridge (temporary pairings are not kept)",
+                ),
+                Err(e) => rep.fail("remove temporary pairing", e, "restart the bridge"),
+            }
+        }
+    }
+    let _ = outcome;
+    Ok(rep)
+}
+
+/// Everything between pairing and cleanup; returns early at the first failed step.
+async fn drive(
+    opts: &SelftestOptions,
+    api: &Api,
+    keys: &PairingKeys,
+    rep: &mut SelftestReport,
+) -> Option<()> {
+    let mut hap = match HapClient::connect(opts.hap_addr, keys, opts.timeout).await {
+        Ok(h) => {
+            rep.ok("pair-verify", "encrypted HAP session established");
+            h
+        }
+        Err(e) => {
+            rep.fail(
+                "pair-verify",
+                e.to_string(),
+                "the camera's HAP port; a stale pairing (hksv-bridge reset)",
+            );
+            return None;
+        }
+    };
+    let ids = match hap
+        .accessories()
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|db| HksvIds::find(&db))
+    {
+        Ok(ids) => {
+            rep.ok(
+                "accessory database",
+                "recording management, operating mode, data stream and motion sensor found",
+            );
+            ids
+        }
+        Err(e) => {
+            rep.fail(
+                "accessory database",
+                e,
+                "the bridge build (HKSV services missing)",
+            );
+            return None;
+        }
+    };
+    // Remember what we change.
+    let old_selected = hksv::read_selected(&mut hap, &ids).await;
+    let old_recording = hap
+        .read_one(ids.recording_active.0, ids.recording_active.1)
+        .await
+        .ok();
+    let old_camera = hap
+        .read_one(ids.camera_active.0, ids.camera_active.1)
+        .await
+        .ok();
+
+    let result = record(opts, api, &mut hap, &ids, rep).await;
+
+    // Restore (only meaningful when the Home keeps the pairing; harmless otherwise).
+    let mut restored = Vec::new();
+    if let Some(sel) = old_selected.filter(|s| !s.is_empty())
+        && hksv::write_selected(&mut hap, &ids, &sel).await.is_ok()
+    {
+        restored.push("selected configuration");
+    }
+    for (id, old, name) in [
+        (ids.recording_active, old_recording, "recording Active"),
+        (ids.camera_active, old_camera, "HomeKitCameraActive"),
+    ] {
+        if let Some(v) = old.and_then(|v| v.as_u64().or_else(|| v.as_bool().map(u64::from)))
+            && hksv::write_flag(&mut hap, id, v != 0).await.is_ok()
+        {
+            restored.push(name);
+        }
+    }
+    rep.ok(
+        "restore",
+        format!(
+            "restored: {}",
+            if restored.is_empty() {
+                "nothing to restore".to_owned()
+            } else {
+                restored.join(", ")
+            }
+        ),
+    );
+    result
+}
+
+async fn record(
+    opts: &SelftestOptions,
+    api: &Api,
+    hap: &mut HapClient,
+    ids: &HksvIds,
+    rep: &mut SelftestReport,
+) -> Option<()> {
+    let supported = match hksv::read_supported(hap, ids).await {
+        Ok(s) => {
+            rep.ok(
+                "supported configurations",
+                format!(
+                    "prebuffer {} ms, fragments {} ms, {} video / {} audio codec(s)",
+                    s.prebuffer_ms,
+                    s.fragment_length_ms,
+                    s.video.len(),
+                    s.audio.len()
+                ),
+            );
+            s
+        }
+        Err(e) => {
+            rep.fail(
+                "supported configurations",
+                e.to_string(),
+                "the camera source: `hksv-bridge check <source>`",
+            );
+            return None;
+        }
+    };
+    let selected = match supported.select() {
+        Ok(s) => s,
+        Err(e) => {
+            rep.fail(
+                "select configuration",
+                e,
+                "the camera source's resolution/codec",
+            );
+            return None;
+        }
+    };
+    if let Err(e) = hksv::write_selected(hap, ids, &selected.encode()).await {
+        rep.fail(
+            "select configuration",
+            e.to_string(),
+            "the camera accepts its own advertised configuration",
+        );
+        return None;
+    }
+    rep.ok(
+        "select configuration",
+        format!(
+            "{}x{}@{} H.264 profile {} level {}",
+            selected.width, selected.height, selected.fps, selected.profile, selected.level
+        ),
+    );
+    for (id, name) in [
+        (ids.camera_active, "HomeKitCameraActive"),
+        (ids.recording_active, "recording Active"),
+    ] {
+        if let Err(e) = hksv::write_flag(hap, id, true).await {
+            rep.fail(name, e.to_string(), "admin pairing; camera state");
+            return None;
+        }
+    }
+    rep.ok(
+        "enable recording",
+        "HomeKitCameraActive = 1, recording Active = 1",
+    );
+    let _ = hap.subscribe(&[ids.motion_detected], true).await;
+
+    let (setup, keys) = match hksv::setup_data_stream(hap, ids).await {
+        Ok((s, k)) if s.status == 0 => (s, k),
+        Ok((s, _)) => {
+            rep.fail(
+                "data stream setup",
+                format!("status {}", s.status),
+                "another hub is recording (busy)",
+            );
+            return None;
+        }
+        Err(e) => {
+            rep.fail(
+                "data stream setup",
+                e.to_string(),
+                "the bridge log (HDS listener)",
+            );
+            return None;
+        }
+    };
+    let hds_addr = SocketAddr::new(opts.hap_addr.ip(), setup.port);
+    let mut hds = match HdsClient::connect(hds_addr, &keys, opts.timeout).await {
+        Ok(c) => {
+            rep.ok("HDS connect + hello", format!("port {}", setup.port));
+            c
+        }
+        Err(e) => {
+            rep.fail(
+                "HDS connect + hello",
+                e.to_string(),
+                "a firewall between hub and bridge (HDS uses a second TCP port)",
+            );
+            return None;
+        }
+    };
+
+    let motion = format!("/api/cameras/{}/motion", path_segment(&opts.camera_name));
+    match api
+        .call(
+            reqwest::Method::POST,
+            &motion,
+            Some(json!({"detected": true})),
+        )
+        .await
+    {
+        Ok((200, _)) => rep.ok("trigger motion", "POST /motion {detected: true}"),
+        Ok((s, b)) => {
+            rep.fail(
+                "trigger motion",
+                format!("{s} {b}"),
+                "the API token; the camera name",
+            );
+            return None;
+        }
+        Err(e) => {
+            rep.fail("trigger motion", e, "the bridge API");
+            return None;
+        }
+    }
+    let (aid, iid) = ids.motion_detected;
+    match hap
+        .wait_for_event(aid, iid, opts.timeout, |v| {
+            v == &json!(true) || v == &json!(1)
+        })
+        .await
+    {
+        Some(_) => rep.ok("motion event", "MotionDetected = 1 notified"),
+        None => rep.fail(
+            "motion event",
+            "no MotionDetected event",
+            "the motion configuration of the camera",
+        ),
+    }
+
+    let stop = StopWhen {
+        max_fragments: 2,
+        max_duration: opts.timeout * 3,
+        stall: opts.timeout,
+    };
+    let rec = hds.record(1, stop).await;
+    let _ = api
+        .call(
+            reqwest::Method::POST,
+            &motion,
+            Some(json!({"detected": false})),
+        )
+        .await;
+    let report = checker::check(&rec, u64::from(selected.fragment_length_ms));
+    let first = rec.open_to_first_chunk.map_or_else(
+        || "no chunk".to_owned(),
+        |d| format!("{:.1} ms to the first chunk", d.as_secs_f64() * 1000.0),
+    );
+    if rec.segments.len() > 1 {
+        rep.ok(
+            "recording",
+            format!(
+                "{} segment(s), {first}, end: {:?}",
+                rec.segments.len(),
+                rec.end
+            ),
+        );
+    } else {
+        rep.fail(
+            "recording",
+            format!("{} segment(s), end: {:?}", rec.segments.len(), rec.end),
+            "the camera source delivers video (`hksv-bridge check`); keyframe interval ≤ 4 s",
+        );
+    }
+    match checker::write_clip(&rec, &opts.out_dir) {
+        Ok(p) => rep.clip = Some(p),
+        Err(e) => rep.fail(
+            "write clip",
+            e.to_string(),
+            "the --out directory is writable",
+        ),
+    }
+    let passed = report.passed();
+    rep.check = Some(report);
+    passed.then_some(())
+}
