@@ -560,6 +560,39 @@ mod tests {
     }
 
     #[test]
+    fn selected_encoding_decodes_with_hap_tlv_typed_decoder() {
+        // Cross-check against the camera's own typed decoder (hap_tlv::hksv).
+        let s = SupportedRecording {
+            prebuffer_ms: 4000,
+            event_triggers: 3,
+            fragment_length_ms: 4000,
+            video: vec![VideoCodec {
+                codec: 0,
+                profiles: vec![0, 1, 2],
+                levels: vec![0, 1, 2],
+                attributes: vec![(1280, 720, 30), (1920, 1080, 15)],
+            }],
+            audio: vec![AudioCodec {
+                codec: 0,
+                channels: 1,
+                bitrate_modes: vec![0],
+                sample_rates: vec![5],
+            }],
+        };
+        let sel = s.select().expect("select");
+        let typed = hap_tlv::hksv::SelectedCameraRecordingConfiguration::decode(&sel.encode())
+            .expect("hap_tlv decodes our 209");
+        assert_eq!(typed.prebuffer_ms, 4000);
+        assert_eq!(typed.event_triggers.0, 1);
+        let a = typed.video.attributes;
+        assert_eq!((a.width, a.height, a.fps), (1920, 1080, 15));
+        assert_eq!(typed.video.profile.code(), 2);
+        assert_eq!(typed.video.level.code(), 2);
+        assert_eq!(typed.video.iframe_interval_ms, 4000);
+        assert_eq!(typed.audio.map(|a| a.max_bitrate_kbps), Some(64));
+    }
+
+    #[test]
     fn data_stream_setup_round_trip_and_errors() {
         let req = setup_data_stream_request(&[9; 32]);
         assert_eq!(req.get(..6), Some(&[1, 1, 0, 2, 1, 0][..]));
