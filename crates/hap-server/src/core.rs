@@ -609,6 +609,47 @@ impl Core {
         }
     }
 
+    /// Adds (or updates) a pairing from the application, as an admin's Add Pairing would
+    /// (§1.8): used for the bridge's temporary `selftest` pairing.
+    ///
+    /// # Errors
+    /// An empty id, a different key for a known id, too many pairings, or a store failure.
+    pub fn add_controller_pairing(
+        &mut self,
+        controller_id: &str,
+        ltpk: [u8; 32],
+        admin: bool,
+    ) -> Result<(), &'static str> {
+        let mut tlv = Tlv8::new();
+        tlv.push(TlvType::IDENTIFIER, controller_id.as_bytes())
+            .push(TlvType::PUBLIC_KEY, &ltpk)
+            .push_u8(TlvType::PERMISSIONS, u8::from(admin));
+        let reply = self.add_pairing(&tlv);
+        self.advertisement_changed = true;
+        if reply == state2() {
+            Ok(())
+        } else {
+            Err("pairing refused (bad id, key mismatch, too many pairings or store failure)")
+        }
+    }
+
+    /// Removes a pairing from the application; its sessions are closed (§1.8).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub fn remove_controller_pairing(&mut self, controller_id: &str) -> Result<(), &'static str> {
+        let mut tlv = Tlv8::new();
+        tlv.push(TlvType::IDENTIFIER, controller_id.as_bytes());
+        // No request connection: every affected session is asked to close.
+        let (reply, _) = self.remove_pairing(ConnectionId::MAX, &tlv);
+        self.advertisement_changed = true;
+        if reply == state2() {
+            Ok(())
+        } else {
+            Err("could not persist pairings")
+        }
+    }
+
     fn add_pairing(&mut self, tlv: &Tlv8) -> Vec<u8> {
         let id = tlv
             .get(TlvType::IDENTIFIER)

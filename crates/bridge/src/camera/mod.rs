@@ -1,1 +1,425 @@
-//! One HKSV camera accessory: services, state, data stream, recording flow, snapshots.
+//! One HKSV camera accessory (accessory mode: its own HAP `Core` + `Server`, port, pairing,
+//! state dir and mDNS record), its DataStreamManagement service and HDS listener, and the
+//! recording flow.
+//!
+//! ```text
+//!  source task ─► Feeder (Fragmenter) ─► PrebufferRing ─► HDS connection task ─► hub
+//!  MotionHub watch ─► MotionDetected (immediate event)        ▲ dataSend/open
+//!  HAP writes (handlers, under the Core lock) ─► Shared state ─► control task (persist,
+//!                                                mirror StatusActive, wake streams)
+//! ```
+
+mod hds_server;
+mod media;
+mod services;
+pub mod state;
+pub mod supported;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use hap_server::core::{CATEGORY_IP_CAMERA, CoreConfig};
+use hap_server::setup::SetupCode;
+use hap_server::store::{FileStore, Store};
+use hap_server::{CharId, ConnectionId, Core, Server, ServerOptions, Value};
+use hds::PreparedSessions;
+use motion::MotionHub;
+use recorder::{PrebufferConfig, PrebufferRing};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use media::Feeder;
+pub use state::CameraState;
+pub use supported::SourceFacts;
+
+use crate::accessory;
+
+/// Where a camera's media comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaInput {
+    /// A `source` crate spec (`demo:`, `rtsp://…`, …), read by a task.
+    Source(String),
+    /// Nobody: the caller pushes units through [`Camera::feeder`] (tests, simulators).
+    External,
+}
+
+/// What one camera needs to run.
+#[derive(Clone)]
+pub struct CameraOptions {
+    /// Name: mDNS instance name, AccessoryInformation Name, MotionHub key.
+    pub name: String,
+    /// Media input.
+    pub input: MediaInput,
+    /// HAP listen address (the HDS listener binds the same address).
+    pub bind: IpAddr,
+    /// HAP port (0 = any free port).
+    pub port: u16,
+    /// Setup code; `None` keeps the persisted one or generates one.
+    pub setup_code: Option<SetupCode>,
+    /// Record audio when the source has AAC.
+    pub audio: bool,
+    /// Add a Doorbell service.
+    pub doorbell: bool,
+    /// Longest recording stream, seconds (then close reason 3).
+    pub max_recording_s: u32,
+    /// Keys, pairings, IDs and `camera-state.json`.
+    pub state_dir: PathBuf,
+    /// Advertise over mDNS.
+    pub mdns: bool,
+}
+
+impl std::fmt::Debug for CameraOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CameraOptions")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Characteristic ids the camera updates from outside a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ids {
+    motion_detected: CharId,
+    status_active: CharId,
+    switch_event: Option<CharId>,
+}
+
+/// Why the control task must look at the state.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// A HAP write changed [`CameraState`].
+    StateChanged,
+}
+
+/// State shared by the HAP handlers, the HDS tasks and the control task.
+pub(crate) struct Shared {
+    pub(crate) options: CameraOptions,
+    pub(crate) state: Mutex<CameraState>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) ring: PrebufferRing,
+    pub(crate) prepared: Mutex<PreparedSessions<ConnectionId>>,
+    pub(crate) hds_port: u16,
+    /// 131 read value: the last response without the salt (§3.6).
+    pub(crate) last_transport_response: Mutex<Vec<u8>>,
+    /// A recording stream runs (one per camera).
+    pub(crate) recording: AtomicBool,
+    pub(crate) hds_tasks: AtomicUsize,
+    pub(crate) facts: Mutex<Option<SourceFacts>>,
+    pub(crate) motion: MotionHub,
+    /// Bumped on every state change; recording streams re-check their conditions.
+    pub(crate) changes: watch::Sender<u64>,
+    pub(crate) control: mpsc::UnboundedSender<Control>,
+    pub(crate) server: OnceLock<Server>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> MutexGuard<'_, CameraState> {
+        lock(&self.state)
+    }
+
+    /// What `dataSend/open` checks (§4.9).
+    pub(crate) fn hds_state(&self) -> hds::CameraState {
+        let s = self.state();
+        hds::CameraState {
+            recording_active: s.recording_active,
+            camera_active: s.camera_active,
+            configuration_selected: s.selected.is_some(),
+            recording_elsewhere: self.recording.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Apply `f` to the state, then persist and notify through the control task.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut CameraState)) {
+        f(&mut self.state());
+        let _ = self.control.send(Control::StateChanged);
+    }
+}
+
+/// A running camera. Dropping it does not stop it: send `true` on the shutdown channel given to
+/// [`Camera::start`].
+#[derive(Clone)]
+pub struct Camera {
+    shared: Arc<Shared>,
+    server: Server,
+    port: u16,
+    ids: Ids,
+}
+
+impl std::fmt::Debug for Camera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Camera")
+            .field("name", &self.shared.options.name)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Camera {
+    /// Opens the camera's state, binds its HAP and HDS listeners and spawns its tasks (HAP
+    /// server, HDS listener, control, motion, media) into `tasks`; they stop when `shutdown`
+    /// becomes `true`.
+    ///
+    /// # Errors
+    /// The state dir cannot be opened or is corrupt, or a listener cannot be bound.
+    pub async fn start(
+        options: CameraOptions,
+        motion: MotionHub,
+        tasks: &mut JoinSet<()>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        if !motion.contains(&options.name) {
+            anyhow::bail!(
+                "camera {:?} is not registered with the motion hub",
+                options.name
+            );
+        }
+        let store: Arc<dyn Store> =
+            Arc::new(FileStore::open(&options.state_dir).with_context(|| {
+                format!("opening state directory {}", options.state_dir.display())
+            })?);
+        let state = CameraState::load(store.as_ref());
+        let hds_listener = TcpListener::bind(SocketAddr::new(options.bind, 0))
+            .await
+            .with_context(|| format!("binding the HDS listener on {}", options.bind))?;
+        let hds_port = hds_listener.local_addr()?.port();
+        let listener = TcpListener::bind(SocketAddr::new(options.bind, options.port))
+            .await
+            .with_context(|| format!("binding {}:{}", options.bind, options.port))?;
+        let port = listener.local_addr()?.port();
+        let ring = PrebufferRing::new(PrebufferConfig::default())?;
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (changes, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            options: options.clone(),
+            state: Mutex::new(state),
+            store: store.clone(),
+            ring,
+            prepared: Mutex::new(PreparedSessions::new()),
+            hds_port,
+            last_transport_response: Mutex::new(Vec::new()),
+            recording: AtomicBool::new(false),
+            hds_tasks: AtomicUsize::new(0),
+            facts: Mutex::new(None),
+            motion,
+            changes,
+            control: control_tx,
+            server: OnceLock::new(),
+        });
+        let accessory = services::camera_accessory(&shared);
+        let core = Core::open(
+            CoreConfig {
+                name: options.name.clone(),
+                model: accessory::MODEL_NAME.to_owned(),
+                category: CATEGORY_IP_CAMERA,
+                setup_code: options.setup_code.clone(),
+                firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            store,
+            vec![accessory],
+            &mut rand::rng(),
+        )
+        .context("loading accessory state")?;
+        let ids = services::ids(core.database(), options.doorbell)
+            .context("camera accessory lacks MotionDetected or StatusActive")?;
+        let server = Server::new(core);
+        let _ = shared.server.set(server.clone());
+        if options.mdns {
+            server.advertise(port);
+        }
+        info!(camera = %options.name, port, hds_port, "camera ready");
+
+        let camera = Self {
+            shared: shared.clone(),
+            server: server.clone(),
+            port,
+            ids,
+        };
+        {
+            let server = server.clone();
+            let stop = shutdown.clone();
+            let name = options.name.clone();
+            tasks.spawn(async move {
+                if let Err(e) = server.serve(listener, ServerOptions::default(), stop).await {
+                    warn!(camera = %name, error = %e, "HAP server stopped");
+                }
+            });
+        }
+        tasks.spawn(hds_server::accept_loop(
+            hds_listener,
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(control_task(camera.clone(), control_rx, shutdown.clone()));
+        tasks.spawn(motion_task(camera.clone(), shutdown.clone()));
+        if let MediaInput::Source(spec) = &options.input {
+            tasks.spawn(media::source_task(
+                spec.clone(),
+                camera.feeder(),
+                shutdown.clone(),
+            ));
+        }
+        Ok(camera)
+    }
+
+    /// The HAP server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The HAP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The HDS listener port.
+    pub fn hds_port(&self) -> u16 {
+        self.shared.hds_port
+    }
+
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.shared.options.name
+    }
+
+    /// The prebuffer ring.
+    pub fn ring(&self) -> &PrebufferRing {
+        &self.shared.ring
+    }
+
+    /// A feeder that turns media units into ring fragments for this camera.
+    pub fn feeder(&self) -> Feeder {
+        Feeder::new(self.shared.clone())
+    }
+
+    /// Whether a recording stream runs.
+    pub fn is_recording(&self) -> bool {
+        self.shared.recording.load(Ordering::SeqCst)
+    }
+
+    /// Live HDS connection tasks (a leak check for tests).
+    pub fn hds_connections(&self) -> usize {
+        self.shared.hds_tasks.load(Ordering::SeqCst)
+    }
+
+    /// Prepared HDS sessions still waiting for their TCP connection.
+    pub fn prepared_sessions(&self) -> usize {
+        lock(&self.shared.prepared).len()
+    }
+
+    /// A copy of the persisted HomeKit state.
+    pub fn state(&self) -> CameraState {
+        self.shared.state().clone()
+    }
+
+    /// Whether any controller is paired.
+    pub fn is_paired(&self) -> bool {
+        self.server.lock().is_paired()
+    }
+
+    /// Whether MotionDetected is on.
+    pub fn motion_detected(&self) -> bool {
+        self.server.lock().value(self.ids.motion_detected) == Some(&Value::Bool(true))
+    }
+
+    /// Doorbell press: ProgrammableSwitchEvent = 0 (single press), sent as an event even though
+    /// the value does not change.
+    ///
+    /// # Errors
+    /// When the camera has no Doorbell service.
+    pub fn ring_doorbell(&self) -> Result<(), NotADoorbell> {
+        let id = self.ids.switch_event.ok_or(NotADoorbell)?;
+        let mut core = self.server.lock();
+        // Two stores under one lock: the queued event is coalesced to the final 0.
+        core.set_value(id, Value::Null, now());
+        core.set_value(id, Value::UInt(0), now());
+        Ok(())
+    }
+
+    /// Adds a pairing (the selftest's temporary admin).
+    ///
+    /// # Errors
+    /// When the pairing cannot be stored.
+    pub fn add_pairing(
+        &self,
+        controller_id: &str,
+        ltpk: [u8; 32],
+        admin: bool,
+    ) -> anyhow::Result<()> {
+        self.server
+            .lock()
+            .add_controller_pairing(controller_id, ltpk, admin)
+            .map_err(|e| anyhow::anyhow!("adding pairing: {e}"))
+    }
+
+    /// Removes a pairing.
+    ///
+    /// # Errors
+    /// When the pairings cannot be stored.
+    pub fn remove_pairing(&self, controller_id: &str) -> anyhow::Result<()> {
+        self.server
+            .lock()
+            .remove_controller_pairing(controller_id)
+            .map_err(|e| anyhow::anyhow!("removing pairing: {e}"))
+    }
+}
+
+/// The camera has no Doorbell service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a doorbell")]
+pub struct NotADoorbell;
+
+/// Persists state changes and mirrors HomeKitCameraActive into StatusActive (§5.5).
+async fn control_task(
+    camera: Camera,
+    mut rx: mpsc::UnboundedReceiver<Control>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(Control::StateChanged) = msg else { return };
+                while rx.try_recv().is_ok() {}
+                let state = camera.shared.state().clone();
+                if let Err(e) = state.save(camera.shared.store.as_ref()) {
+                    warn!(camera = %camera.name(), error = %e, "cannot persist the camera state");
+                }
+                camera.server.set_value(camera.ids.status_active, Value::Bool(state.camera_active));
+                camera.shared.changes.send_modify(|n| *n += 1);
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// MotionHub → MotionDetected.
+async fn motion_task(camera: Camera, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut rx) = camera.shared.motion.subscribe(camera.name()) else {
+        return;
+    };
+    loop {
+        let detected = rx.borrow_and_update().detected;
+        camera
+            .server
+            .set_value(camera.ids.motion_detected, Value::Bool(detected));
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

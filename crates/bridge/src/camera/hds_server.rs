@@ -1,0 +1,344 @@
+//! The HDS listener and the recording flow (protocol-notes §4.1, §4.4, §4.9, §5.3, §5.4).
+//!
+//! One listener per camera, on the HAP bind address and an ephemeral port, open for the
+//! camera's lifetime (HAP-NodeJS closes it when idle; keeping it is simpler and the port is
+//! re-sent in every SetupDataStreamTransport response). Each TCP connection gets a task that
+//! identifies it against the prepared sessions, answers hello, and serves `dataSend` streams
+//! from a prebuffer ring reader. Every resource of a stream lives in [`ActiveStream`], so any
+//! exit path (close, ack, socket loss, HAP session closed, shutdown) releases it by drop.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use hap_server::ConnectionId;
+use hds::{Connection, Event, Reason, SegmentKind};
+use recorder::{ClipFragment, ReaderError, RingReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::{Shared, lock, now, supported};
+
+/// How often an HDS task checks that its HAP session still exists.
+const HAP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+struct TaskGuard(Arc<Shared>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.hds_tasks.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Holds the camera's one-recording slot.
+struct RecordingSlot(Arc<Shared>);
+
+impl Drop for RecordingSlot {
+    fn drop(&mut self) {
+        self.0.recording.store(false, Ordering::SeqCst);
+    }
+}
+
+struct ActiveStream {
+    id: i64,
+    reader: RingReader,
+    /// Send the next fragment with endOfStream (motion ended).
+    end_after_next: bool,
+    /// endOfStream was queued; wait for the hub's ack/close (hds handles the 12 s timeout).
+    ended: bool,
+    deadline: Instant,
+    _slot: RecordingSlot,
+}
+
+/// Accepts HDS connections until shutdown.
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            acc = listener.accept() => match acc {
+                Ok((stream, peer)) => {
+                    debug!(%peer, "HDS connection");
+                    shared.hds_tasks.fetch_add(1, Ordering::SeqCst);
+                    let guard = TaskGuard(shared.clone());
+                    tokio::spawn(connection_task(stream, guard, shutdown.clone()));
+                }
+                Err(e) => warn!(error = %e, "HDS accept failed"),
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn next_fragment(active: &mut Option<ActiveStream>) -> Result<ClipFragment, ReaderError> {
+    match active {
+        Some(a) if !a.ended => poll_fn(|cx| a.reader.poll_next(cx)).await,
+        _ => std::future::pending().await,
+    }
+}
+
+async fn motion_changed(rx: &mut Option<watch::Receiver<motion::MotionStatus>>) -> bool {
+    match rx {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                *rx = None;
+                return std::future::pending().await;
+            }
+            r.borrow_and_update().detected
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn connection_task(
+    mut stream: TcpStream,
+    guard: TaskGuard,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = guard.0.clone();
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::accept(now());
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = Vec::new();
+    let mut hap_conn: Option<ConnectionId> = None;
+    let mut active: Option<ActiveStream> = None;
+    let mut changes = shared.changes.subscribe();
+    let mut motion_rx = shared.motion.subscribe(&shared.options.name).ok();
+    let mut hap_check = tokio::time::interval(HAP_CHECK_INTERVAL);
+    loop {
+        conn.set_camera_state(shared.hds_state());
+        while let Some(ev) = conn.poll_event() {
+            handle_event(&shared, &mut conn, &mut active, &motion_rx, ev);
+        }
+        while conn.poll_transmit(&mut out) {
+            if out.len() >= 1 << 20 && stream.write_all(&out).await.is_err() {
+                conn.close();
+            }
+            if out.len() >= 1 << 20 {
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                conn.close();
+            }
+            out.clear();
+        }
+        if conn.is_closed() {
+            while let Some(ev) = conn.poll_event() {
+                handle_event(&shared, &mut conn, &mut active, &motion_rx, ev);
+            }
+            break;
+        }
+        let timer = [
+            conn.poll_timeout(),
+            active.as_ref().filter(|a| !a.ended).map(|a| a.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        tokio::select! {
+            n = stream.read_buf(&mut buf) => {
+                match n {
+                    Ok(0) | Err(_) => { debug!("HDS socket closed"); conn.close(); }
+                    Ok(_) => {
+                        let t = now();
+                        if hap_conn.is_none() {
+                            let r = {
+                                let mut prepared = lock(&shared.prepared);
+                                conn.identify(t, &mut buf, &mut prepared)
+                            };
+                            match r {
+                                Ok(Some(tag)) => hap_conn = Some(tag),
+                                Ok(None) => {}
+                                Err(e) => debug!(error = %e, "HDS identification failed"),
+                            }
+                        }
+                        if hap_conn.is_some() && !conn.is_closed() {
+                            conn.set_camera_state(shared.hds_state());
+                            if let Err(e) = conn.handle_incoming(t, &mut buf) {
+                                debug!(error = %e, "HDS connection error");
+                            }
+                        }
+                    }
+                }
+            }
+            frag = next_fragment(&mut active) => {
+                send_fragment(&mut conn, &mut active, frag);
+            }
+            _ = changes.changed() => {
+                let camera_active = shared.state().camera_active;
+                if let Some(a) = &active && !camera_active {
+                    info!(stream_id = a.id, "HomeKitCameraActive = 0: closing the recording (reason 1)");
+                    let _ = conn.close_stream(a.id, Reason::NOT_ALLOWED);
+                }
+            }
+            detected = motion_changed(&mut motion_rx) => {
+                if let Some(a) = &mut active {
+                    a.end_after_next = !detected;
+                }
+            }
+            _ = tokio::time::sleep_until(timer.into()) => {
+                let t = now();
+                conn.handle_timeout(t);
+                if let Some(a) = &active && !a.ended && t >= a.deadline {
+                    info!(stream_id = a.id, "max_recording_s reached: closing (reason 3)");
+                    let _ = conn.close_stream(a.id, Reason::CANCELLED);
+                }
+            }
+            _ = hap_check.tick() => {
+                let gone = hap_conn.is_some_and(|h| shared.server.get().is_none_or(|s| s.lock().close_requested(h)));
+                if gone {
+                    debug!("HAP session closed: closing its HDS connection");
+                    conn.close();
+                }
+            }
+            _ = shutdown.changed() => conn.close(),
+        }
+    }
+    drop(active);
+    drop(guard);
+}
+
+fn send_fragment(
+    conn: &mut Connection,
+    active: &mut Option<ActiveStream>,
+    frag: Result<ClipFragment, ReaderError>,
+) {
+    let Some(a) = active.as_mut() else { return };
+    match frag {
+        Ok(f) => {
+            let eos = a.end_after_next;
+            match conn.send_segment(now(), a.id, SegmentKind::MediaFragment, f.to_bytes(), eos) {
+                Ok(()) => a.ended = eos,
+                Err(e) => {
+                    debug!(error = %e, "fragment not sent; stream gone");
+                    *active = None;
+                }
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "prebuffer reader ended: closing the recording (reason 5)");
+            let _ = conn.close_stream(a.id, Reason::UNEXPECTED_FAILURE);
+        }
+    }
+}
+
+fn handle_event(
+    shared: &Arc<Shared>,
+    conn: &mut Connection,
+    active: &mut Option<ActiveStream>,
+    motion_rx: &Option<watch::Receiver<motion::MotionStatus>>,
+    ev: Event,
+) {
+    match ev {
+        Event::HelloDone => debug!("HDS hello done"),
+        Event::StreamOpened { stream_id } => {
+            let detected = motion_rx.as_ref().is_some_and(|r| r.borrow().detected);
+            *active = open_stream(shared, conn, stream_id, detected);
+        }
+        Event::OpenRejected { stream_id, reason } => {
+            info!(stream_id, ?reason, "dataSend/open refused");
+        }
+        Event::AckReceived { stream_id } | Event::StreamClosed { stream_id, .. } => {
+            if active.as_ref().is_some_and(|a| a.id == stream_id) {
+                info!(stream_id, "recording stream finished");
+                *active = None;
+            }
+        }
+        Event::ConnectionClosed { why } => {
+            debug!(?why, "HDS connection closed");
+            *active = None;
+        }
+        _ => {}
+    }
+}
+
+/// Starts a stream: one per camera (else busy), init segment then the prebuffer at once.
+fn open_stream(
+    shared: &Arc<Shared>,
+    conn: &mut Connection,
+    stream_id: i64,
+    motion: bool,
+) -> Option<ActiveStream> {
+    if shared
+        .recording
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        let _ = conn.close_stream(stream_id, Reason::BUSY);
+        return None;
+    }
+    let slot = super::hds_server::RecordingSlot(shared.clone());
+    let Some(sel) = shared.state().selected_configuration() else {
+        let _ = conn.close_stream(stream_id, Reason::INVALID_CONFIGURATION);
+        return None;
+    };
+    let facts = lock(&shared.facts).clone();
+    let diffs = supported::differences(&sel, facts.as_ref());
+    let prebuffer = Duration::from_millis(u64::from(sel.prebuffer_ms));
+    let Some(mut reader) = shared.ring.reader(prebuffer) else {
+        warn!(
+            stream_id,
+            "no init segment yet: closing the recording (reason 5)"
+        );
+        let _ = conn.close_stream(stream_id, Reason::UNEXPECTED_FAILURE);
+        return None;
+    };
+    info!(
+        stream_id,
+        prebuffer_ms = sel.prebuffer_ms,
+        ?diffs,
+        "recording stream opened"
+    );
+    if conn
+        .send_segment(
+            now(),
+            stream_id,
+            SegmentKind::MediaInitialization,
+            reader.init_segment(),
+            false,
+        )
+        .is_err()
+    {
+        return None;
+    }
+    let mut a = ActiveStream {
+        id: stream_id,
+        reader: {
+            // Placeholder replaced below; keeps `reader` usable for the backlog first.
+            let mut backlog = Vec::new();
+            while let Ok(Some(f)) = reader.try_next() {
+                backlog.push(f);
+            }
+            for f in backlog {
+                if conn
+                    .send_segment(
+                        now(),
+                        stream_id,
+                        SegmentKind::MediaFragment,
+                        f.to_bytes(),
+                        false,
+                    )
+                    .is_err()
+                {
+                    return None;
+                }
+            }
+            reader
+        },
+        end_after_next: !motion,
+        ended: false,
+        deadline: now() + Duration::from_secs(u64::from(shared.options.max_recording_s.max(1))),
+        _slot: slot,
+    };
+    a.ended = false;
+    Some(a)
+}

@@ -1,0 +1,150 @@
+//! Source → fragmenter → prebuffer ring, per camera. The ring keeps serving readers while the
+//! source reconnects (its timestamps stay continuous, so the fragmenter keeps its timeline).
+
+use std::sync::Arc;
+
+use recorder::demux::MediaUnit;
+use recorder::{Fragmenter, FragmenterConfig, FragmenterEvent};
+use source::{CameraSource as _, ReconnectPolicy, SourceEvent, SourceSpec};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{Shared, SourceFacts, lock};
+
+/// Turns media units into ring fragments and keeps the source facts current.
+pub struct Feeder {
+    shared: Arc<Shared>,
+    /// `None` only if the fragmenter refused its (default) configuration.
+    fragmenter: Option<Fragmenter>,
+    audio: Option<recorder::aac::AudioSpecificConfig>,
+}
+
+impl std::fmt::Debug for Feeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeder").finish_non_exhaustive()
+    }
+}
+
+impl Feeder {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        let fragmenter = Self::fragmenter(&shared, None);
+        Self {
+            shared,
+            fragmenter,
+            audio: None,
+        }
+    }
+
+    fn fragmenter(
+        shared: &Shared,
+        audio: Option<recorder::aac::AudioSpecificConfig>,
+    ) -> Option<Fragmenter> {
+        let config = FragmenterConfig {
+            // Audio only when configured on (then advertised); see decisions in the README.
+            record_audio: shared.options.audio,
+            audio_config: audio,
+            ..FragmenterConfig::default()
+        };
+        Fragmenter::new(config).ok()
+    }
+
+    /// A (re)connected source with an out-of-band AAC config.
+    pub fn set_audio_config(&mut self, audio: Option<recorder::aac::AudioSpecificConfig>) {
+        if audio != self.audio {
+            self.audio = audio.clone();
+            self.fragmenter = Self::fragmenter(&self.shared, audio);
+        }
+    }
+
+    /// Feeds one unit; finished fragments go to the ring.
+    pub fn push(&mut self, unit: MediaUnit) {
+        let Some(fragmenter) = self.fragmenter.as_mut() else {
+            return;
+        };
+        let r = match unit {
+            MediaUnit::ParameterSets(ps) => {
+                fragmenter.set_parameter_sets(ps);
+                Ok(())
+            }
+            MediaUnit::Video(v) => fragmenter.push_video(v),
+            MediaUnit::Audio(a) => fragmenter.push_audio(a),
+        };
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "unit dropped by the fragmenter");
+        }
+        while let Some(event) = fragmenter.poll_event() {
+            if let FragmenterEvent::Init(init) = &event {
+                update_facts(&self.shared, fragmenter, init);
+            }
+            self.shared.ring.push_event(event);
+        }
+    }
+}
+
+fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitSegment) {
+    let info = fragmenter.stream_info();
+    let Some(sps) = &info.sps else { return };
+    let fps = info
+        .measured_fps
+        .or(sps.vui_fps)
+        .map_or(30, |f| f.round().clamp(1.0, 60.0) as u8);
+    let facts = SourceFacts {
+        width: sps.width,
+        height: sps.height,
+        fps,
+        profile_idc: sps.profile_idc,
+        level_idc: sps.level_idc,
+        aac_sample_rate_hz: init.config.audio.as_ref().map(|a| a.asc.sample_rate_hz),
+        aac_channels: init.config.audio.as_ref().map_or(1, |a| a.asc.channels),
+    };
+    let mut current = lock(&shared.facts);
+    if current.as_ref() != Some(&facts) {
+        info!(camera = %shared.options.name, ?facts, "source stream");
+        *current = Some(facts);
+    }
+}
+
+/// Reads the camera source until shutdown.
+pub(super) async fn source_task(
+    spec: String,
+    mut feeder: Feeder,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = feeder.shared.options.name.clone();
+    let parsed: SourceSpec = match spec.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(camera = %name, error = %e, "bad source; the camera records nothing");
+            return;
+        }
+    };
+    let mut source = match source::open(&parsed, ReconnectPolicy::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(camera = %name, error = %e, "cannot open the source; the camera records nothing");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            ev = source.next_event() => match ev {
+                Ok(SourceEvent::Connected { params, attempt }) => {
+                    info!(camera = %name, source = %parsed, attempt, transport = %params.transport, "source connected");
+                    feeder.set_audio_config(params.audio.clone());
+                    if let Some(ps) = params.parameter_sets {
+                        feeder.push(MediaUnit::ParameterSets(ps));
+                    }
+                }
+                Ok(SourceEvent::Unit(unit)) => feeder.push(unit),
+                Ok(SourceEvent::Reconnecting { error, delay, .. }) => {
+                    warn!(camera = %name, %error, ?delay, "source lost; reconnecting (the ring keeps serving)");
+                }
+                Err(e) => {
+                    warn!(camera = %name, error = %e, "source failed for good");
+                    return;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

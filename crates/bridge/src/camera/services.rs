@@ -1,0 +1,352 @@
+//! The camera accessory's services and their handlers (protocol-notes §2.2–§2.5, §3).
+//!
+//! Handlers run under the HAP `Core` lock: they only touch [`Shared`] and hand slow work
+//! (persisting, mirroring StatusActive) to the control task.
+
+use std::sync::Arc;
+
+use hap_server::{Accessory, Characteristic, Database, Format, HapStatus, Perms, Service, Value};
+use hap_tlv::hksv::{
+    self, SelectedCameraRecordingConfiguration, SetupDataStreamRequest, SetupDataStreamResponse,
+    StreamingAudioCodec, StreamingStatus, SupportedAudioStreamConfiguration,
+    SupportedVideoStreamConfiguration,
+};
+use hds::PreparedSession;
+use rand::Rng as _;
+use tracing::{debug, info, warn};
+
+use super::{CameraState, Ids, Shared, lock, now, supported};
+use crate::accessory::*;
+
+fn tlv8(ty: hap_server::HapType, perms: Perms, value: Vec<u8>) -> Characteristic {
+    Characteristic::new(ty, Format::Tlv8, perms).value(Value::Bytes(value))
+}
+
+/// A uint8 0/1 switch backed by one field of [`CameraState`], admin-only writes (HAP-NodeJS
+/// variant, §2.3: uint8 without `tw` for 21B/223/225).
+fn switch(
+    shared: &Arc<Shared>,
+    ty: hap_server::HapType,
+    timed: bool,
+    admin: bool,
+    get: fn(&CameraState) -> bool,
+    set: fn(&mut CameraState, bool),
+) -> Characteristic {
+    let mut perms = Perms::PR | Perms::PW | Perms::EV;
+    if timed {
+        perms = perms | Perms::TW;
+    }
+    let initial = u64::from(get(&shared.state()));
+    let r = shared.clone();
+    let w = shared.clone();
+    let mut c = Characteristic::new(ty, Format::UInt8, perms)
+        .range(0.0, 1.0, 1.0)
+        .value(Value::UInt(initial))
+        .on_read(move |_| Ok(Value::UInt(u64::from(get(&r.state())))))
+        .on_write(move |ctx, v| {
+            let on = match v {
+                Value::UInt(n) => *n == 1,
+                Value::Bool(b) => *b,
+                _ => return Err(HapStatus::INVALID_VALUE_IN_REQUEST),
+            };
+            debug!(controller = %ctx.controller_id, ?ty, on, "switch write");
+            w.update(|s| set(s, on));
+            Ok(None)
+        });
+    if admin {
+        c = c.admin_write();
+    }
+    c
+}
+
+/// The current supported configurations (from the source once known).
+pub(super) fn current_supported(shared: &Shared) -> supported::Supported {
+    let facts = lock(&shared.facts).clone();
+    supported::supported(
+        facts.as_ref(),
+        shared.options.audio,
+        shared.options.doorbell,
+    )
+}
+
+/// The accessory with AID 1.
+pub(super) fn camera_accessory(shared: &Arc<Shared>) -> Accessory {
+    let name = &shared.options.name;
+    let sup = current_supported(shared);
+
+    let operating = Service::new(CAMERA_OPERATING_MODE)
+        .characteristic(switch(
+            shared,
+            EVENT_SNAPSHOTS_ACTIVE,
+            false,
+            true,
+            |s| s.event_snapshots_active,
+            |s, v| s.event_snapshots_active = v,
+        ))
+        .characteristic(switch(
+            shared,
+            HOMEKIT_CAMERA_ACTIVE,
+            false,
+            true,
+            |s| s.camera_active,
+            |s, v| s.camera_active = v,
+        ))
+        .characteristic(switch(
+            shared,
+            PERIODIC_SNAPSHOTS_ACTIVE,
+            false,
+            true,
+            |s| s.periodic_snapshots_active,
+            |s, v| s.periodic_snapshots_active = v,
+        ));
+
+    let (r205, r206, r207) = (shared.clone(), shared.clone(), shared.clone());
+    let sel_r = shared.clone();
+    let sel_w = shared.clone();
+    let recording = Service::new(CAMERA_RECORDING_MANAGEMENT)
+        .linked(MOTION_SENSOR, "")
+        .linked(DATA_STREAM_MANAGEMENT, "")
+        .characteristic(switch(shared, ACTIVE, false, true, |s| s.recording_active, |s, v| s.recording_active = v))
+        .characteristic(
+            tlv8(SUPPORTED_CAMERA_RECORDING_CONFIGURATION, Perms::PR | Perms::EV, sup.camera.encode())
+                .on_read(move |_| Ok(Value::Bytes(current_supported(&r205).camera.encode()))),
+        )
+        .characteristic(
+            tlv8(SUPPORTED_VIDEO_RECORDING_CONFIGURATION, Perms::PR | Perms::EV, sup.video.encode())
+                .on_read(move |_| Ok(Value::Bytes(current_supported(&r206).video.encode()))),
+        )
+        .characteristic(
+            tlv8(SUPPORTED_AUDIO_RECORDING_CONFIGURATION, Perms::PR | Perms::EV, sup.audio.encode())
+                .on_read(move |_| Ok(Value::Bytes(current_supported(&r207).audio.encode()))),
+        )
+        .characteristic(
+            Characteristic::new(SELECTED_CAMERA_RECORDING_CONFIGURATION, Format::Tlv8, Perms::PR | Perms::PW | Perms::EV)
+                .admin_write()
+                .on_read(move |_| {
+                    // HAP-NodeJS: a read before any write fails with -70402 (§3.4).
+                    sel_r.state().selected.clone().map(Value::Bytes).ok_or(HapStatus::SERVICE_COMMUNICATION_FAILURE)
+                })
+                .on_write(move |ctx, v| {
+                    let Value::Bytes(bytes) = v else {
+                        return Err(HapStatus::INVALID_VALUE_IN_REQUEST);
+                    };
+                    let sel = SelectedCameraRecordingConfiguration::decode(bytes).map_err(|e| {
+                        warn!(controller = %ctx.controller_id, error = %e, "rejected recording configuration; keeping the old one");
+                        HapStatus::INVALID_VALUE_IN_REQUEST
+                    })?;
+                    let facts = lock(&sel_w.facts).clone();
+                    let diffs = supported::differences(&sel, facts.as_ref());
+                    info!(camera = %sel_w.options.name, prebuffer_ms = sel.prebuffer_ms, ?diffs, "recording configuration selected (the native stream is sent)");
+                    let bytes = bytes.clone();
+                    sel_w.update(move |s| s.selected = Some(bytes));
+                    Ok(None)
+                }),
+        )
+        .characteristic(switch(shared, RECORDING_AUDIO_ACTIVE, true, false, |s| s.recording_audio_active, |s, v| s.recording_audio_active = v));
+
+    let dsm_w = shared.clone();
+    let dsm_r = shared.clone();
+    let data_stream = Service::new(DATA_STREAM_MANAGEMENT)
+        .characteristic(tlv8(
+            SUPPORTED_DATA_STREAM_TRANSPORT_CONFIGURATION,
+            Perms::PR,
+            hksv::supported_data_stream_transport_configuration(),
+        ))
+        .characteristic(
+            Characteristic::new(
+                SETUP_DATA_STREAM_TRANSPORT,
+                Format::Tlv8,
+                Perms::PR | Perms::PW | Perms::WR,
+            )
+            .value(Value::Bytes(Vec::new()))
+            .on_read(move |_| Ok(Value::Bytes(lock(&dsm_r.last_transport_response).clone())))
+            .on_write(move |ctx, v| setup_data_stream(&dsm_w, ctx, v)),
+        )
+        .characteristic(string(VERSION, "1.0"));
+
+    let camera_active = shared.state().camera_active;
+    let motion = Service::new(MOTION_SENSOR)
+        .characteristic(
+            Characteristic::new(MOTION_DETECTED, Format::Bool, Perms::PR | Perms::EV)
+                .immediate_events(true)
+                .value(Value::Bool(false)),
+        )
+        .characteristic(
+            Characteristic::new(STATUS_ACTIVE, Format::Bool, Perms::PR | Perms::EV)
+                .value(Value::Bool(camera_active)),
+        );
+
+    let rtp = rtp_service(shared);
+
+    let mut accessory = Accessory::new(1)
+        .service(information(name, &serial_for(name)))
+        .service(protocol_information())
+        .service(rtp)
+        .service(operating)
+        .service(recording)
+        .service(data_stream);
+    if shared.options.doorbell {
+        accessory = accessory.service(
+            Service::new(DOORBELL).primary().characteristic(
+                Characteristic::new(
+                    PROGRAMMABLE_SWITCH_EVENT,
+                    Format::UInt8,
+                    Perms::PR | Perms::EV,
+                )
+                .range(0.0, 2.0, 1.0)
+                .immediate_events(true)
+                .value(Value::Null)
+                .on_read(|_| Ok(Value::Null)),
+            ),
+        );
+        accessory.service(motion)
+    } else {
+        accessory.service(motion.primary())
+    }
+}
+
+/// A stable serial number from the name.
+fn serial_for(name: &str) -> String {
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("HKSV-{:08X}", h as u32)
+}
+
+/// SetupDataStreamTransport write (§3.6, §4.1): prepare an HDS session keyed from this HAP
+/// session's shared secret and answer with our port and salt.
+fn setup_data_stream(
+    shared: &Shared,
+    ctx: &hap_server::ConnectionContext,
+    v: &Value,
+) -> Result<Option<Value>, HapStatus> {
+    let Value::Bytes(bytes) = v else {
+        return Err(HapStatus::INVALID_VALUE_IN_REQUEST);
+    };
+    let req = SetupDataStreamRequest::decode(bytes).map_err(|e| {
+        debug!(error = %e, "bad SetupDataStreamTransport write");
+        HapStatus::INVALID_VALUE_IN_REQUEST
+    })?;
+    let mut salt = [0u8; 32];
+    rand::rng().fill_bytes(&mut salt);
+    let session = PreparedSession::new(
+        ctx.shared_secret().as_bytes(),
+        &req.controller_salt,
+        &salt,
+        now(),
+    );
+    {
+        let mut prepared = lock(&shared.prepared);
+        prepared.handle_timeout(now());
+        prepared.insert(session, ctx.connection_id);
+    }
+    let mut resp = SetupDataStreamResponse {
+        status: 0,
+        port: Some(shared.hds_port),
+        accessory_salt: Some(salt),
+    };
+    let reply = resp.encode();
+    resp.accessory_salt = None;
+    *lock(&shared.last_transport_response) = resp.encode();
+    debug!(controller = %ctx.controller_id, port = shared.hds_port, "HDS session prepared");
+    Ok(Some(Value::Bytes(reply)))
+}
+
+/// CameraRTPStreamManagement with Active and its static configuration. Live view is a later
+/// issue: SetupEndpoints and SelectedRTPStreamConfiguration writes answer -70412 while the
+/// camera or RTP is inactive (HAP-NodeJS, §3.7) and -70402 otherwise (no streaming yet).
+fn rtp_service(shared: &Arc<Shared>) -> Service {
+    let sup = current_supported(shared);
+    let video = SupportedVideoStreamConfiguration {
+        profiles: sup
+            .video
+            .codecs
+            .first()
+            .map(|c| c.profiles.clone())
+            .unwrap_or_default(),
+        levels: sup
+            .video
+            .codecs
+            .first()
+            .map(|c| c.levels.clone())
+            .unwrap_or_default(),
+        attributes: sup
+            .video
+            .codecs
+            .first()
+            .map(|c| c.attributes.clone())
+            .unwrap_or_default(),
+    };
+    // iOS requires some audio codec; HAP-NodeJS advertises Opus 16/24 kHz without audio.
+    let audio = SupportedAudioStreamConfiguration {
+        codecs: vec![(
+            StreamingAudioCodec::Opus,
+            vec![hksv::SampleRate::Hz16000, hksv::SampleRate::Hz24000],
+        )],
+        comfort_noise: false,
+    };
+    let refuse = |shared: Arc<Shared>| {
+        move |_: &hap_server::ConnectionContext, _: &Value| -> Result<Option<Value>, HapStatus> {
+            let s = shared.state();
+            if !s.camera_active || !s.rtp_active {
+                Err(HapStatus::NOT_ALLOWED_IN_CURRENT_STATE)
+            } else {
+                Err(HapStatus::SERVICE_COMMUNICATION_FAILURE)
+            }
+        }
+    };
+    Service::new(CAMERA_RTP_STREAM_MANAGEMENT)
+        .characteristic(switch(
+            shared,
+            ACTIVE,
+            false,
+            true,
+            |s| s.rtp_active,
+            |s, v| s.rtp_active = v,
+        ))
+        .characteristic(tlv8(
+            SUPPORTED_VIDEO_STREAM_CONFIGURATION,
+            Perms::PR,
+            video.encode(),
+        ))
+        .characteristic(tlv8(
+            SUPPORTED_AUDIO_STREAM_CONFIGURATION,
+            Perms::PR,
+            audio.encode(),
+        ))
+        .characteristic(tlv8(
+            SUPPORTED_RTP_CONFIGURATION,
+            Perms::PR,
+            hksv::supported_rtp_configuration(&[0]),
+        ))
+        .characteristic(tlv8(
+            STREAMING_STATUS,
+            Perms::PR | Perms::EV,
+            StreamingStatus::Unavailable.encode(),
+        ))
+        .characteristic(
+            tlv8(
+                SELECTED_RTP_STREAM_CONFIGURATION,
+                Perms::PR | Perms::PW,
+                Vec::new(),
+            )
+            .on_write(refuse(shared.clone())),
+        )
+        .characteristic(
+            tlv8(SETUP_ENDPOINTS, Perms::PR | Perms::PW, Vec::new())
+                .on_write(refuse(shared.clone())),
+        )
+}
+
+/// Finds the ids the camera sets from outside requests.
+pub(super) fn ids(db: &Database, doorbell: bool) -> Option<Ids> {
+    Some(Ids {
+        motion_detected: db.find(1, MOTION_SENSOR, "", MOTION_DETECTED)?,
+        status_active: db.find(1, MOTION_SENSOR, "", STATUS_ACTIVE)?,
+        switch_event: if doorbell {
+            db.find(1, DOORBELL, "", PROGRAMMABLE_SWITCH_EVENT)
+        } else {
+            None
+        },
+    })
+}

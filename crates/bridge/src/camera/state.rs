@@ -1,0 +1,107 @@
+//! The camera's persisted HomeKit state (§2.5): the operating-mode switches, recording
+//! `Active`, RecordingAudioActive and the selected recording configuration, kept across
+//! restarts in `camera-state.json` in the camera's state dir (written atomically, 0600, by
+//! hap-server's [`FileStore`](hap_server::store::FileStore)).
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hap_server::store::Store;
+use hap_tlv::hksv::SelectedCameraRecordingConfiguration;
+use serde::{Deserialize, Serialize};
+
+/// Blob name in the camera's store.
+pub const STATE_FILE: &str = "camera-state.json";
+
+/// What the Home app set. Defaults are HAP-NodeJS's initial values (§2.5): recording off,
+/// everything else on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CameraState {
+    /// CameraOperatingMode HomeKitCameraActive.
+    pub camera_active: bool,
+    /// CameraOperatingMode EventSnapshotsActive.
+    pub event_snapshots_active: bool,
+    /// CameraOperatingMode PeriodicSnapshotsActive.
+    pub periodic_snapshots_active: bool,
+    /// CameraRTPStreamManagement Active.
+    pub rtp_active: bool,
+    /// CameraEventRecordingManagement Active.
+    pub recording_active: bool,
+    /// RecordingAudioActive.
+    pub recording_audio_active: bool,
+    /// The last SelectedCameraRecordingConfiguration written (TLV8, base64 in the file).
+    #[serde(with = "b64_opt")]
+    pub selected: Option<Vec<u8>>,
+}
+
+impl Default for CameraState {
+    fn default() -> Self {
+        Self {
+            camera_active: true,
+            event_snapshots_active: true,
+            periodic_snapshots_active: true,
+            rtp_active: true,
+            recording_active: false,
+            recording_audio_active: false,
+            selected: None,
+        }
+    }
+}
+
+impl CameraState {
+    /// Loads the state; a missing or unreadable file gives the defaults (logged), and a stored
+    /// selection that no longer parses is dropped.
+    pub fn load(store: &dyn Store) -> Self {
+        let mut state = match store.load(STATE_FILE) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "camera state file is corrupt; using defaults");
+                Self::default()
+            }),
+            Ok(None) => Self::default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the camera state; using defaults");
+                Self::default()
+            }
+        };
+        if state.selected_configuration().is_none() {
+            state.selected = None;
+        }
+        state
+    }
+
+    /// Writes the state atomically.
+    ///
+    /// # Errors
+    /// IO errors of the store.
+    pub fn save(&self, store: &dyn Store) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        store.save(STATE_FILE, &json)
+    }
+
+    /// The parsed selected recording configuration.
+    pub fn selected_configuration(&self) -> Option<SelectedCameraRecordingConfiguration> {
+        self.selected
+            .as_deref()
+            .and_then(|b| SelectedCameraRecordingConfiguration::decode(b).ok())
+    }
+}
+
+mod b64_opt {
+    use super::BASE64;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&BASE64.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| BASE64.decode(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
