@@ -425,3 +425,32 @@ async fn camera_with_source_down_reports_motion_and_never_hangs() {
         rec.end
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_against_an_unpaired_demo_camera_passes_and_unpairs() {
+    require_ffmpeg();
+    let bridge = Bridge::start("demo:");
+    let out = tempfile::tempdir().expect("tmp");
+    let report = controller::selftest::run(controller::selftest::SelftestOptions {
+        hap_addr: bridge.hap,
+        setup_code: Some(CODE.into()),
+        api_base: bridge.api.clone(),
+        api_token: None,
+        camera_name: CAMERA.into(),
+        out_dir: out.path().to_owned(),
+        timeout: STEP,
+    })
+    .await
+    .expect("selftest");
+    println!("{report}");
+    assert!(
+        report.passed(),
+        "{report}\nbridge log:\n{}",
+        bridge.process.log_text()
+    );
+    let clip = report.clip.clone().expect("clip written");
+    let (ok, errors) = ffmpeg_decode(&clip);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
+    // The camera is unpaired again: a fresh hub can pair with the setup code.
+    let _again = Hub::pair(bridge.hap).await;
+}

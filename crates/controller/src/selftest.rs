@@ -647,3 +647,37 @@ async fn record(
     rep.check = Some(report);
     passed.then_some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_bridge_api_fails_the_first_step_with_a_hint() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let dir = std::env::temp_dir();
+        let rep = run(SelftestOptions {
+            hap_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            setup_code: Some("031-45-154".into()),
+            api_base: format!("http://127.0.0.1:{port}"),
+            api_token: Some("secret-token".into()),
+            camera_name: "Front Door".into(),
+            out_dir: dir,
+            timeout: Duration::from_secs(2),
+        })
+        .await
+        .expect("report");
+        assert!(!rep.passed());
+        assert_eq!(rep.steps.len(), 1);
+        let text = rep.to_string();
+        assert!(
+            text.contains("bridge API") && text.contains("is hksv-bridge running"),
+            "{text}"
+        );
+        assert!(!text.contains("secret-token"));
+        assert_eq!(path_segment("Front Door/1"), "Front%20Door%2F1");
+    }
+}
