@@ -1,1 +1,981 @@
 //! `hksv-bridge.toml` configuration with `HKSV_*` environment overrides.
+//!
+//! Precedence, lowest first: defaults → config file → `HKSV_*` environment → command-line
+//! flags ([`crate::cli::load_config`]). The reference with every key is `docs/config.md`.
+//!
+//! ```
+//! let config = bridge::config::Config::from_toml_str(
+//!     "[[cameras]]\nname = \"Front Door\"\nsource = \"rtsp://cam/s1\"\n",
+//! )
+//! .unwrap();
+//! config.validate().unwrap();
+//! assert_eq!(config.cameras[0].port, 51826);
+//! assert!(config.state_dir_for(&config.cameras[0]).ends_with("front-door"));
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+
+use hap_server::setup::SetupCode;
+use motion::{CameraMotionConfig, MqttConfig};
+use serde::{Deserialize, Deserializer};
+
+/// HAP port of the first camera; camera `i` defaults to `DEFAULT_HAP_PORT + i`. 51826 is the
+/// port HAP-NodeJS/homebridge made customary.
+pub const DEFAULT_HAP_PORT: u16 = 51826;
+/// Where the HTTP API listens by default: loopback only.
+pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8280);
+/// Default cap on one recording, seconds.
+pub const DEFAULT_MAX_RECORDING_S: u32 = 180;
+/// Accepted `max_recording_s`. The lower bound leaves room for the 4 s prebuffer plus two
+/// 4000 ms fragments (protocol-notes §3.4); the upper bound stops a stuck motion sensor from
+/// streaming for hours. Our policy, not a HomeKit rule.
+pub const MAX_RECORDING_S_RANGE: RangeInclusive<u32> = 12..=3600;
+/// Longest camera name, in characters (HAP `Name` and the mDNS instance name are limited to
+/// 64 bytes; names are usually ASCII).
+pub const MAX_NAME_CHARS: usize = 64;
+/// Name of the demo camera of [`Config::demo`].
+pub const DEMO_CAMERA_NAME: &str = "Demo Camera";
+
+/// The whole configuration (the file `hksv-bridge.toml`, after overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Root of the per-camera state directories (keys, pairings, recording configuration).
+    /// Default: [`default_state_dir`]. Env `HKSV_STATE_DIR`, flag `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// Address the HAP servers of all cameras listen on. Default `0.0.0.0`. Env `HKSV_BIND`,
+    /// flag `--bind`.
+    pub bind: IpAddr,
+    /// Advertise the cameras over mDNS (Bonjour). Default `true`. Flag `--no-mdns`.
+    pub mdns: bool,
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Motion from an MQTT broker (plain topics, Frigate). Default: off.
+    pub mqtt: Option<MqttConfig>,
+    /// The cameras, each its own HAP accessory. Default: none in a file; [`Config::demo`] when
+    /// there is no file.
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// The HTTP API (`[api]`).
+#[derive(Clone, PartialEq)]
+pub struct ApiConfig {
+    /// Listen address. Default [`DEFAULT_API_LISTEN`] (`127.0.0.1:8280`). Env
+    /// `HKSV_API_LISTEN`, flag `--api-listen`.
+    pub listen: SocketAddr,
+    /// Bearer token every call must carry when set. Default: none. Env `HKSV_API_TOKEN`.
+    /// Never printed by `Debug`.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_API_LISTEN,
+            token: None,
+        }
+    }
+}
+
+/// One camera (`[[cameras]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraConfig {
+    /// Unique name: the accessory name in the Home app, the URL segment of the HTTP API
+    /// (`/api/cameras/{name}/…`, percent-encoded by clients) and the state subdirectory
+    /// (see [`slug`]). Required in a file. Env `HKSV_NAME`, flag `--name` (single camera).
+    pub name: String,
+    /// Where the video comes from (`source` crate syntax: `rtsp://…`, `v4l2://…`, `http(s)://…`,
+    /// `tcp://…`, a file, `-`, `exec:…`, `demo:`). Default `"demo:"`. Env `HKSV_SOURCE`, flag
+    /// `--source` (single camera).
+    pub source: String,
+    /// HAP TCP port. Default [`DEFAULT_HAP_PORT`] + the camera's index; 0 = any free port.
+    /// Env `HKSV_PORT`, flag `--port` (single camera).
+    pub port: u16,
+    /// Setup code `XXX-XX-XXX`. Default: generated on first start and kept in the camera's
+    /// state directory. Env `HKSV_SETUP_CODE`, flag `--setup-code` (single camera).
+    pub setup_code: Option<SetupCode>,
+    /// Record audio when the source carries AAC. Default `true`.
+    pub audio: bool,
+    /// Expose a doorbell (the API's `ring` presses it). Default `false`.
+    pub doorbell: bool,
+    /// Longest recording, seconds, within [`MAX_RECORDING_S_RANGE`]. Default
+    /// [`DEFAULT_MAX_RECORDING_S`].
+    pub max_recording_s: u32,
+    /// Motion debounce and the built-in detector. Defaults: see [`CameraMotionConfig`].
+    pub motion: CameraMotionConfig,
+}
+
+impl CameraConfig {
+    /// A camera with every optional setting at its default.
+    pub fn new(name: impl Into<String>, source: impl Into<String>, port: u16) -> Self {
+        Self {
+            name: name.into(),
+            source: source.into(),
+            port,
+            setup_code: None,
+            audio: default_true(),
+            doorbell: false,
+            max_recording_s: default_max_recording_s(),
+            motion: CameraMotionConfig::default(),
+        }
+    }
+}
+
+// ---- the file as serde sees it (ports still unresolved) ----
+
+/// Top level of `hksv-bridge.toml`; defaults are on [`Config`]'s fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
+    #[serde(default = "default_bind")]
+    bind: IpAddr,
+    #[serde(default = "default_true")]
+    mdns: bool,
+    #[serde(default)]
+    api: ApiFile,
+    #[serde(default)]
+    mqtt: Option<MqttConfig>,
+    #[serde(default)]
+    cameras: Vec<CameraFile>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiFile {
+    #[serde(default = "default_api_listen")]
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraFile {
+    name: String,
+    #[serde(default = "default_source")]
+    source: String,
+    /// `None`: [`DEFAULT_HAP_PORT`] + index, resolved once the index is known.
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default, deserialize_with = "deserialize_setup_code")]
+    setup_code: Option<SetupCode>,
+    #[serde(default = "default_true")]
+    audio: bool,
+    #[serde(default)]
+    doorbell: bool,
+    #[serde(default = "default_max_recording_s")]
+    max_recording_s: u32,
+    #[serde(default)]
+    motion: CameraMotionConfig,
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_api_listen() -> Option<SocketAddr> {
+    Some(DEFAULT_API_LISTEN)
+}
+fn default_source() -> String {
+    "demo:".to_owned()
+}
+fn default_max_recording_s() -> u32 {
+    DEFAULT_MAX_RECORDING_S
+}
+
+fn deserialize_setup_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SetupCode>, D::Error> {
+    let s = String::deserialize(d)?;
+    SetupCode::parse(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("setup_code: {e}")))
+}
+
+/// The default index-based HAP port of camera `index`, saturating at 65535.
+pub fn default_port_for(index: usize) -> u16 {
+    u16::try_from(index)
+        .ok()
+        .and_then(|i| DEFAULT_HAP_PORT.checked_add(i))
+        .unwrap_or(u16::MAX)
+}
+
+impl From<ConfigFile> for Config {
+    fn from(f: ConfigFile) -> Self {
+        let cameras = f
+            .cameras
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| CameraConfig {
+                port: c.port.unwrap_or_else(|| default_port_for(i)),
+                name: c.name,
+                source: c.source,
+                setup_code: c.setup_code,
+                audio: c.audio,
+                doorbell: c.doorbell,
+                max_recording_s: c.max_recording_s,
+                motion: c.motion,
+            })
+            .collect();
+        Self {
+            state_dir: f.state_dir,
+            bind: f.bind,
+            mdns: f.mdns,
+            api: ApiConfig {
+                listen: f.api.listen.unwrap_or(DEFAULT_API_LISTEN),
+                token: f.api.token,
+            },
+            mqtt: f.mqtt,
+            cameras,
+        }
+    }
+}
+
+/// Why a configuration was refused. Messages name the key and the camera.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file is not valid TOML or has an unknown key or a bad value.
+    Parse(String),
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        reason: String,
+    },
+    /// No `[[cameras]]`.
+    NoCameras,
+    /// Two cameras with the same name, or names that map to the same state directory.
+    DuplicateName {
+        /// The second name.
+        name: String,
+        /// The camera it collides with.
+        other: String,
+    },
+    /// Two cameras on the same (non-zero) HAP port.
+    DuplicatePort {
+        /// The port.
+        port: u16,
+        /// The second camera.
+        camera: String,
+        /// The camera it collides with.
+        other: String,
+    },
+    /// A name that is empty, too long, has control characters or `/`, or surrounding spaces.
+    BadName {
+        /// The name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A setup code that [`SetupCode::parse`] refuses.
+    BadSetupCode(String),
+    /// `max_recording_s` outside [`MAX_RECORDING_S_RANGE`].
+    MaxRecording {
+        /// The camera.
+        camera: String,
+        /// The value.
+        value: u32,
+    },
+    /// An MQTT mapping names a camera that is not configured.
+    UnknownMqttCamera(String),
+    /// Another invalid value (motion detector, empty token, …).
+    Invalid(String),
+    /// An `HKSV_*` variable or flag that does not parse.
+    Override {
+        /// `HKSV_PORT`, `--port`, …
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Parse(e) => write!(f, "invalid configuration: {e}"),
+            Self::Read { path, reason } => write!(f, "cannot read {}: {reason}", path.display()),
+            Self::NoCameras => f.write_str("no cameras configured: add a [[cameras]] section"),
+            Self::DuplicateName { name, other } if name == other => {
+                write!(f, "camera name {name:?} is used twice")
+            }
+            Self::DuplicateName { name, other } => write!(
+                f,
+                "cameras {other:?} and {name:?} would share the state directory {:?}: rename one",
+                slug(name)
+            ),
+            Self::DuplicatePort {
+                port,
+                camera,
+                other,
+            } => write!(
+                f,
+                "cameras {other:?} and {camera:?} both use HAP port {port}: give each its own port"
+            ),
+            Self::BadName { name, reason } => write!(f, "camera name {name:?}: {reason}"),
+            Self::BadSetupCode(e) => write!(f, "setup code: {e}"),
+            Self::MaxRecording { camera, value } => write!(
+                f,
+                "camera {camera:?}: max_recording_s = {value} is outside {}–{}",
+                MAX_RECORDING_S_RANGE.start(),
+                MAX_RECORDING_S_RANGE.end()
+            ),
+            Self::UnknownMqttCamera(c) => {
+                write!(
+                    f,
+                    "mqtt: mapping names camera {c:?}, which is not configured"
+                )
+            }
+            Self::Invalid(e) => f.write_str(e),
+            Self::Override { key, reason } => write!(f, "{key}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The filesystem-safe, stable directory name of a camera: the name lower-cased, every run of
+/// characters other than letters and digits replaced by one `-`, leading and trailing `-`
+/// removed. `"Front Door"` → `front-door`, `"Garage #2"` → `garage-2`. It only depends on the
+/// name, so renaming a camera starts it afresh (new identity, new pairing).
+pub fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut dash = false;
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.extend(c.to_lowercase());
+        } else {
+            dash = true;
+        }
+    }
+    out
+}
+
+/// `$XDG_STATE_HOME/hksv-bridge`, else `$HOME/.local/state/hksv-bridge` (XDG base directory
+/// spec), else `./hksv-bridge-state`.
+pub fn default_state_dir() -> PathBuf {
+    default_state_dir_from(&|k| std::env::var_os(k).and_then(|v| v.into_string().ok()))
+}
+
+/// [`default_state_dir`] with the environment lookup injected (for tests).
+pub fn default_state_dir_from(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    if let Some(x) = env("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("hksv-bridge");
+    }
+    if let Some(h) = env("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/state/hksv-bridge");
+    }
+    PathBuf::from("hksv-bridge-state")
+}
+
+fn check_name(name: &str) -> Result<(), ConfigError> {
+    let bad = |reason| {
+        Err(ConfigError::BadName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.trim().is_empty() {
+        return bad("must not be empty");
+    }
+    if name.trim() != name {
+        return bad("must not start or end with spaces");
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return bad("longer than 64 characters");
+    }
+    if name.chars().any(char::is_control) {
+        return bad("must not contain control characters");
+    }
+    // Decoded `%2F` would still split the API path at many proxies.
+    if name.contains(['/', '\\']) {
+        return bad("must not contain / or \\ (it is a URL path segment)");
+    }
+    if slug(name).is_empty() {
+        return bad("needs at least one letter or digit");
+    }
+    Ok(())
+}
+
+impl Config {
+    /// The configuration used without a file: one camera [`DEMO_CAMERA_NAME`] on `demo:` (the
+    /// bundled clip), port [`DEFAULT_HAP_PORT`], everything else at its default.
+    pub fn demo() -> Self {
+        Self {
+            state_dir: None,
+            bind: default_bind(),
+            mdns: true,
+            api: ApiConfig::default(),
+            mqtt: None,
+            cameras: vec![CameraConfig::new(
+                DEMO_CAMERA_NAME,
+                default_source(),
+                DEFAULT_HAP_PORT,
+            )],
+        }
+    }
+
+    /// Parses a TOML document (unknown keys are errors). Does not [`validate`](Self::validate).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with the TOML error (line, column, key).
+    pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
+        toml::from_str::<ConfigFile>(s)
+            .map(Self::from)
+            .map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads and parses `path`. Does not [`validate`](Self::validate).
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] (naming the file).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml_str(&text)
+            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))
+    }
+
+    /// The root state directory: `state_dir` or [`default_state_dir`].
+    pub fn state_root(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(default_state_dir)
+    }
+
+    /// The camera's own state directory: `<state root>/<slug(name)>` (see [`slug`]).
+    pub fn state_dir_for(&self, camera: &CameraConfig) -> PathBuf {
+        self.state_root().join(slug(&camera.name))
+    }
+
+    /// The camera called `name`.
+    pub fn camera(&self, name: &str) -> Option<&CameraConfig> {
+        self.cameras.iter().find(|c| c.name == name)
+    }
+
+    /// Applies the `HKSV_*` variables that `env` returns (`std::env::var` in the binary):
+    /// `HKSV_STATE_DIR`, `HKSV_BIND`, `HKSV_API_LISTEN`, `HKSV_API_TOKEN`, and with exactly
+    /// one camera `HKSV_NAME`, `HKSV_SOURCE`, `HKSV_PORT`, `HKSV_SETUP_CODE`. Empty values are
+    /// ignored. (`HKSV_CONFIG` picks the file; see [`crate::cli::load_config`].)
+    ///
+    /// # Errors
+    /// [`ConfigError::Override`] for a value that does not parse, or a single-camera variable
+    /// with several cameras configured.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        let mut o = Overrides {
+            state_dir: get("HKSV_STATE_DIR").map(PathBuf::from),
+            api_token: get("HKSV_API_TOKEN"),
+            name: get("HKSV_NAME").map(|v| ("HKSV_NAME", v)),
+            source: get("HKSV_SOURCE").map(|v| ("HKSV_SOURCE", v)),
+            ..Overrides::default()
+        };
+        if let Some(v) = get("HKSV_BIND") {
+            o.bind = Some(parse_override("HKSV_BIND", &v)?);
+        }
+        if let Some(v) = get("HKSV_API_LISTEN") {
+            o.api_listen = Some(parse_override("HKSV_API_LISTEN", &v)?);
+        }
+        if let Some(v) = get("HKSV_PORT") {
+            o.port = Some(("HKSV_PORT", parse_override("HKSV_PORT", &v)?));
+        }
+        if let Some(v) = get("HKSV_SETUP_CODE") {
+            let code = SetupCode::parse(&v).map_err(|e| ConfigError::Override {
+                key: "HKSV_SETUP_CODE".into(),
+                reason: e.to_string(),
+            })?;
+            o.setup_code = Some(("HKSV_SETUP_CODE", code));
+        }
+        self.apply(o)
+    }
+
+    /// Applies overrides (from the environment or flags).
+    ///
+    /// # Errors
+    /// [`ConfigError::Override`] when a single-camera override meets several cameras.
+    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = o.state_dir {
+            self.state_dir = Some(v);
+        }
+        if let Some(v) = o.bind {
+            self.bind = v;
+        }
+        if o.no_mdns {
+            self.mdns = false;
+        }
+        if let Some(v) = o.api_listen {
+            self.api.listen = v;
+        }
+        if let Some(v) = o.api_token {
+            self.api.token = Some(v);
+        }
+        let single = (o.name.as_ref().map(|x| x.0))
+            .or(o.source.as_ref().map(|x| x.0))
+            .or(o.port.as_ref().map(|x| x.0))
+            .or(o.setup_code.as_ref().map(|x| x.0));
+        let Some(key) = single else { return Ok(()) };
+        let [camera] = self.cameras.as_mut_slice() else {
+            return Err(ConfigError::Override {
+                key: key.to_owned(),
+                reason: format!(
+                    "only applies to a single camera, but {} are configured: set it in the config file",
+                    self.cameras.len()
+                ),
+            });
+        };
+        if let Some((_, v)) = o.name {
+            camera.name = v;
+        }
+        if let Some((_, v)) = o.source {
+            camera.source = v;
+        }
+        if let Some((_, v)) = o.port {
+            camera.port = v;
+        }
+        if let Some((_, v)) = o.setup_code {
+            camera.setup_code = Some(v);
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked without running: at least one camera, names
+    /// usable in URLs and unique (also as state directories), distinct non-zero ports,
+    /// `max_recording_s` bounds, motion detector settings, MQTT mappings naming configured
+    /// cameras, a non-empty API token.
+    ///
+    /// # Errors
+    /// The first problem found, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.cameras.is_empty() {
+            return Err(ConfigError::NoCameras);
+        }
+        let mut names: HashSet<&str> = HashSet::new();
+        let mut slugs: HashMap<String, &str> = HashMap::new();
+        let mut ports: HashMap<u16, &str> = HashMap::new();
+        for c in &self.cameras {
+            check_name(&c.name)?;
+            if !names.insert(&c.name) {
+                return Err(ConfigError::DuplicateName {
+                    name: c.name.clone(),
+                    other: c.name.clone(),
+                });
+            }
+            if let Some(other) = slugs.insert(slug(&c.name), &c.name) {
+                return Err(ConfigError::DuplicateName {
+                    name: c.name.clone(),
+                    other: other.to_owned(),
+                });
+            }
+            if let Some(other) = (c.port != 0)
+                .then(|| ports.insert(c.port, &c.name))
+                .flatten()
+            {
+                return Err(ConfigError::DuplicatePort {
+                    port: c.port,
+                    camera: c.name.clone(),
+                    other: other.to_owned(),
+                });
+            }
+            if !MAX_RECORDING_S_RANGE.contains(&c.max_recording_s) {
+                return Err(ConfigError::MaxRecording {
+                    camera: c.name.clone(),
+                    value: c.max_recording_s,
+                });
+            }
+            if c.source.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "camera {:?}: source is empty",
+                    c.name
+                )));
+            }
+            c.motion
+                .detector
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("camera {:?}: motion: {e}", c.name)))?;
+        }
+        if let Some(m) = &self.mqtt {
+            let mapped = m
+                .topics
+                .iter()
+                .map(|t| &t.camera)
+                .chain(m.frigate.iter().flat_map(|f| f.cameras.values()));
+            for camera in mapped {
+                if !names.contains(camera.as_str()) {
+                    return Err(ConfigError::UnknownMqttCamera(camera.clone()));
+                }
+            }
+        }
+        if self
+            .api
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid("api.token is empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Values that override the file: from `HKSV_*` variables or command-line flags. Each
+/// single-camera field carries the key it came from, for error messages.
+#[derive(Default)]
+pub struct Overrides {
+    /// Root state directory.
+    pub state_dir: Option<PathBuf>,
+    /// HAP listen address.
+    pub bind: Option<IpAddr>,
+    /// Turn mDNS off.
+    pub no_mdns: bool,
+    /// HTTP API listen address.
+    pub api_listen: Option<SocketAddr>,
+    /// HTTP API token.
+    pub api_token: Option<String>,
+    /// Single camera: name.
+    pub name: Option<(&'static str, String)>,
+    /// Single camera: source.
+    pub source: Option<(&'static str, String)>,
+    /// Single camera: HAP port.
+    pub port: Option<(&'static str, u16)>,
+    /// Single camera: setup code.
+    pub setup_code: Option<(&'static str, SetupCode)>,
+}
+
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field("state_dir", &self.state_dir)
+            .field("bind", &self.bind)
+            .field("no_mdns", &self.no_mdns)
+            .field("api_listen", &self.api_listen)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("port", &self.port)
+            .field("setup_code", &self.setup_code)
+            .finish()
+    }
+}
+
+fn parse_override<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    v.trim().parse().map_err(|e: T::Err| ConfigError::Override {
+        key: key.to_owned(),
+        reason: format!("{v:?}: {e}"),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const FULL: &str = r#"
+state_dir = "/var/lib/hksv-bridge"
+bind = "192.168.1.10"
+mdns = false
+
+[api]
+listen = "0.0.0.0:9000"
+token = "s3cret-token"
+
+[mqtt]
+host = "broker.lan"
+[[mqtt.topics]]
+topic = "cams/front/motion"
+camera = "Front Door"
+[mqtt.frigate]
+cameras = { front_cam = "Front Door", garage = "Garage" }
+
+[[cameras]]
+name = "Front Door"
+source = "rtsp://user:pass@cam/s1"
+port = 51900
+setup_code = "031-45-154"
+audio = false
+doorbell = true
+max_recording_s = 60
+motion = { debounce = { min_on_ms = 2000 }, detector = { sensitivity = 80 } }
+
+[[cameras]]
+name = "Garage"
+"#;
+
+    #[test]
+    fn full_example_parses_every_key() {
+        let c = Config::from_toml_str(FULL).unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.state_dir.as_deref(),
+            Some(Path::new("/var/lib/hksv-bridge"))
+        );
+        assert_eq!(c.bind, "192.168.1.10".parse::<IpAddr>().unwrap());
+        assert!(!c.mdns);
+        assert_eq!(c.api.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.api.token.as_deref(), Some("s3cret-token"));
+        let m = c.mqtt.as_ref().unwrap();
+        assert_eq!(m.host, "broker.lan");
+        assert_eq!(m.topics[0].camera, "Front Door");
+        let f = &c.cameras[0];
+        assert_eq!(
+            (f.name.as_str(), f.source.as_str(), f.port),
+            ("Front Door", "rtsp://user:pass@cam/s1", 51900)
+        );
+        assert_eq!(f.setup_code.as_ref().unwrap().as_str(), "031-45-154");
+        assert!(!f.audio && f.doorbell);
+        assert_eq!(f.max_recording_s, 60);
+        assert_eq!(f.motion.debounce.min_on_ms, 2000);
+        assert_eq!(f.motion.detector.sensitivity, 80);
+        // The second camera is at index 1: default port 51826 + 1, other defaults.
+        let g = &c.cameras[1];
+        assert_eq!((g.source.as_str(), g.port), ("demo:", 51827));
+        assert!(g.audio && !g.doorbell && g.setup_code.is_none());
+        assert_eq!(g.max_recording_s, DEFAULT_MAX_RECORDING_S);
+        assert_eq!(
+            c.state_dir_for(g),
+            Path::new("/var/lib/hksv-bridge").join("garage")
+        );
+    }
+
+    #[test]
+    fn the_repository_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hksv-bridge.example.toml");
+        let c = Config::from_file(&path).unwrap();
+        c.validate().unwrap();
+        assert!(!c.cameras.is_empty());
+    }
+
+    #[test]
+    fn defaults_of_a_minimal_file() {
+        let c = Config::from_toml_str("[[cameras]]\nname = \"a\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert!(c.mdns);
+        assert_eq!(c.api.listen, DEFAULT_API_LISTEN);
+        assert!(c.api.token.is_none() && c.mqtt.is_none() && c.state_dir.is_none());
+        assert_eq!(c.cameras[0], CameraConfig::new("a", "demo:", 51826));
+        // An [api] table without listen keeps the default address.
+        let c = Config::from_toml_str("[api]\ntoken = \"t\"\n[[cameras]]\nname = \"a\"\n").unwrap();
+        assert_eq!(c.api.listen, DEFAULT_API_LISTEN);
+    }
+
+    #[test]
+    fn demo_is_valid_and_has_one_camera() {
+        let d = Config::demo();
+        d.validate().unwrap();
+        assert_eq!(d.cameras.len(), 1);
+        assert_eq!(
+            (
+                d.cameras[0].name.as_str(),
+                d.cameras[0].source.as_str(),
+                d.cameras[0].port
+            ),
+            (DEMO_CAMERA_NAME, "demo:", DEFAULT_HAP_PORT)
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let e = Config::from_toml_str("[[cameras]]\nname = \"a\"\nprot = 1\n").unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+        let e = Config::from_toml_str("colour = 1\n").unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = Config::from_toml_str("[[cameras]]\nsource = \"demo:\"\n").unwrap_err();
+        assert!(e.to_string().contains("name"), "{e}");
+        for bad in ["123-45-678", "111-11-111", "1234"] {
+            let e = Config::from_toml_str(&format!(
+                "[[cameras]]\nname = \"a\"\nsetup_code = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains("setup_code"), "{bad}: {e}");
+        }
+        let e = Config::from_toml_str("bind = \"not-an-ip\"\n").unwrap_err();
+        assert!(e.to_string().contains("bind"), "{e}");
+    }
+
+    fn two(a: &str, b: &str) -> Config {
+        let mut c = Config::demo();
+        c.cameras = vec![
+            CameraConfig::new(a, "demo:", 1),
+            CameraConfig::new(b, "demo:", 2),
+        ];
+        c
+    }
+
+    #[test]
+    fn validation_errors() {
+        let mut c = Config::demo();
+        c.cameras.clear();
+        assert_eq!(c.validate(), Err(ConfigError::NoCameras));
+
+        assert!(matches!(
+            two("Front", "Front").validate(),
+            Err(ConfigError::DuplicateName { .. })
+        ));
+        // Distinct names, same state directory.
+        let e = two("Front Door", "front-door").validate().unwrap_err();
+        assert!(e.to_string().contains("front-door"), "{e}");
+
+        let mut c = two("a", "b");
+        c.cameras[1].port = 1;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::DuplicatePort { port: 1, .. })
+        ));
+        // Port 0 (any free port) may repeat.
+        c.cameras[0].port = 0;
+        c.cameras[1].port = 0;
+        c.validate().unwrap();
+
+        for bad in ["", " x", "a/b", "a\\b", "tab\tname", "!!!", &"x".repeat(65)] {
+            assert!(
+                matches!(two(bad, "ok").validate(), Err(ConfigError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        // Spaces, Unicode and # are fine: clients percent-encode them.
+        two("Haustür #2", "Front Door").validate().unwrap();
+
+        for (v, ok) in [(11, false), (12, true), (3600, true), (3601, false)] {
+            let mut c = Config::demo();
+            c.cameras[0].max_recording_s = v;
+            assert_eq!(c.validate().is_ok(), ok, "{v}");
+        }
+
+        let mut c = Config::demo();
+        c.cameras[0].motion.detector.sensitivity = 101;
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(_))));
+
+        let mut c = Config::demo();
+        c.api.token = Some(" ".into());
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn mqtt_mappings_must_name_configured_cameras() {
+        let text = "[mqtt]\n[[mqtt.topics]]\ntopic = \"x\"\ncamera = \"Nope\"\n[[cameras]]\nname = \"a\"\n";
+        let e = Config::from_toml_str(text).unwrap().validate().unwrap_err();
+        assert_eq!(e, ConfigError::UnknownMqttCamera("Nope".into()));
+        assert!(e.to_string().contains("\"Nope\""));
+        let text = "[mqtt.frigate]\ncameras = { f = \"Ghost\" }\n[[cameras]]\nname = \"a\"\n";
+        let e = Config::from_toml_str(text).unwrap().validate().unwrap_err();
+        assert_eq!(e, ConfigError::UnknownMqttCamera("Ghost".into()));
+        let text = "[mqtt.frigate]\ncameras = { f = \"a\" }\n[[cameras]]\nname = \"a\"\n";
+        Config::from_toml_str(text).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn env_overrides() {
+        let mut c = Config::demo();
+        c.apply_env(&env_of(&[
+            ("HKSV_STATE_DIR", "/srv/state"),
+            ("HKSV_BIND", "127.0.0.1"),
+            ("HKSV_API_LISTEN", "127.0.0.1:1234"),
+            ("HKSV_API_TOKEN", "tok"),
+            ("HKSV_NAME", "Porch"),
+            ("HKSV_SOURCE", "rtsp://cam/1"),
+            ("HKSV_PORT", "0"),
+            ("HKSV_SETUP_CODE", "03145154"),
+            ("HKSV_UNRELATED", "x"),
+        ]))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new("/srv/state")));
+        assert_eq!(c.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(c.api.listen.port(), 1234);
+        assert_eq!(c.api.token.as_deref(), Some("tok"));
+        let cam = &c.cameras[0];
+        assert_eq!(
+            (cam.name.as_str(), cam.source.as_str(), cam.port),
+            ("Porch", "rtsp://cam/1", 0)
+        );
+        assert_eq!(cam.setup_code.as_ref().unwrap().as_str(), "031-45-154");
+        assert_eq!(c.state_dir_for(cam), Path::new("/srv/state/porch"));
+
+        // Empty variables are ignored; no variables change nothing.
+        let mut d = Config::demo();
+        d.apply_env(&env_of(&[("HKSV_PORT", "")])).unwrap();
+        assert_eq!(d, Config::demo());
+    }
+
+    #[test]
+    fn env_override_errors() {
+        for (k, v) in [
+            ("HKSV_PORT", "70000"),
+            ("HKSV_BIND", "nowhere"),
+            ("HKSV_API_LISTEN", "8280"),
+            ("HKSV_SETUP_CODE", "123-45-678"),
+        ] {
+            let e = Config::demo().apply_env(&env_of(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().starts_with(k), "{e}");
+        }
+        // Single-camera variables are refused when several cameras are configured.
+        let e = two("a", "b")
+            .apply_env(&env_of(&[("HKSV_PORT", "1")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("single camera"), "{e}");
+    }
+
+    #[test]
+    fn slugs_are_stable_and_safe() {
+        assert_eq!(slug("Front Door"), "front-door");
+        assert_eq!(slug("  Garage  #2 "), "garage-2");
+        assert_eq!(slug("Haustür"), "haustür");
+        assert_eq!(slug("../../etc"), "etc");
+        assert_eq!(slug("///"), "");
+    }
+
+    #[test]
+    fn default_state_dir_follows_xdg() {
+        assert_eq!(
+            default_state_dir_from(&env_of(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")])),
+            Path::new("/x/hksv-bridge")
+        );
+        assert_eq!(
+            default_state_dir_from(&env_of(&[("XDG_STATE_HOME", ""), ("HOME", "/h")])),
+            Path::new("/h/.local/state/hksv-bridge")
+        );
+        assert_eq!(
+            default_state_dir_from(&env_of(&[])),
+            Path::new("hksv-bridge-state")
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_token_and_setup_code() {
+        let c = Config::from_toml_str(FULL).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("s3cret-token") && !dbg.contains("031-45-154"),
+            "{dbg}"
+        );
+    }
+}
