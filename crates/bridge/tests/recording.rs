@@ -1,0 +1,571 @@
+//! In-process recording flow against a real camera accessory on loopback TCP: pair (pair-setup
+//! M1–M6), pair-verify, select a recording configuration, SetupDataStreamTransport, HDS hello and
+//! `dataSend/open`, init segment + prebuffer + live fragments, endOfStream, ack, the rejections,
+//! and release of every resource on each exit path. The media comes from the bundled demo clip
+//! pushed through the camera's feeder (no wall-clock waits for the ring to fill).
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bridge::camera::{Camera, CameraOptions, MediaInput};
+use bytes::BytesMut;
+use hap_server::pairing::controller::{
+    AccessoryPairing, ControllerIdentity, SetupClient, VerifyClient,
+};
+use hap_server::session::SessionCipher;
+use hap_server::setup::SetupCode;
+use hap_tlv::hksv::{SetupDataStreamRequest, SetupDataStreamResponse};
+use hds::controller::{Controller, ControllerEvent};
+use hds::{Reason, SegmentKind, SessionKeys};
+use motion::{DebounceConfig, MotionHub, MotionSource};
+use recorder::DemoSource;
+use serde_json::{Value as Json, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+const CODE: &str = "518-08-582";
+const WAIT: Duration = Duration::from_secs(10);
+/// HAP-NodeJS 209 vector (protocol-notes §3.4): prebuffer 4000 ms, motion, Main 4.0, AAC-LC.
+const SELECTED: &str = "AR0BBKAPAAACCAEAAAAAAAAAAwsBAQACBgEEoA8AAAIkAQEAAhIBAQECAQIDBNAHAAAEBKAPAAADCwECsAQCAkAGAwEYAxQBAQACDwEBAQIBAAMBAwQEQAAAAA==";
+
+struct Client {
+    stream: TcpStream,
+    cipher: Option<SessionCipher>,
+    raw: BytesMut,
+    plain: Vec<u8>,
+}
+
+fn take_msg(buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+    let len: usize = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(": "))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    if buf.len() < end + 4 + len {
+        return None;
+    }
+    let body = buf[end + 4..end + 4 + len].to_vec();
+    let start = head.split("\r\n").next().unwrap().to_owned();
+    buf.drain(..end + 4 + len);
+    Some((start, body))
+}
+
+impl Client {
+    async fn connect(port: u16) -> Self {
+        Self {
+            stream: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
+            cipher: None,
+            raw: BytesMut::new(),
+            plain: Vec::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<(String, Vec<u8>)> {
+        loop {
+            if let Some(m) = take_msg(&mut self.plain) {
+                return Some(m);
+            }
+            let mut buf = [0u8; 8192];
+            let n = timeout(WAIT, self.stream.read(&mut buf))
+                .await
+                .expect("read timed out")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            match &mut self.cipher {
+                Some(c) => {
+                    self.raw.extend_from_slice(&buf[..n]);
+                    c.decrypt(&mut self.raw, &mut self.plain).unwrap();
+                }
+                None => self.plain.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Next HTTP response, skipping EVENT/1.0 messages.
+    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        let wire = match &mut self.cipher {
+            Some(c) => {
+                let mut w = Vec::new();
+                c.encrypt(&req, &mut w);
+                w
+            }
+            None => req,
+        };
+        self.stream.write_all(&wire).await.unwrap();
+        loop {
+            let m = self.next().await.expect("response");
+            if !m.0.starts_with("EVENT") {
+                return m;
+            }
+        }
+    }
+
+    async fn put(&mut self, writes: Json) -> (String, Json) {
+        let (status, body) = self
+            .request(
+                "PUT",
+                "/characteristics",
+                json!({ "characteristics": writes }).to_string().as_bytes(),
+            )
+            .await;
+        (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
+    }
+}
+
+async fn pair_and_verify(
+    port: u16,
+    id: &ControllerIdentity,
+) -> (AccessoryPairing, Client, [u8; 32]) {
+    let mut c = Client::connect(port).await;
+    let mut s = SetupClient::new(id.clone(), CODE);
+    let (_, m2) = c.request("POST", "/pair-setup", &s.m1()).await;
+    let m3 = s.handle_m2(&m2, &mut rand::rng()).unwrap();
+    let (_, m4) = c.request("POST", "/pair-setup", &m3).await;
+    let m5 = s.handle_m4(&m4).unwrap();
+    let (_, m6) = c.request("POST", "/pair-setup", &m5).await;
+    let acc = s.handle_m6(&m6).unwrap();
+    let (c, secret) = verify(port, id, &acc).await;
+    (acc, c, secret)
+}
+
+async fn verify(port: u16, id: &ControllerIdentity, acc: &AccessoryPairing) -> (Client, [u8; 32]) {
+    let mut c = Client::connect(port).await;
+    let mut v = VerifyClient::new(id.clone(), acc.clone(), &mut rand::rng());
+    let m1 = v.m1().unwrap();
+    let (_, m2) = c.request("POST", "/pair-verify", &m1).await;
+    let m3 = v.handle_m2(&m2).unwrap();
+    let (_, m4) = c.request("POST", "/pair-verify", &m3).await;
+    let shared = v.handle_m4(&m4).unwrap();
+    let secret = *shared.as_bytes();
+    c.cipher = Some(SessionCipher::controller(&shared));
+    (c, secret)
+}
+
+/// iid of characteristic `ch` in the service of type `svc` (short UUIDs).
+fn iid(accessories: &Json, svc: &str, ch: &str) -> u64 {
+    for s in accessories["accessories"][0]["services"]
+        .as_array()
+        .unwrap()
+    {
+        if s["type"] == svc {
+            for c in s["characteristics"].as_array().unwrap() {
+                if c["type"] == ch {
+                    return c["iid"].as_u64().unwrap();
+                }
+            }
+        }
+    }
+    panic!("no {ch} in {svc}");
+}
+
+struct Rig {
+    camera: Camera,
+    hub: MotionHub,
+    feeder: bridge::camera::Feeder,
+    demo: DemoSource,
+    client: Client,
+    secret: [u8; 32],
+    ids: Json,
+    _dir: tempfile::TempDir,
+    _stop: watch::Sender<bool>,
+    _tasks: JoinSet<()>,
+}
+
+impl Rig {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let fast = DebounceConfig {
+            min_on_ms: 0,
+            hold_ms: 0,
+            ..DebounceConfig::default()
+        };
+        let hub = MotionHub::new([("Cam", fast)]).unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let camera = Camera::start(
+            CameraOptions {
+                name: "Cam".into(),
+                input: MediaInput::External,
+                bind: "127.0.0.1".parse().unwrap(),
+                port: 0,
+                setup_code: Some(SetupCode::parse(CODE).unwrap()),
+                audio: false,
+                doorbell: false,
+                max_recording_s: 180,
+                state_dir: dir.path().to_path_buf(),
+                mdns: false,
+            },
+            hub.clone(),
+            &mut tasks,
+            stop_rx,
+        )
+        .await
+        .unwrap();
+        let mut feeder = camera.feeder();
+        let mut demo = DemoSource::bundled().unwrap();
+        while camera.ring().buffered() < Duration::from_secs(8) {
+            feeder.push(demo.next_unit().1);
+        }
+        let id = ControllerIdentity::generate(&mut rand::rng());
+        let (_, mut client, secret) = pair_and_verify(camera.port(), &id).await;
+        let (_, body) = client.request("GET", "/accessories", b"").await;
+        let ids: Json = serde_json::from_slice(&body).unwrap();
+        Self {
+            camera,
+            hub,
+            feeder,
+            demo,
+            client,
+            secret,
+            ids,
+            _dir: dir,
+            _stop: stop,
+            _tasks: tasks,
+        }
+    }
+
+    /// Pushes one second of demo media (as the live source would).
+    fn push_second(&mut self) {
+        let (first, unit) = self.demo.next_unit();
+        self.feeder.push(unit);
+        loop {
+            let (due, unit) = self.demo.next_unit();
+            self.feeder.push(unit);
+            if due >= first + Duration::from_secs(1) {
+                return;
+            }
+        }
+    }
+
+    async fn write(&mut self, svc: &str, ch: &str, value: Json) -> (String, Json) {
+        let iid = iid(&self.ids, svc, ch);
+        self.client
+            .put(json!([{ "aid": 1, "iid": iid, "value": value }]))
+            .await
+    }
+
+    /// Writes 131 and connects an HDS controller to the returned port.
+    async fn hds(&mut self) -> (Controller, Link) {
+        let salt = [7u8; 32];
+        let req = SetupDataStreamRequest {
+            controller_salt: salt,
+        }
+        .encode();
+        let iid = iid(&self.ids, "129", "131");
+        let (status, body) = self
+            .client
+            .put(json!([{ "aid": 1, "iid": iid, "value": B64.encode(req), "r": true }]))
+            .await;
+        assert!(status.contains("207"), "{status}");
+        let v = body["characteristics"][0]["value"].as_str().unwrap();
+        let resp = SetupDataStreamResponse::decode(&B64.decode(v).unwrap()).unwrap();
+        assert_eq!(resp.status, 0);
+        assert_eq!(resp.port, Some(self.camera.hds_port()));
+        let keys = SessionKeys::derive(&self.secret, &salt, &resp.accessory_salt.unwrap());
+        let mut hub = Controller::new(&keys);
+        let mut tcp = Link {
+            tcp: TcpStream::connect(("127.0.0.1", resp.port.unwrap()))
+                .await
+                .unwrap(),
+            buf: BytesMut::new(),
+        };
+        hub.hello();
+        flush(&mut hub, &mut tcp).await;
+        assert_eq!(
+            next_event(&mut hub, &mut tcp).await,
+            ControllerEvent::HelloDone
+        );
+        (hub, tcp)
+    }
+}
+
+/// An HDS socket and the bytes read but not yet consumed (a partial frame).
+struct Link {
+    tcp: TcpStream,
+    buf: BytesMut,
+}
+
+async fn flush(hub: &mut Controller, tcp: &mut Link) {
+    let mut out = Vec::new();
+    while hub.poll_transmit(&mut out) {}
+    tcp.tcp.write_all(&out).await.unwrap();
+}
+
+/// Next non-chunk event.
+async fn next_event(hub: &mut Controller, tcp: &mut Link) -> ControllerEvent {
+    try_next_event(hub, tcp, WAIT)
+        .await
+        .expect("HDS read timed out")
+}
+
+/// Next non-chunk event within `wait`; bytes stay in the controller's buffer across calls.
+async fn try_next_event(
+    hub: &mut Controller,
+    tcp: &mut Link,
+    wait: Duration,
+) -> Option<ControllerEvent> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        while let Some(ev) = hub.poll_event() {
+            if !matches!(ev, ControllerEvent::Chunk { .. }) {
+                return Some(ev);
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, tcp.tcp.read_buf(&mut tcp.buf))
+            .await
+            .ok()?
+            .unwrap();
+        assert!(n > 0, "HDS connection closed");
+        hub.handle_incoming(&mut tcp.buf).unwrap();
+    }
+}
+
+/// The first `traf`'s `trun` flags: 0x305 = data offset + first-sample-flags + sizes, i.e. the
+/// fragment starts with a sync sample (the camera's layout, recorder::fmp4).
+fn starts_with_idr(fragment: &[u8]) -> bool {
+    let Some(pos) = fragment.windows(4).position(|w| w == b"trun") else {
+        return false;
+    };
+    let flags = u32::from_be_bytes([0, fragment[pos + 5], fragment[pos + 6], fragment[pos + 7]]);
+    if flags & 0x4 == 0 {
+        return false;
+    }
+    // first_sample_flags follow sample_count (4) and data_offset (4): sample_depends_on = 2.
+    let first_flags = &fragment[pos + 16..pos + 20];
+    first_flags[0] & 0x03 == 0x02 && first_flags[1] & 0x01 == 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_flow_end_to_end_in_process() {
+    let mut rig = Rig::new().await;
+    let cam = rig.camera.clone();
+
+    // 209 read before any write → -70402 (HAP-NodeJS).
+    let sel_iid = iid(&rig.ids, "204", "209");
+    let (_, body) = rig
+        .client
+        .request("GET", &format!("/characteristics?id=1.{sel_iid}"), b"")
+        .await;
+    let body: Json = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["characteristics"][0]["status"], -70402, "{body}");
+
+    // Malformed and unknown-codec selections → -70410, nothing stored.
+    let mut bad = B64.decode(SELECTED).unwrap();
+    bad[35] = 1; // H.265
+    let (_, r) = rig.write("204", "209", json!(B64.encode(&bad))).await;
+    assert_eq!(r["characteristics"][0]["status"], -70410, "{r}");
+    let (_, r) = rig.write("204", "209", json!(B64.encode(&bad[..20]))).await;
+    assert_eq!(r["characteristics"][0]["status"], -70410, "{r}");
+    assert!(cam.state().selected.is_none());
+
+    // Open before recording is allowed → not allowed (1).
+    let (mut hub, mut tcp) = rig.hds().await;
+    hub.open(1);
+    flush(&mut hub, &mut tcp).await;
+    match next_event(&mut hub, &mut tcp).await {
+        ControllerEvent::OpenRejected { reason, .. } => assert_eq!(reason, Reason::NOT_ALLOWED),
+        e => panic!("{e:?}"),
+    }
+
+    // Select, Active = 1.
+    let (status, _) = rig.write("204", "209", json!(SELECTED)).await;
+    assert!(status.contains("204"), "{status}");
+    let (status, _) = rig.write("204", "B0", json!(1)).await;
+    assert!(status.contains("204"), "{status}");
+    assert!(cam.state().recording_active && cam.state().selected.is_some());
+
+    // Motion → MotionDetected; then open → init + prebuffer.
+    rig.hub.trigger("Cam", true, MotionSource::Mqtt).unwrap();
+    timeout(WAIT, async {
+        while !cam.motion_detected() {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .unwrap();
+    let readers_before = cam.ring().reader_count();
+    hub.open(2);
+    flush(&mut hub, &mut tcp).await;
+    assert_eq!(
+        next_event(&mut hub, &mut tcp).await,
+        ControllerEvent::OpenAccepted { stream_id: 2 }
+    );
+    assert!(cam.is_recording());
+    assert_eq!(cam.ring().reader_count(), readers_before + 1);
+    let mut fragments = 0;
+    match next_event(&mut hub, &mut tcp).await {
+        ControllerEvent::Segment {
+            kind,
+            data_sequence_number,
+            data,
+            ..
+        } => {
+            assert_eq!(
+                (kind, data_sequence_number),
+                (SegmentKind::MediaInitialization, 1)
+            );
+            assert_eq!(&data[4..8], b"ftyp");
+        }
+        e => panic!("{e:?}"),
+    }
+    // Prebuffer: at least one fragment at once (4 s selected, 8 s held).
+    let mut eos = false;
+    while let Some(ev) = try_next_event(&mut hub, &mut tcp, Duration::from_millis(500)).await {
+        match ev {
+            ControllerEvent::Segment {
+                kind,
+                data_sequence_number,
+                data,
+                end_of_stream,
+                ..
+            } => {
+                assert_eq!(kind, SegmentKind::MediaFragment);
+                assert_eq!(data_sequence_number, 2 + fragments);
+                assert_eq!(&data[4..8], b"moof");
+                assert!(
+                    starts_with_idr(&data),
+                    "fragment {data_sequence_number} is not IDR-led"
+                );
+                assert!(!end_of_stream);
+                fragments += 1;
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+    assert!(fragments >= 1, "no prebuffer fragment");
+
+    // A second open on another HDS connection while recording → busy (2).
+    let (mut hub2, mut tcp2) = rig.hds().await;
+    hub2.open(9);
+    flush(&mut hub2, &mut tcp2).await;
+    match next_event(&mut hub2, &mut tcp2).await {
+        ControllerEvent::OpenRejected { reason, .. } => assert_eq!(reason, Reason::BUSY),
+        e => panic!("{e:?}"),
+    }
+
+    // Live fragment, then motion off → the fragment in progress ends the stream.
+    let prebuffered = fragments;
+    while fragments == prebuffered {
+        rig.push_second();
+        if let Some(ControllerEvent::Segment {
+            end_of_stream,
+            data,
+            ..
+        }) = try_next_event(&mut hub, &mut tcp, Duration::from_millis(100)).await
+        {
+            assert!(!end_of_stream);
+            assert!(starts_with_idr(&data));
+            fragments += 1;
+        }
+    }
+    rig.hub.trigger("Cam", false, MotionSource::Mqtt).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while !eos {
+        rig.push_second();
+        if let Some(ev) = try_next_event(&mut hub, &mut tcp, Duration::from_millis(100)).await {
+            match ev {
+                ControllerEvent::Segment { end_of_stream, .. } => eos = end_of_stream,
+                e => panic!("{e:?}"),
+            }
+        }
+    }
+    hub.ack(2);
+    flush(&mut hub, &mut tcp).await;
+    timeout(WAIT, async {
+        while cam.is_recording() {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .expect("ack releases the stream");
+    timeout(WAIT, async {
+        while cam.ring().reader_count() != readers_before {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .expect("reader released");
+
+    // HomeKitCameraActive = 0 during a stream → close reason 1.
+    rig.hub.trigger("Cam", true, MotionSource::Mqtt).unwrap();
+    hub.open(3);
+    flush(&mut hub, &mut tcp).await;
+    assert_eq!(
+        next_event(&mut hub, &mut tcp).await,
+        ControllerEvent::OpenAccepted { stream_id: 3 }
+    );
+    let (status, _) = rig.write("21A", "21B", json!(0)).await;
+    assert!(status.contains("204"), "{status}");
+    loop {
+        match next_event(&mut hub, &mut tcp).await {
+            ControllerEvent::Segment { .. } => {}
+            ControllerEvent::StreamClosed { stream_id, reason } => {
+                assert_eq!((stream_id, reason), (3, Reason::NOT_ALLOWED));
+                break;
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+    timeout(WAIT, async {
+        while cam.is_recording() {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .unwrap();
+    let (status, _) = rig.write("21A", "21B", json!(1)).await;
+    assert!(status.contains("204"), "{status}");
+
+    // Hub disconnects mid-recording → reader, slot and task released.
+    hub.open(4);
+    flush(&mut hub, &mut tcp).await;
+    assert_eq!(
+        next_event(&mut hub, &mut tcp).await,
+        ControllerEvent::OpenAccepted { stream_id: 4 }
+    );
+    assert!(cam.is_recording());
+    drop(tcp);
+    drop(tcp2);
+    timeout(WAIT, async {
+        while cam.is_recording()
+            || cam.hds_connections() != 0
+            || cam.ring().reader_count() != readers_before
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .expect("resources released after the hub disconnected");
+
+    // The HAP session closing closes its HDS connection.
+    let (_hub3, mut tcp3) = rig.hds().await;
+    assert_eq!(cam.hds_connections(), 1);
+    drop(rig.client);
+    let mut b = [0u8; 64];
+    let n = timeout(WAIT, tcp3.tcp.read(&mut b))
+        .await
+        .expect("HDS not closed with its HAP session");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    timeout(WAIT, async {
+        while cam.hds_connections() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .unwrap();
+}
