@@ -1,1 +1,698 @@
 //! Command line: subcommands run, check, pair-info, reset, selftest.
+//!
+//! Flags are global (`hksv-bridge pair-info --config x.toml` works) and override the
+//! environment, which overrides the config file ([`load_config`]). With several cameras the
+//! single-camera flags (`--name`, `--source`, `--port`, `--setup-code`) are refused: per-camera
+//! settings live in the file.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use hap_server::Core;
+use hap_server::core::{CATEGORY_IP_CAMERA, CoreConfig};
+use hap_server::setup::SetupCode;
+use hap_server::store::{FileStore, Store};
+
+use crate::config::{CameraConfig, Config, Overrides};
+
+/// hap-server's file with the accessory identity and setup code (`core.rs` `ACCESSORY_FILE`).
+const ACCESSORY_FILE: &str = "accessory.json";
+/// hap-server's file with the controller pairings (`core.rs` `PAIRINGS_FILE`).
+const PAIRINGS_FILE: &str = "pairings.json";
+/// The camera's persisted HKSV state: selected recording configuration and active flags
+/// (`camera::state::STATE_FILE`).
+const CAMERA_STATE_FILE: &str = "camera-state.json";
+
+/// `hksv-bridge [FLAGS] [COMMAND]`; without a command it runs the bridge.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hksv-bridge",
+    version,
+    about = "Turns cameras into HomeKit Secure Video cameras"
+)]
+pub struct Cli {
+    /// What to do; `run` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Configuration flags, shared by every command.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Flags that shape the configuration. Precedence: flag > `HKSV_*` variable > file > default.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML, see docs/config.md) [env: HKSV_CONFIG]. Without one: a single
+    /// demo camera.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for keys, pairings and IDs, one subdirectory per camera [env: HKSV_STATE_DIR]
+    /// [default: $XDG_STATE_HOME/hksv-bridge or ~/.local/state/hksv-bridge].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Address the HAP servers listen on [env: HKSV_BIND] [default: 0.0.0.0].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub bind: Option<IpAddr>,
+    /// Single camera: HAP TCP port, 0 = any free port [env: HKSV_PORT] [default: 51826].
+    #[arg(long, global = true)]
+    pub port: Option<u16>,
+    /// Single camera: setup code XXX-XX-XXX [env: HKSV_SETUP_CODE] [default: generated once
+    /// and kept in the state directory].
+    #[arg(long, global = true, value_parser = parse_setup_code, value_name = "CODE")]
+    pub setup_code: Option<SetupCode>,
+    /// Single camera: name shown in the Home app and on mDNS [env: HKSV_NAME] [default: Demo
+    /// Camera].
+    #[arg(long, global = true)]
+    pub name: Option<String>,
+    /// Single camera: video source (rtsp://…, v4l2://…, http(s)://…, tcp://…, a file, -,
+    /// exec:…, demo:) [env: HKSV_SOURCE] [default: demo:].
+    #[arg(long, global = true, value_name = "SPEC")]
+    pub source: Option<String>,
+    /// HTTP API listen address [env: HKSV_API_LISTEN] [default: 127.0.0.1:8280].
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+    /// Do not advertise over mDNS.
+    #[arg(long, global = true, env = "HKSV_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Demo: toggle motion on the first camera every this many milliseconds (0 = never).
+    #[arg(
+        long,
+        global = true,
+        env = "HKSV_DEMO_MOTION_MS",
+        default_value_t = 0,
+        value_name = "MS"
+    )]
+    pub demo_motion_ms: u64,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the bridge (the default).
+    Run,
+    /// Read a camera stream for a while and say whether HomeKit Secure Video can record it.
+    Check {
+        /// Source spec (rtsp://…, v4l2://…, a file, demo:, …) or a configured camera's name.
+        #[arg(id = "check_source", value_name = "SOURCE")]
+        source: String,
+        /// How long to read, seconds.
+        #[arg(long, default_value_t = source::check::DEFAULT_CHECK_SECONDS)]
+        seconds: u64,
+        /// Also write what a hub would receive (init.mp4, fragments, clip.mp4) here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print each camera's setup code, X-HM:// setup URI and QR code.
+    PairInfo {
+        /// Only this camera.
+        #[arg(id = "camera", value_name = "CAMERA")]
+        name: Option<String>,
+    },
+    /// Forget a camera's pairings and recording settings (stop the bridge first).
+    Reset {
+        /// The camera.
+        #[arg(id = "camera", value_name = "CAMERA")]
+        name: String,
+    },
+    /// Pair with a running camera like a home hub, record a clip and check it.
+    Selftest {
+        /// The camera [default: the first].
+        #[arg(id = "camera", value_name = "CAMERA")]
+        name: Option<String>,
+        /// Where to write the received clip.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn parse_setup_code(s: &str) -> Result<SetupCode, String> {
+    SetupCode::parse(s).map_err(|e| e.to_string())
+}
+
+impl RunArgs {
+    /// The flags as [`Overrides`].
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            state_dir: self.state_dir.clone(),
+            bind: self.bind,
+            no_mdns: self.no_mdns,
+            api_listen: self.api_listen,
+            api_token: None,
+            name: self.name.clone().map(|v| ("--name", v)),
+            source: self.source.clone().map(|v| ("--source", v)),
+            port: self.port.map(|v| ("--port", v)),
+            setup_code: self.setup_code.clone().map(|v| ("--setup-code", v)),
+        }
+    }
+}
+
+/// The configuration: the file (`--config`, else `HKSV_CONFIG`, else [`Config::demo`]), then
+/// the `HKSV_*` environment, then the flags; validated.
+///
+/// # Errors
+/// An unreadable or invalid file, a bad override, or a configuration that fails
+/// [`Config::validate`].
+pub fn load_config(args: &RunArgs) -> anyhow::Result<Config> {
+    load_config_with(args, &|k| std::env::var(k).ok())
+}
+
+/// [`load_config`] with the environment lookup injected (tests pass a map).
+///
+/// # Errors
+/// See [`load_config`].
+pub fn load_config_with(
+    args: &RunArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Config> {
+    let path = args.config.clone().or_else(|| {
+        env("HKSV_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let mut config = match &path {
+        Some(p) => Config::from_file(p)?,
+        None => Config::demo(),
+    };
+    config.apply_env(env)?;
+    config.apply(args.overrides())?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn find_camera<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a CameraConfig> {
+    config.camera(name).with_context(|| {
+        let names: Vec<_> = config.cameras.iter().map(|c| c.name.as_str()).collect();
+        format!("unknown camera {name:?}; configured: {names:?}")
+    })
+}
+
+/// Runs the source check and returns the report; progress lines go to `progress`.
+/// `source_or_camera` is a source spec or the name of a configured camera.
+///
+/// # Errors
+/// An unparsable source or a source that cannot be opened.
+pub async fn check_report(
+    config: &Config,
+    source_or_camera: &str,
+    duration: Duration,
+    out: Option<&Path>,
+    progress: &mut dyn Write,
+) -> anyhow::Result<source::CheckReport> {
+    let spec_text = config
+        .camera(source_or_camera)
+        .map_or(source_or_camera, |c| c.source.as_str());
+    let spec: source::SourceSpec = spec_text
+        .parse()
+        .with_context(|| format!("source {:?}", source::spec::redact_str(spec_text)))?;
+    // Progress is best effort: a closed stderr must not stop the check.
+    let _ = writeln!(progress, "Checking {spec} for {} s …", duration.as_secs());
+    let report = source::check(&spec, duration, out, |p| {
+        let _ = writeln!(
+            progress,
+            "  {:>2}/{} s: {} frames, {} fragments{}",
+            p.elapsed.as_secs(),
+            p.total.as_secs(),
+            p.video_frames,
+            p.fragments,
+            if p.reconnects > 0 {
+                format!(", {} reconnects", p.reconnects)
+            } else {
+                String::new()
+            }
+        );
+    })
+    .await
+    .context("check failed")?;
+    Ok(report)
+}
+
+/// `hksv-bridge check`: progress on stderr, the report on stdout.
+///
+/// Cancel safety: dropping the future stops the check and closes the source.
+///
+/// # Errors
+/// As [`check_report`], and when the report has a failing item (so the exit code says
+/// "not ready").
+pub async fn check(
+    config: &Config,
+    source_or_camera: &str,
+    seconds: u64,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let report = check_report(
+        config,
+        source_or_camera,
+        Duration::from_secs(seconds),
+        out,
+        &mut std::io::stderr(),
+    )
+    .await?;
+    println!("{report}");
+    if !report.is_ready() {
+        bail!("the stream is not ready for HomeKit Secure Video: see the items marked above");
+    }
+    Ok(())
+}
+
+/// A view of a camera's state directory that reads everything but only writes the
+/// accessory file, and only when it does not exist yet (a camera never started).
+struct PairInfoStore {
+    inner: FileStore,
+    first_start: bool,
+}
+
+impl Store for PairInfoStore {
+    fn load(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        self.inner.load(name)
+    }
+
+    fn save(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
+        if self.first_start && name == ACCESSORY_FILE {
+            self.inner.save(name, data)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// What pair-info shows for one camera.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairInfo {
+    /// Camera name.
+    pub name: String,
+    /// HAP port from the configuration (0 = chosen at start).
+    pub port: u16,
+    /// Its state directory.
+    pub state_dir: PathBuf,
+    /// `XXX-XX-XXX`.
+    pub setup_code: String,
+    /// `X-HM://…` (the paired flag is part of it).
+    pub setup_uri: String,
+    /// Number of controller pairings.
+    pub pairings: usize,
+}
+
+/// The setup code and URI of `camera`, read from its state directory. A camera never started
+/// gets its identity and code generated and saved now, so `run` uses the same ones; nothing
+/// else is written.
+///
+/// # Errors
+/// The state directory cannot be created or holds corrupt files.
+pub fn read_pair_info(config: &Config, camera: &CameraConfig) -> anyhow::Result<PairInfo> {
+    let dir = config.state_dir_for(camera);
+    let inner = FileStore::open(&dir)
+        .with_context(|| format!("opening state directory {}", dir.display()))?;
+    let first_start = inner.load(ACCESSORY_FILE)?.is_none();
+    let core_config = CoreConfig {
+        name: camera.name.clone(),
+        model: crate::accessory::MODEL_NAME.to_owned(),
+        category: CATEGORY_IP_CAMERA,
+        setup_code: camera.setup_code.clone(),
+        firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let store = PairInfoStore { inner, first_start };
+    let core = Core::open(core_config, Arc::new(store), Vec::new(), &mut rand::rng())
+        .with_context(|| format!("reading state of {:?} in {}", camera.name, dir.display()))?;
+    Ok(PairInfo {
+        name: camera.name.clone(),
+        port: camera.port,
+        state_dir: dir,
+        setup_code: core.setup_code().as_str().to_owned(),
+        setup_uri: core.setup_uri(),
+        pairings: core.pairings().len(),
+    })
+}
+
+/// Writes pair-info for every camera, or only `name`, to `out`.
+///
+/// # Errors
+/// An unknown camera name, a state directory that cannot be read, or a failed write.
+pub fn write_pair_info(
+    config: &Config,
+    name: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let cameras: Vec<&CameraConfig> = match name {
+        Some(n) => vec![find_camera(config, n)?],
+        None => config.cameras.iter().collect(),
+    };
+    for cam in cameras {
+        let info = read_pair_info(config, cam)?;
+        writeln!(out, "{}", info.name)?;
+        writeln!(out, "  Setup code: {}", info.setup_code)?;
+        writeln!(out, "  Setup URI:  {}", info.setup_uri)?;
+        let port = match info.port {
+            0 => "any free port".to_owned(),
+            p => p.to_string(),
+        };
+        writeln!(out, "  HAP port:   {port}")?;
+        writeln!(out, "  State:      {}", info.state_dir.display())?;
+        if info.pairings > 0 {
+            writeln!(
+                out,
+                "  Paired with {} controller(s); `hksv-bridge reset {:?}` forgets them",
+                info.pairings, info.name
+            )?;
+        } else {
+            writeln!(out, "  Not paired: scan this code in the Home app")?;
+            if let Some(qr) = crate::qr::render(&info.setup_uri) {
+                writeln!(out, "{qr}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hksv-bridge pair-info [CAMERA]`: prints to stdout.
+///
+/// # Errors
+/// See [`write_pair_info`].
+pub fn pair_info(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
+    write_pair_info(config, name, &mut std::io::stdout().lock())
+}
+
+/// `hksv-bridge reset CAMERA`: deletes the camera's controller pairings and its HKSV state
+/// (selected recording configuration, active flags). Its identity and setup code stay, so
+/// the same QR code pairs it again.
+///
+/// The bridge must be stopped first: a running bridge keeps both in memory and would write
+/// them back. When the camera has a fixed port, reset refuses while that port is taken on the
+/// configured bind address; with port 0 it cannot tell.
+///
+/// # Errors
+/// Unknown camera, the camera's port in use, or a file that cannot be removed.
+pub fn reset(config: &Config, name: &str) -> anyhow::Result<()> {
+    let removed = reset_files(config, name)?;
+    if removed.is_empty() {
+        println!("{name}: nothing to forget (never paired)");
+    } else {
+        for f in &removed {
+            println!("{name}: removed {}", f.display());
+        }
+        println!("{name}: pair it again with its setup code (hksv-bridge pair-info)");
+    }
+    Ok(())
+}
+
+/// [`reset`] without printing: returns the files removed.
+///
+/// # Errors
+/// See [`reset`].
+pub fn reset_files(config: &Config, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let camera = find_camera(config, name)?;
+    if camera.port != 0 {
+        let addr = SocketAddr::new(config.bind, camera.port);
+        let in_use = std::net::TcpListener::bind(addr)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
+        if in_use {
+            bail!("port {addr} is in use: hksv-bridge seems to be running; stop it before reset");
+        }
+    }
+    let dir = config.state_dir_for(camera);
+    let mut removed = Vec::new();
+    for file in [PAIRINGS_FILE, CAMERA_STATE_FILE] {
+        let path = dir.join(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hksv-bridge").chain(args.iter().copied()))
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn no_arguments_runs_the_demo() {
+        let cli = parse(&[]).unwrap();
+        assert!(cli.command.is_none());
+        let c = load_config_with(&cli.run, &no_env).unwrap();
+        assert_eq!(c, Config::demo());
+    }
+
+    #[test]
+    fn rejects_adk_invalid_setup_codes() {
+        for bad in ["123-45-678", "111-11-111", "12-345-678", "abc"] {
+            assert!(parse(&["--setup-code", bad]).is_err(), "{bad}");
+        }
+        let ok = parse(&["--setup-code", "031-45-154"]).unwrap();
+        assert_eq!(ok.run.setup_code.unwrap().as_str(), "031-45-154");
+    }
+
+    #[test]
+    fn todays_flags_still_work() {
+        // The flags tests/hap_aiohomekit.rs passes.
+        let cli = parse(&[
+            "--state-dir",
+            "/tmp/x",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--setup-code",
+            "031-45-154",
+            "--name",
+            "E2E Cam",
+            "--no-mdns",
+            "--demo-motion-ms",
+            "500",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none() && cli.run.no_mdns);
+        assert_eq!(cli.run.demo_motion_ms, 500);
+        let c = load_config_with(&cli.run, &no_env).unwrap();
+        assert!(!c.mdns);
+        assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
+        let cam = &c.cameras[0];
+        assert_eq!((cam.name.as_str(), cam.port), ("E2E Cam", 0));
+        assert_eq!(cam.setup_code.as_ref().unwrap().as_str(), "031-45-154");
+        assert_eq!(c.state_dir_for(cam), Path::new("/tmp/x/e2e-cam"));
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let c = parse(&["check", "rtsp://cam/1", "--seconds", "5", "--out", "o"]).unwrap();
+        match c.command {
+            Some(Command::Check {
+                source,
+                seconds,
+                out,
+            }) => {
+                assert_eq!(
+                    (source.as_str(), seconds, out),
+                    ("rtsp://cam/1", 5, Some(PathBuf::from("o")))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Default check length, and --source stays the global flag.
+        let c = parse(&["check", "demo:", "--source", "x"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Some(Command::Check { seconds: 12, .. })
+        ));
+        assert_eq!(c.run.source.as_deref(), Some("x"));
+
+        let c = parse(&["pair-info"]).unwrap();
+        assert!(matches!(c.command, Some(Command::PairInfo { name: None })));
+        // Global flags after the subcommand; --name is the flag, the positional the camera.
+        let c = parse(&[
+            "pair-info",
+            "Front Door",
+            "--config",
+            "b.toml",
+            "--name",
+            "n",
+        ])
+        .unwrap();
+        assert!(
+            matches!(&c.command, Some(Command::PairInfo { name: Some(n) }) if n == "Front Door")
+        );
+        assert_eq!(c.run.config.as_deref(), Some(Path::new("b.toml")));
+        assert_eq!(c.run.name.as_deref(), Some("n"));
+
+        assert!(matches!(
+            parse(&["reset", "Garage"]).unwrap().command,
+            Some(Command::Reset { name }) if name == "Garage"
+        ));
+        assert!(parse(&["reset"]).is_err(), "reset needs a camera");
+
+        let c = parse(&["selftest", "--out", "clip"]).unwrap();
+        assert!(matches!(
+            c.command,
+            Some(Command::Selftest {
+                name: None,
+                out: Some(_)
+            })
+        ));
+        assert!(matches!(
+            parse(&["run", "--api-listen", "127.0.0.1:9"])
+                .unwrap()
+                .command,
+            Some(Command::Run)
+        ));
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&["run", "--api-listen", "9"]).is_err());
+    }
+
+    fn two_camera_file(dir: &Path) -> PathBuf {
+        let path = dir.join("bridge.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "state_dir = {:?}\n[[cameras]]\nname = \"Front Door\"\nport = 0\n[[cameras]]\nname = \"Garage\"\nport = 0\n",
+                dir.join("state")
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn config_file_env_and_flags_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = two_camera_file(dir.path());
+        let env: HashMap<&str, &str> = [
+            ("HKSV_CONFIG", path.to_str().unwrap()),
+            ("HKSV_API_LISTEN", "127.0.0.1:1111"),
+            ("HKSV_API_TOKEN", "tok"),
+        ]
+        .into();
+        let lookup = |k: &str| env.get(k).map(|v| (*v).to_owned());
+        let cli = parse(&["--api-listen", "127.0.0.1:2222"]).unwrap();
+        let c = load_config_with(&cli.run, &lookup).unwrap();
+        assert_eq!(c.cameras.len(), 2);
+        assert_eq!(c.api.listen.port(), 2222, "the flag beats the variable");
+        assert_eq!(c.api.token.as_deref(), Some("tok"));
+        // Single-camera flags are refused with two cameras.
+        let cli = parse(&["--port", "5"]).unwrap();
+        let e = load_config_with(&cli.run, &lookup).unwrap_err();
+        assert!(e.to_string().contains("--port"), "{e}");
+        // A missing file is an error, not the demo.
+        let cli = parse(&["--config", "/nonexistent/hksv.toml"]).unwrap();
+        assert!(load_config_with(&cli.run, &no_env).is_err());
+    }
+
+    #[test]
+    fn pair_info_persists_the_code_of_a_new_camera_and_reset_forgets_pairings() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = parse(&["--config", two_camera_file(dir.path()).to_str().unwrap()]).unwrap();
+        let config = load_config_with(&cli.run, &no_env).unwrap();
+        let cam = &config.cameras[1];
+        let first = read_pair_info(&config, cam).unwrap();
+        assert!(
+            first.setup_uri.starts_with("X-HM://"),
+            "{}",
+            first.setup_uri
+        );
+        assert!(SetupCode::parse(&first.setup_code).is_ok());
+        assert_eq!(first.pairings, 0);
+        assert_eq!(first.state_dir, dir.path().join("state/garage"));
+        // The same code next time: it was persisted, and a real Core (as run opens it) agrees.
+        assert_eq!(read_pair_info(&config, cam).unwrap(), first);
+        let store = Arc::new(FileStore::open(&first.state_dir).unwrap());
+        let core_config = CoreConfig {
+            name: cam.name.clone(),
+            model: "m".into(),
+            category: CATEGORY_IP_CAMERA,
+            setup_code: None,
+            firmware_revision: "1".into(),
+        };
+        let core = Core::open(core_config, store.clone(), Vec::new(), &mut rand::rng()).unwrap();
+        assert_eq!(core.setup_code().as_str(), first.setup_code);
+        drop(core);
+
+        let mut text = Vec::new();
+        write_pair_info(&config, Some("Garage"), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains(&first.setup_code) && text.contains(&first.setup_uri));
+        assert!(
+            text.contains('█') || text.contains('▀'),
+            "QR missing:\n{text}"
+        );
+        assert!(write_pair_info(&config, Some("Nope"), &mut Vec::new()).is_err());
+
+        // A pairing on disk (as hap-server writes it) is counted, then forgotten by reset.
+        store
+            .save(
+                PAIRINGS_FILE,
+                br#"[{"controller_id":"C1","ltpk":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","admin":true}]"#,
+            )
+            .unwrap();
+        store.save(CAMERA_STATE_FILE, b"{}").unwrap();
+        assert_eq!(read_pair_info(&config, cam).unwrap().pairings, 1);
+        let removed = reset_files(&config, "Garage").unwrap();
+        assert_eq!(removed.len(), 2);
+        let after = read_pair_info(&config, cam).unwrap();
+        assert_eq!(after.pairings, 0);
+        assert_eq!(
+            after.setup_code, first.setup_code,
+            "identity and code are kept"
+        );
+        assert!(reset_files(&config, "Garage").unwrap().is_empty());
+        assert!(reset_files(&config, "Nope").is_err());
+    }
+
+    #[test]
+    fn reset_refuses_while_the_port_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = Config::demo();
+        config.state_dir = Some(dir.path().to_owned());
+        config.bind = IpAddr::from([127, 0, 0, 1]);
+        config.cameras[0].port = busy.local_addr().unwrap().port();
+        let e = reset_files(&config, crate::config::DEMO_CAMERA_NAME).unwrap_err();
+        assert!(e.to_string().contains("running"), "{e}");
+        drop(busy);
+        reset_files(&config, crate::config::DEMO_CAMERA_NAME).unwrap();
+    }
+
+    #[tokio::test]
+    async fn check_reads_the_demo_source() {
+        let mut progress = Vec::new();
+        let report = check_report(
+            &Config::demo(),
+            crate::config::DEMO_CAMERA_NAME,
+            Duration::from_secs(2),
+            None,
+            &mut progress,
+        )
+        .await
+        .unwrap();
+        let text = report.to_string();
+        assert!(text.contains("H.264 Main"), "{text}");
+        assert!(report.verdict("GOP").is_some(), "{text}");
+        assert!(report.video_frames > 0);
+        let progress = String::from_utf8(progress).unwrap();
+        assert!(progress.starts_with("Checking demo: for 2 s"), "{progress}");
+        assert!(
+            check_report(
+                &Config::demo(),
+                "bogus://x",
+                Duration::from_secs(1),
+                None,
+                &mut Vec::new()
+            )
+            .await
+            .is_err()
+        );
+    }
+}
