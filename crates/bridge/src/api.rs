@@ -1,1 +1,886 @@
-//! HTTP API: motion triggers, doorbell, camera list (axum).
+//! HTTP API (axum): camera list, motion triggers, doorbell presses, and the temporary pairing
+//! that `selftest` uses.
+//!
+//! | method | path | body | answer |
+//! | --- | --- | --- | --- |
+//! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port"}]` |
+//! | POST | `/api/cameras/{name}/motion` | `{"detected": bool}` | `{"detected": bool}` (after debounce) |
+//! | POST | `/api/cameras/{name}/ring` | | `{"rang": true}`; 409 when not a doorbell |
+//! | POST | `/api/cameras/{name}/selftest-pairing` | `{"controller_id", "ltpk": hex}` | `{"controller_id", "accessory_pairing_id", "accessory_ltpk"}` |
+//! | DELETE | `/api/cameras/{name}/selftest-pairing` | `{"controller_id"}` | `{"removed": true}` |
+//!
+//! Names are percent-decoded path segments (`Front%20Door`). Errors are JSON
+//! `{"error": "…"}`: 400 bad body, 401 token missing or wrong, 403 selftest-pairing from a
+//! non-loopback peer, 404 unknown camera or path, 409 not a doorbell, 413 body over
+//! [`MAX_BODY_BYTES`], 500 the camera failed. When a token is configured every call needs
+//! `Authorization: Bearer <token>`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, ExtensionRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use motion::{MotionError, MotionHub, MotionSource};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Largest request body accepted; the bodies are tiny JSON objects.
+pub const MAX_BODY_BYTES: usize = 4096;
+/// Longest `controller_id` accepted (HAP pairing identifiers are 36-character UUIDs).
+pub const MAX_CONTROLLER_ID_BYTES: usize = 64;
+
+/// What the API needs from the running cameras (implemented in `app.rs`; tests use a double).
+pub trait CameraDirectory: Send + Sync + 'static {
+    /// Every camera, in configuration order.
+    fn list(&self) -> Vec<CameraSummary>;
+    /// Presses the doorbell of `name`.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`], [`ApiError::NotADoorbell`].
+    fn ring(&self, name: &str) -> Result<(), ApiError>;
+    /// Adds an admin pairing for `controller_id` with Ed25519 key `ltpk` to camera `name`,
+    /// until [`remove_temporary_pairing`](Self::remove_temporary_pairing).
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`], or [`ApiError::Failed`] (e.g. pairing store full).
+    fn add_temporary_pairing(
+        &self,
+        name: &str,
+        controller_id: &str,
+        ltpk: [u8; 32],
+    ) -> Result<(), ApiError>;
+    /// Removes the pairing added by [`add_temporary_pairing`](Self::add_temporary_pairing).
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`], [`ApiError::Failed`].
+    fn remove_temporary_pairing(&self, name: &str, controller_id: &str) -> Result<(), ApiError>;
+    /// The accessory's pairing ID and long-term public key, which the selftest controller
+    /// needs to pair-verify with the temporary pairing. Added to the contract; the default
+    /// says it is not available, and the POST answer then lacks these fields.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`], [`ApiError::Failed`].
+    fn accessory_identity(&self, name: &str) -> Result<AccessoryIdentityInfo, ApiError> {
+        Err(ApiError::Failed(format!(
+            "accessory identity of {name:?} is not available"
+        )))
+    }
+}
+
+/// One camera as `GET /api/cameras` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CameraSummary {
+    /// Configured name.
+    pub name: String,
+    /// MotionDetected right now.
+    pub motion: bool,
+    /// A recording stream to a hub is open.
+    pub recording: bool,
+    /// At least one controller is paired.
+    pub paired: bool,
+    /// The HAP port it listens on.
+    pub port: u16,
+}
+
+/// The accessory side of a pairing: what a controller verifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessoryIdentityInfo {
+    /// Accessory pairing ID (`XX:XX:XX:XX:XX:XX`).
+    pub pairing_id: String,
+    /// Ed25519 long-term public key.
+    pub ltpk: [u8; 32],
+}
+
+/// Why a camera operation failed; each maps to one status code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No camera of that name → 404.
+    UnknownCamera(String),
+    /// The camera has no doorbell → 409.
+    NotADoorbell(String),
+    /// Anything else → 500, with the message.
+    Failed(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownCamera(n) => write!(f, "unknown camera {n:?}"),
+            Self::NotADoorbell(n) => write!(f, "camera {n:?} is not a doorbell"),
+            Self::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<MotionError> for ApiError {
+    fn from(e: MotionError) -> Self {
+        match e {
+            MotionError::UnknownCamera { camera } => Self::UnknownCamera(camera),
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
+fn error_response(status: StatusCode, message: impl fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// A refused request: status and message (kept small; becomes [`error_response`]).
+struct Reject(StatusCode, String);
+
+impl IntoResponse for Reject {
+    fn into_response(self) -> Response {
+        error_response(self.0, self.1)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::UnknownCamera(_) => StatusCode::NOT_FOUND,
+            Self::NotADoorbell(_) => StatusCode::CONFLICT,
+            Self::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error_response(status, self)
+    }
+}
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Where motion triggers go.
+    pub motion: MotionHub,
+    /// Bearer token every call must carry, when set. Not printed by `Debug`.
+    pub token: Option<String>,
+    /// The running cameras.
+    pub cameras: Arc<dyn CameraDirectory>,
+}
+
+impl fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiState")
+            .field("motion", &self.motion)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Equal in time independent of where the first difference is (the length still shows).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send Authorization: Bearer <token>",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
+/// Parses a JSON body ourselves so every malformed body is a 400 with a JSON error, whatever
+/// the Content-Type (`curl -d` sends a form type).
+fn parse_body<T: DeserializeOwned>(body: &Result<Bytes, BytesRejection>) -> Result<T, Reject> {
+    let body = body
+        .as_ref()
+        .map_err(|e| Reject(e.status(), e.body_text()))?;
+    serde_json::from_slice(body)
+        .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MotionBody {
+    detected: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPairingBody {
+    controller_id: String,
+    ltpk: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemovePairingBody {
+    controller_id: String,
+}
+
+fn decode_hex_32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *slot = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_controller_id(id: &str) -> Result<(), Reject> {
+    if id.is_empty() || id.len() > MAX_CONTROLLER_ID_BYTES || id.chars().any(char::is_control) {
+        return Err(Reject(
+            StatusCode::BAD_REQUEST,
+            format!("controller_id must be 1–{MAX_CONTROLLER_ID_BYTES} printable bytes"),
+        ));
+    }
+    Ok(())
+}
+
+async fn list_cameras(State(state): State<ApiState>) -> Response {
+    axum::Json(state.cameras.list()).into_response()
+}
+
+async fn set_motion(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body: MotionBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    match state
+        .motion
+        .trigger(&name, body.detected, MotionSource::Http)
+    {
+        Ok(status) => axum::Json(json!({ "detected": status.detected })).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn ring(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    match state.cameras.ring(&name) {
+        Ok(()) => axum::Json(json!({ "rang": true })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Only a process on this machine may add an admin pairing, token or not.
+fn require_loopback(peer: Option<ConnectInfo<SocketAddr>>) -> Result<(), Reject> {
+    match peer {
+        Some(ConnectInfo(peer)) if peer.ip().to_canonical().is_loopback() => Ok(()),
+        _ => Err(Reject(
+            StatusCode::FORBIDDEN,
+            "selftest-pairing is only accepted from loopback (run selftest on the bridge host)"
+                .to_owned(),
+        )),
+    }
+}
+
+async fn add_pairing(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = require_loopback(peer.ok()) {
+        return r.into_response();
+    }
+    let body: AddPairingBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = check_controller_id(&body.controller_id) {
+        return r.into_response();
+    }
+    let Some(ltpk) = decode_hex_32(&body.ltpk) else {
+        return error_response(StatusCode::BAD_REQUEST, "ltpk must be 64 hex digits");
+    };
+    if let Err(e) = state
+        .cameras
+        .add_temporary_pairing(&name, &body.controller_id, ltpk)
+    {
+        return e.into_response();
+    }
+    info!(camera = %name, controller_id = %body.controller_id, "temporary admin pairing added");
+    let reply = match state.cameras.accessory_identity(&name) {
+        Ok(id) => json!({
+            "controller_id": body.controller_id,
+            "accessory_pairing_id": id.pairing_id,
+            "accessory_ltpk": hex(&id.ltpk),
+        }),
+        Err(e) => {
+            warn!(camera = %name, error = %e, "accessory identity not available");
+            json!({ "controller_id": body.controller_id })
+        }
+    };
+    axum::Json(reply).into_response()
+}
+
+async fn remove_pairing(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = require_loopback(peer.ok()) {
+        return r.into_response();
+    }
+    let body: RemovePairingBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r.into_response(),
+    };
+    if let Err(r) = check_controller_id(&body.controller_id) {
+        return r.into_response();
+    }
+    match state
+        .cameras
+        .remove_temporary_pairing(&name, &body.controller_id)
+    {
+        Ok(()) => {
+            info!(camera = %name, controller_id = %body.controller_id, "temporary pairing removed");
+            axum::Json(json!({ "removed": true })).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see docs/config.md (HTTP API)",
+    )
+}
+
+/// The API routes, with the token check and the body limit applied. Connection info
+/// (`ConnectInfo<SocketAddr>`) must be provided by the server (see [`serve`]) for the
+/// selftest-pairing routes; without it they answer 403.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/cameras", get(list_cameras))
+        .route("/api/cameras/{name}/motion", post(set_motion))
+        .route("/api/cameras/{name}/ring", post(ring))
+        .route(
+            "/api/cameras/{name}/selftest-pairing",
+            post(add_pairing).delete(remove_pairing),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listen` until `shutdown` becomes `true`, then finishes the requests in
+/// flight and returns.
+///
+/// Cancel safety: dropping the future closes the listener and every open connection.
+///
+/// # Errors
+/// When `listen` cannot be bound, or the server fails.
+pub async fn serve(
+    listen: SocketAddr,
+    state: ApiState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the HTTP API on {listen}"))?;
+    if !listen.ip().is_loopback() && state.token.is_none() {
+        warn!(%listen, "HTTP API reachable from the network without a token: set [api] token");
+    }
+    info!(listen = %listener.local_addr()?, "HTTP API ready");
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            // A dropped sender also means shut down.
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("HTTP API")
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::Request as HttpRequest;
+    use motion::DebounceConfig;
+    use serde_json::Value as Json;
+    use tower::ServiceExt as _;
+
+    /// Records the calls; "Porch" is a doorbell, "Garage" is not.
+    #[derive(Default)]
+    struct Double {
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl CameraDirectory for Double {
+        fn list(&self) -> Vec<CameraSummary> {
+            ["Porch", "Garage"]
+                .iter()
+                .zip([51826, 51827])
+                .map(|(n, port)| CameraSummary {
+                    name: (*n).into(),
+                    motion: false,
+                    recording: false,
+                    paired: *n == "Porch",
+                    port,
+                })
+                .collect()
+        }
+        fn ring(&self, name: &str) -> Result<(), ApiError> {
+            match name {
+                "Porch" => {
+                    self.calls.lock().unwrap().push(format!("ring {name}"));
+                    Ok(())
+                }
+                "Garage" => Err(ApiError::NotADoorbell(name.into())),
+                _ => Err(ApiError::UnknownCamera(name.into())),
+            }
+        }
+        fn add_temporary_pairing(
+            &self,
+            name: &str,
+            controller_id: &str,
+            ltpk: [u8; 32],
+        ) -> Result<(), ApiError> {
+            if name != "Porch" {
+                return Err(ApiError::UnknownCamera(name.into()));
+            }
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("add {name} {controller_id} {}", hex(&ltpk)));
+            Ok(())
+        }
+        fn remove_temporary_pairing(
+            &self,
+            name: &str,
+            controller_id: &str,
+        ) -> Result<(), ApiError> {
+            if name != "Porch" {
+                return Err(ApiError::UnknownCamera(name.into()));
+            }
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("remove {name} {controller_id}"));
+            Ok(())
+        }
+        fn accessory_identity(&self, _name: &str) -> Result<AccessoryIdentityInfo, ApiError> {
+            Ok(AccessoryIdentityInfo {
+                pairing_id: "AA:BB:CC:DD:EE:FF".into(),
+                ltpk: [7; 32],
+            })
+        }
+    }
+
+    fn state(token: Option<&str>) -> (ApiState, Arc<Double>) {
+        let double = Arc::new(Double::default());
+        let hub = MotionHub::new([
+            ("Porch", DebounceConfig::default()),
+            ("Garage", DebounceConfig::default()),
+        ])
+        .unwrap();
+        let s = ApiState {
+            motion: hub,
+            token: token.map(str::to_owned),
+            cameras: double.clone(),
+        };
+        (s, double)
+    }
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+        token: Option<&str>,
+        peer: [u8; 4],
+    ) -> (StatusCode, Json) {
+        let mut req = HttpRequest::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let app = app
+            .clone()
+            .layer(MockConnectInfo(SocketAddr::from((peer, 40000))));
+        let resp = app
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let json = if bytes.is_empty() {
+            Json::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}: {bytes:?}"))
+        };
+        (status, json)
+    }
+
+    const LO: [u8; 4] = [127, 0, 0, 1];
+    const LAN: [u8; 4] = [192, 168, 1, 5];
+
+    #[tokio::test]
+    async fn motion_on_and_off_reach_the_hub() {
+        let (s, _) = state(None);
+        let mut porch = s.motion.subscribe("Porch").unwrap();
+        let app = router(s.clone());
+        let (st, j) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/motion",
+            r#"{"detected": true}"#,
+            None,
+            LAN,
+        )
+        .await;
+        assert_eq!((st, j), (StatusCode::OK, json!({"detected": true})));
+        assert!(porch.has_changed().unwrap());
+        let now = *porch.borrow_and_update();
+        assert!(now.detected && now.source == Some(MotionSource::Http));
+        assert!(!s.motion.status("Garage").unwrap().detected, "only Porch");
+        // "Off" is accepted; the hub's debounce (min on-time) decides when it really ends.
+        let (st, j) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/motion",
+            r#"{"detected": false}"#,
+            None,
+            LAN,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(
+            j["detected"],
+            json!(s.motion.status("Porch").unwrap().detected)
+        );
+    }
+
+    #[tokio::test]
+    async fn percent_encoded_names_are_decoded() {
+        let (s, _) = state(None);
+        let hub = MotionHub::new([("Front Door", DebounceConfig::default())]).unwrap();
+        let app = router(ApiState {
+            motion: hub.clone(),
+            ..s
+        });
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/cameras/Front%20Door/motion",
+            r#"{"detected":true}"#,
+            None,
+            LAN,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert!(hub.status("Front Door").unwrap().detected);
+    }
+
+    #[tokio::test]
+    async fn unknown_camera_bad_json_and_unknown_path() {
+        let (s, _) = state(None);
+        let app = router(s);
+        let (st, j) = call(
+            &app,
+            "POST",
+            "/api/cameras/x/motion",
+            r#"{"detected": true}"#,
+            None,
+            LAN,
+        )
+        .await;
+        assert_eq!(
+            (st, j),
+            (
+                StatusCode::NOT_FOUND,
+                json!({"error": "unknown camera \"x\""})
+            )
+        );
+        for bad in [
+            "",
+            "{",
+            r#"{"detected": "yes"}"#,
+            r#"{"detected": true, "extra": 1}"#,
+            "[]",
+        ] {
+            let (st, j) = call(&app, "POST", "/api/cameras/Porch/motion", bad, None, LAN).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(
+                j["error"].as_str().unwrap().starts_with("bad JSON body"),
+                "{j}"
+            );
+        }
+        let (st, j) = call(&app, "GET", "/api/nothing", "", None, LAN).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert!(j["error"].is_string());
+        let big = format!(
+            r#"{{"detected": true, "pad": "{}"}}"#,
+            "x".repeat(MAX_BODY_BYTES)
+        );
+        let (st, j) = call(&app, "POST", "/api/cameras/Porch/motion", &big, None, LAN).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(j["error"].as_str().unwrap().contains("limit"), "{j}");
+    }
+
+    #[tokio::test]
+    async fn token_missing_or_wrong_is_401_and_right_is_200() {
+        let (s, _) = state(Some("s3cret"));
+        let app = router(s);
+        for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+            let (st, j) = call(&app, "GET", "/api/cameras", "", token, LO).await;
+            assert_eq!(st, StatusCode::UNAUTHORIZED, "{token:?}");
+            assert!(j["error"].as_str().unwrap().contains("token"));
+            let (st, _) = call(
+                &app,
+                "POST",
+                "/api/cameras/Porch/motion",
+                r#"{"detected":true}"#,
+                token,
+                LO,
+            )
+            .await;
+            assert_eq!(st, StatusCode::UNAUTHORIZED);
+        }
+        let (st, _) = call(&app, "GET", "/api/cameras", "", Some("s3cret"), LO).await;
+        assert_eq!(st, StatusCode::OK);
+        // The token check comes before the loopback-only route.
+        let body = format!(r#"{{"controller_id":"c","ltpk":"{}"}}"#, "00".repeat(32));
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/selftest-pairing",
+            &body,
+            None,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/selftest-pairing",
+            &body,
+            Some("s3cret"),
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn lists_the_directorys_cameras() {
+        let (s, double) = state(None);
+        let (st, j) = call(&router(s), "GET", "/api/cameras", "", None, LAN).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(j, serde_json::to_value(double.list()).unwrap());
+        assert_eq!(j[0]["name"], "Porch");
+        assert_eq!(j[1]["port"], 51827);
+        assert_eq!(j[0]["paired"], true);
+    }
+
+    #[tokio::test]
+    async fn ring_doorbell_not_a_doorbell_unknown() {
+        let (s, double) = state(None);
+        let app = router(s);
+        assert_eq!(
+            call(&app, "POST", "/api/cameras/Porch/ring", "", None, LAN)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, "POST", "/api/cameras/Garage/ring", "", None, LAN)
+                .await
+                .0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            call(&app, "POST", "/api/cameras/Nope/ring", "", None, LAN)
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(*double.calls.lock().unwrap(), ["ring Porch"]);
+    }
+
+    #[tokio::test]
+    async fn selftest_pairing_from_loopback_reaches_the_directory() {
+        let (s, double) = state(None);
+        let app = router(s);
+        let ltpk = "ab".repeat(32);
+        let body = format!(r#"{{"controller_id":"C0FFEE","ltpk":"{ltpk}"}}"#);
+        let (st, j) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/selftest-pairing",
+            &body,
+            None,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{j}");
+        assert_eq!(j["accessory_pairing_id"], "AA:BB:CC:DD:EE:FF");
+        assert_eq!(j["accessory_ltpk"], "07".repeat(32));
+        let (st, _) = call(
+            &app,
+            "DELETE",
+            "/api/cameras/Porch/selftest-pairing",
+            r#"{"controller_id":"C0FFEE"}"#,
+            None,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(
+            *double.calls.lock().unwrap(),
+            [
+                format!("add Porch C0FFEE {ltpk}"),
+                "remove Porch C0FFEE".to_owned()
+            ]
+        );
+
+        // Not from loopback: refused before the directory is called.
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/selftest-pairing",
+            &body,
+            None,
+            LAN,
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, _) = call(
+            &app,
+            "DELETE",
+            "/api/cameras/Porch/selftest-pairing",
+            r#"{"controller_id":"C0FFEE"}"#,
+            None,
+            LAN,
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        // Bad keys and ids, unknown camera.
+        for bad in [
+            r#"{"controller_id":"C","ltpk":"abcd"}"#.to_owned(),
+            format!(r#"{{"controller_id":"C","ltpk":"{}"}}"#, "zz".repeat(32)),
+            format!(r#"{{"controller_id":"","ltpk":"{ltpk}"}}"#),
+        ] {
+            let (st, _) = call(
+                &app,
+                "POST",
+                "/api/cameras/Porch/selftest-pairing",
+                &bad,
+                None,
+                LO,
+            )
+            .await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/cameras/Nope/selftest-pairing",
+            &body,
+            None,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        assert_eq!(double.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn serve_on_loopback_and_shut_down() {
+        let (s, _) = state(None);
+        let hub = s.motion.clone();
+        // Find a free port, then serve there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = SocketAddr::from((LO, port));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listen, s, stop_rx));
+        // A raw HTTP/1.1 request from a real socket: ConnectInfo is the loopback peer.
+        let body = r#"{"detected":true}"#;
+        let req = format!(
+            "POST /api/cameras/Garage/motion HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut reply = String::new();
+        for _ in 0..50 {
+            if let Ok(mut sock) = tokio::net::TcpStream::connect(listen).await {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                sock.write_all(req.as_bytes()).await.unwrap();
+                sock.read_to_string(&mut reply).await.unwrap();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(hub.status("Garage").unwrap().detected);
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .expect("graceful shutdown")
+            .unwrap()
+            .unwrap();
+        // A second server on a taken port fails with a message naming it.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let e = serve(busy.local_addr().unwrap(), state(None).0, rx)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("binding the HTTP API"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn constant_time_eq_and_hex() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
+        assert_eq!(decode_hex_32(&hex(&[0xA5; 32])), Some([0xA5; 32]));
+        assert_eq!(decode_hex_32(&"AB".repeat(32)), Some([0xAB; 32]));
+        assert_eq!(decode_hex_32("ab"), None);
+        assert_eq!(decode_hex_32(&"é".repeat(32)), None);
+        let (s, _) = state(Some("tok-123"));
+        assert!(!format!("{s:?}").contains("tok-123"));
+    }
+}
