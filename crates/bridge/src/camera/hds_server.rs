@@ -247,11 +247,11 @@ fn handle_event(
         Event::OpenRejected { stream_id, reason } => {
             info!(stream_id, ?reason, "dataSend/open refused");
         }
-        Event::AckReceived { stream_id } | Event::StreamClosed { stream_id, .. } => {
-            if active.as_ref().is_some_and(|a| a.id == stream_id) {
-                info!(stream_id, "recording stream finished");
-                *active = None;
-            }
+        Event::AckReceived { stream_id } | Event::StreamClosed { stream_id, .. }
+            if active.as_ref().is_some_and(|a| a.id == stream_id) =>
+        {
+            info!(stream_id, "recording stream finished");
+            *active = None;
         }
         Event::ConnectionClosed { why } => {
             debug!(?why, "HDS connection closed");
