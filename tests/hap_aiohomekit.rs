@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const SETUP_CODE: &str = "031-45-154";
+/// The demo camera's state subdirectory (the slug of "Demo Camera", see `bridge::config::slug`).
+const CAMERA_STATE_SUBDIR: &str = "demo-camera";
 
 struct Bridge {
     child: Child,
@@ -29,6 +31,8 @@ impl Bridge {
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            // Any free port: the default 127.0.0.1:8280 may be taken by another bridge.
+            .args(["--api-listen", "127.0.0.1:0"])
             .args([
                 "--setup-code",
                 SETUP_CODE,
@@ -165,14 +169,17 @@ fn aiohomekit_pairs_reads_subscribes_manages_pairings_and_survives_restart() {
     assert_eq!(r["pairings_after_remove"], serde_json::json!([[me, 1]]));
     assert_eq!(r["second_session_closed"], true);
 
-    // The state directory holds the secret key: private modes.
+    // The state directory holds the secret key: private modes. One subdirectory per camera,
+    // named after the demo camera ("Demo Camera").
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        let camera_dir = state_dir.join(CAMERA_STATE_SUBDIR);
         assert_eq!(mode(&state_dir), 0o700);
+        assert_eq!(mode(&camera_dir), 0o700);
         for f in ["accessory.json", "pairings.json", "iids.json"] {
-            assert_eq!(mode(&state_dir.join(f)), 0o600, "{f}");
+            assert_eq!(mode(&camera_dir.join(f)), 0o600, "{f}");
         }
     }
 

@@ -1,1 +1,318 @@
-//! Runs the configured cameras: sources, recorders, HAP servers, HDS, motion, API.
+//! Runs the configured cameras: one [`MotionHub`] for all of them, each [`Camera`] (its own
+//! HAP server, port, state dir, mDNS record, source task and HDS listener), MQTT and the
+//! built-in detectors when configured, and the HTTP API; stops on SIGINT/SIGTERM.
+//!
+//! ```text
+//!  signal ─► shutdown watch ─► every camera task, MQTT, API ─► JoinSet drained ─► exit 0
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use motion::MotionHub;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::api::{AccessoryIdentityInfo, ApiError, ApiState, CameraDirectory, CameraSummary};
+use crate::camera::{Camera, CameraOptions, MediaInput};
+use crate::config::Config;
+
+/// Longest wait for the tasks to finish after the shutdown signal; a task stuck in I/O past
+/// this is aborted so that a service manager's stop never hangs.
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// What [`run_with`] adds to a [`Config`] (the demo flags of the command line).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Toggle MotionDetected of the first camera every this many milliseconds (0 = never).
+    /// It sets the characteristic directly: the hub's debounce (10 s minimum on-time by
+    /// default) would swallow a fast toggle, and this exists to show controllers events.
+    pub demo_motion_ms: u64,
+}
+
+/// The running cameras in configuration order, as the HTTP API sees them.
+#[derive(Debug, Clone)]
+pub struct Cameras {
+    by_name: BTreeMap<String, Camera>,
+    order: Vec<String>,
+}
+
+impl Cameras {
+    /// Wraps started cameras (names are unique: the configuration validated them).
+    pub fn new(cameras: Vec<Camera>) -> Self {
+        let order = cameras.iter().map(|c| c.name().to_owned()).collect();
+        let by_name = cameras
+            .into_iter()
+            .map(|c| (c.name().to_owned(), c))
+            .collect();
+        Self { by_name, order }
+    }
+
+    fn get(&self, name: &str) -> Result<&Camera, ApiError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ApiError::UnknownCamera(name.to_owned()))
+    }
+}
+
+impl CameraDirectory for Cameras {
+    fn list(&self) -> Vec<CameraSummary> {
+        self.order
+            .iter()
+            .filter_map(|n| self.by_name.get(n))
+            .map(|c| CameraSummary {
+                name: c.name().to_owned(),
+                motion: c.motion_detected(),
+                recording: c.is_recording(),
+                paired: c.is_paired(),
+                port: c.port(),
+            })
+            .collect()
+    }
+
+    fn ring(&self, name: &str) -> Result<(), ApiError> {
+        self.get(name)?
+            .ring_doorbell()
+            .map_err(|_| ApiError::NotADoorbell(name.to_owned()))
+    }
+
+    fn add_temporary_pairing(
+        &self,
+        name: &str,
+        controller_id: &str,
+        ltpk: [u8; 32],
+    ) -> Result<(), ApiError> {
+        self.get(name)?
+            .add_pairing(controller_id, ltpk, true)
+            .map_err(|e| ApiError::Failed(format!("{e:#}")))
+    }
+
+    fn remove_temporary_pairing(&self, name: &str, controller_id: &str) -> Result<(), ApiError> {
+        self.get(name)?
+            .remove_pairing(controller_id)
+            .map_err(|e| ApiError::Failed(format!("{e:#}")))
+    }
+
+    fn accessory_identity(&self, name: &str) -> Result<AccessoryIdentityInfo, ApiError> {
+        let (pairing_id, ltpk) = self.get(name)?.accessory_identity();
+        Ok(AccessoryIdentityInfo { pairing_id, ltpk })
+    }
+}
+
+/// Runs the bridge until SIGINT or SIGTERM; see [`run_with`].
+///
+/// # Errors
+/// See [`run_with`].
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_with(config, RunOptions::default(), wait_for_signal()).await
+}
+
+/// Runs every camera of `config` and the HTTP API until `stop` completes, then stops them and
+/// joins every task.
+///
+/// A camera whose source cannot be opened keeps serving HAP (it records nothing and says so
+/// in the log); only a camera that cannot start at all (state dir unreadable, port taken)
+/// stops the bridge at startup, as does an API address that cannot be bound.
+///
+/// # Errors
+/// No cameras, a motion configuration the hub refuses, a camera that cannot start, MQTT that
+/// cannot be set up, or the HTTP API failing.
+pub async fn run_with(
+    config: Config,
+    options: RunOptions,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!config.cameras.is_empty(), "no cameras configured");
+    let hub = MotionHub::new(
+        config
+            .cameras
+            .iter()
+            .map(|c| (c.name.clone(), c.motion.debounce.clone())),
+    )
+    .context("setting up motion")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let started = start_all(&config, &options, &hub, &mut tasks, &stop_rx).await;
+    let (result, api) = match started {
+        Ok(mut api) => match supervise(&mut api, stop).await {
+            Supervised::Stop => (Ok(()), Some(api)),
+            Supervised::ApiEnded(e) => (Err(e), None),
+        },
+        Err(e) => (Err(e), None),
+    };
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(api) = api {
+        tasks.spawn(async move {
+            if let Ok(Err(e)) = api.await {
+                warn!(error = %e, "HTTP API");
+            }
+        });
+    }
+    join_all(&mut tasks).await;
+    info!("stopped");
+    result
+}
+
+type ApiTask = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Starts cameras, detectors, MQTT and the API; prints what a user needs to pair.
+async fn start_all(
+    config: &Config,
+    options: &RunOptions,
+    hub: &MotionHub,
+    tasks: &mut JoinSet<()>,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<ApiTask> {
+    println!("hksv-bridge {}", env!("CARGO_PKG_VERSION"));
+    let mut cameras = Vec::with_capacity(config.cameras.len());
+    for cam in &config.cameras {
+        let camera = Camera::start(
+            CameraOptions {
+                name: cam.name.clone(),
+                input: MediaInput::Source(cam.source.clone()),
+                bind: config.bind,
+                port: cam.port,
+                setup_code: cam.setup_code.clone(),
+                audio: cam.audio,
+                doorbell: cam.doorbell,
+                max_recording_s: cam.max_recording_s,
+                state_dir: config.state_dir_for(cam),
+                mdns: config.mdns,
+            },
+            hub.clone(),
+            tasks,
+            stop_rx.clone(),
+        )
+        .await
+        .with_context(|| format!("starting camera {:?}", cam.name))?;
+        if cam.motion.detector.enabled {
+            match motion::spawn_detector(hub.clone(), &cam.name, &cam.motion.detector) {
+                Ok(handle) => camera.attach_detector(handle),
+                // The camera still works with HTTP/MQTT motion.
+                Err(e) => warn!(camera = %cam.name, error = %e, "motion detector not started"),
+            }
+        }
+        print_camera(&camera);
+        cameras.push(camera);
+    }
+    if let Some(mqtt) = config.mqtt.clone() {
+        let handle = motion::spawn_mqtt(mqtt, hub.clone()).context("starting MQTT")?;
+        // The handle owns the client task; keep it until shutdown.
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            drop(handle);
+        });
+    }
+    if options.demo_motion_ms > 0
+        && let Some(first) = cameras.first()
+    {
+        tasks.spawn(demo_motion(
+            first.clone(),
+            Duration::from_millis(options.demo_motion_ms),
+            stop_rx.clone(),
+        ));
+    }
+    let state = ApiState {
+        motion: hub.clone(),
+        token: config.api.token.clone(),
+        cameras: Arc::new(Cameras::new(cameras)),
+    };
+    println!("HTTP API: http://{}/api/cameras", config.api.listen);
+    Ok(tokio::spawn(crate::api::serve(
+        config.api.listen,
+        state,
+        stop_rx.clone(),
+    )))
+}
+
+/// How the run ended.
+enum Supervised {
+    /// The stop signal: the API task is still running and stops with the shutdown watch.
+    Stop,
+    /// The API ended first (e.g. its port is taken).
+    ApiEnded(anyhow::Error),
+}
+
+/// Waits for the stop signal or the end of the API task.
+async fn supervise(api: &mut ApiTask, stop: impl std::future::Future<Output = ()>) -> Supervised {
+    tokio::select! {
+        () = stop => Supervised::Stop,
+        r = api => Supervised::ApiEnded(match r {
+            Ok(Ok(())) => anyhow::anyhow!("the HTTP API stopped unexpectedly"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("the HTTP API task failed: {e}"),
+        }),
+    }
+}
+
+/// Joins every task, aborting the rest after [`SHUTDOWN_GRACE_MS`].
+async fn join_all(tasks: &mut JoinSet<()>) {
+    let deadline = tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                None => return,
+                Some(Err(e)) if e.is_panic() => warn!(error = %e, "a task panicked"),
+                Some(_) => {}
+            },
+            () = &mut deadline => {
+                warn!(left = tasks.len(), "tasks still running after the grace period; aborting them");
+                tasks.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+fn print_camera(camera: &Camera) {
+    let (code, uri) = camera.setup_info();
+    println!();
+    println!("{}", camera.name());
+    println!("  Setup code: {code}");
+    println!("  Setup URI:  {uri}");
+    if !camera.is_paired()
+        && let Some(qr) = crate::qr::render(&uri)
+    {
+        println!("{qr}");
+    }
+    // Unindented: scripts and tests read the port from this line.
+    println!("Listening on {}:{}", camera.bind(), camera.port());
+}
+
+/// Toggles MotionDetected of `camera` every `period` (see [`RunOptions::demo_motion_ms`]).
+async fn demo_motion(camera: Camera, period: Duration, mut stop: watch::Receiver<bool>) {
+    let mut on = false;
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                on = !on;
+                camera.set_motion_detected(on);
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

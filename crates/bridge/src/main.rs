@@ -1,68 +1,20 @@
-//! hksv-bridge: serves a HomeKit accessory over HAP (IP), prints its setup code, `X-HM://`
-//! URI and QR code, and stops cleanly on SIGINT/SIGTERM.
+//! hksv-bridge: runs the configured cameras as HomeKit Secure Video accessories (`run`, the
+//! default), or one of the helper commands (`check`, `pair-info`, `reset`, `selftest`).
+//! Logs go to stderr (`RUST_LOG`, default `info`); pairing information to stdout.
 #![forbid(unsafe_code)]
 
-use bridge::{accessory, qr};
-
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bridge::app::{self, RunOptions};
+use bridge::cli::{self, Cli, Command};
+use bridge::config::Config;
 use clap::Parser;
-use hap_server::core::{CATEGORY_IP_CAMERA, CoreConfig};
-use hap_server::setup::SetupCode;
-use hap_server::store::FileStore;
-use hap_server::{Core, Server, ServerOptions, Value};
-use tokio::sync::watch;
-use tracing::info;
 
-/// Command line; every flag can also come from its `HKSV_*` environment variable.
-#[derive(Debug, Parser)]
-#[command(
-    name = "hksv-bridge",
-    version,
-    about = "Turns cameras into HomeKit Secure Video cameras"
-)]
-struct Args {
-    /// Directory for keys, pairings and IDs [default: $XDG_STATE_HOME/hksv-bridge or
-    /// ~/.local/state/hksv-bridge].
-    #[arg(long, env = "HKSV_STATE_DIR")]
-    state_dir: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "HKSV_BIND", default_value = "0.0.0.0")]
-    bind: IpAddr,
-    /// TCP port of the HAP server (0 = any free port).
-    #[arg(long, env = "HKSV_PORT", default_value_t = 51826)]
-    port: u16,
-    /// Setup code XXX-XX-XXX; generated and kept in the state directory when absent.
-    #[arg(long, env = "HKSV_SETUP_CODE", value_parser = parse_setup_code)]
-    setup_code: Option<SetupCode>,
-    /// Accessory name shown in the Home app and on mDNS.
-    #[arg(long, env = "HKSV_NAME", default_value = "HKSV Bridge")]
-    name: String,
-    /// Demo: toggle MotionDetected every this many milliseconds (0 = never).
-    #[arg(long, env = "HKSV_DEMO_MOTION_MS", default_value_t = 0)]
-    demo_motion_ms: u64,
-    /// Do not advertise over mDNS.
-    #[arg(long, env = "HKSV_NO_MDNS")]
-    no_mdns: bool,
-}
-
-fn parse_setup_code(s: &str) -> Result<SetupCode, String> {
-    SetupCode::parse(s).map_err(|e| e.to_string())
-}
-
-fn default_state_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("hksv-bridge");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".local/state/hksv-bridge");
-    }
-    PathBuf::from("hksv-bridge-state")
-}
+/// Bound of each network step of `selftest` (the recording may take up to 3× this).
+const SELFTEST_STEP_TIMEOUT_S: u64 = 20;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -73,124 +25,76 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    let store = FileStore::open(&state_dir)
-        .with_context(|| format!("opening state directory {}", state_dir.display()))?;
-    let config = CoreConfig {
-        name: args.name.clone(),
-        model: accessory::MODEL_NAME.to_owned(),
-        category: CATEGORY_IP_CAMERA,
-        setup_code: args.setup_code.clone(),
-        firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
-    };
-    let core = Core::open(
-        config,
-        Arc::new(store),
-        vec![accessory::demo_accessory(&args.name)],
-        &mut rand::rng(),
-    )
-    .context("loading accessory state")?;
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
-        .await
-        .with_context(|| format!("binding {}:{}", args.bind, args.port))?;
-    let port = listener.local_addr()?.port();
-    let server = Server::new(core);
-    {
-        let core = server.lock();
-        let uri = core.setup_uri();
-        println!("hksv-bridge {}", env!("CARGO_PKG_VERSION"));
-        println!("Setup code: {}", core.setup_code().as_str());
-        println!("Setup URI:  {uri}");
-        if let Some(code) = qr::render(&uri) {
-            println!("{code}");
+    let cli = Cli::parse();
+    let config = cli::load_config(&cli.run)?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => {
+            let options = RunOptions {
+                demo_motion_ms: cli.run.demo_motion_ms,
+            };
+            app::run_with(config, options, app::wait_for_signal()).await
         }
-        println!("Listening on {}:{port}", args.bind);
-        info!(state_dir = %state_dir.display(), pairing_id = core.pairing_id(), paired = core.is_paired(), "accessory ready");
+        Command::Check {
+            source,
+            seconds,
+            out,
+        } => cli::check(&config, &source, seconds, out.as_deref()).await,
+        Command::PairInfo { name } => cli::pair_info(&config, name.as_deref()),
+        Command::Reset { name } => cli::reset(&config, &name),
+        Command::Selftest { name, out } => selftest(&config, name.as_deref(), out).await,
     }
-    if !args.no_mdns {
-        server.advertise(port);
-    }
-    let (stop_tx, stop_rx) = watch::channel(false);
-    if args.demo_motion_ms > 0 {
-        tokio::spawn(demo_motion(
-            server.clone(),
-            Duration::from_millis(args.demo_motion_ms),
-            stop_rx.clone(),
-        ));
-    }
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    server
-        .serve(listener, ServerOptions::default(), stop_rx)
-        .await?;
-    info!("stopped");
+}
+
+/// `selftest [CAMERA]`: pairs with the running camera like a hub (or through a temporary API
+/// pairing when it is already paired), records a clip and checks it.
+async fn selftest(
+    config: &Config,
+    name: Option<&str>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let camera = match name {
+        Some(n) => config
+            .camera(n)
+            .with_context(|| format!("unknown camera {n:?}"))?,
+        None => config.cameras.first().context("no cameras configured")?,
+    };
+    let info = cli::read_pair_info(config, camera)?;
+    anyhow::ensure!(
+        camera.port != 0,
+        "camera {:?} has port 0 (chosen at start): give it a fixed port to selftest it",
+        camera.name
+    );
+    let out_dir = match out {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!(
+            "hksv-bridge-selftest-{}",
+            bridge::config::slug(&camera.name)
+        )),
+    };
+    let report = controller::selftest::run(controller::selftest::SelftestOptions {
+        hap_addr: SocketAddr::new(connect_ip(config.bind), camera.port),
+        setup_code: Some(info.setup_code),
+        api_base: format!("http://{}", connect_addr(config.api.listen)),
+        api_token: config.api.token.clone(),
+        camera_name: camera.name.clone(),
+        out_dir,
+        timeout: Duration::from_secs(SELFTEST_STEP_TIMEOUT_S),
+    })
+    .await?;
+    println!("{report}");
+    anyhow::ensure!(report.passed(), "selftest failed: see the steps above");
     Ok(())
 }
 
-/// Toggles MotionDetected periodically so controllers see events without a camera.
-async fn demo_motion(server: Server, period: Duration, mut stop: watch::Receiver<bool>) {
-    let id =
-        server
-            .lock()
-            .database()
-            .find(1, accessory::MOTION_SENSOR, "", accessory::MOTION_DETECTED);
-    let Some(id) = id else { return };
-    let mut on = false;
-    let mut tick = tokio::time::interval(period);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                on = !on;
-                server.set_value(id, Value::Bool(on));
-            }
-            _ = stop.changed() => return,
-        }
+/// Where to connect to a server listening on `ip`: a wildcard address means this host.
+fn connect_ip(ip: IpAddr) -> IpAddr {
+    if ip.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        ip
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cli_rejects_adk_invalid_setup_codes() {
-        for bad in ["123-45-678", "111-11-111", "12-345-678", "abc"] {
-            assert!(
-                Args::try_parse_from(["hksv-bridge", "--setup-code", bad]).is_err(),
-                "{bad}"
-            );
-        }
-        let ok = Args::try_parse_from(["hksv-bridge", "--setup-code", "031-45-154"]).unwrap();
-        assert_eq!(ok.setup_code.unwrap().as_str(), "031-45-154");
-    }
-
-    #[test]
-    fn no_arguments_is_a_valid_command_line() {
-        let a = Args::try_parse_from(["hksv-bridge"]).unwrap();
-        assert!(a.port > 0 || std::env::var_os("HKSV_PORT").is_some());
-        assert!(
-            default_state_dir().ends_with("hksv-bridge")
-                || default_state_dir().ends_with("hksv-bridge-state")
-        );
-    }
+fn connect_addr(listen: SocketAddr) -> SocketAddr {
+    SocketAddr::new(connect_ip(listen.ip()), listen.port())
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use recorder::demux::MediaUnit;
+use recorder::input::{H264Framing, ParameterSets, VideoAccessUnit};
 use recorder::{Fragmenter, FragmenterConfig, FragmenterEvent};
 use source::{CameraSource as _, ReconnectPolicy, SourceEvent, SourceSpec};
 use tokio::sync::watch;
@@ -17,6 +19,8 @@ pub struct Feeder {
     /// `None` only if the fragmenter refused its (default) configuration.
     fragmenter: Option<Fragmenter>,
     audio: Option<recorder::aac::AudioSpecificConfig>,
+    /// The latest out-of-band SPS/PPS, put in front of IDR pictures for the detector.
+    parameter_sets: Option<ParameterSets>,
 }
 
 impl std::fmt::Debug for Feeder {
@@ -32,6 +36,7 @@ impl Feeder {
             shared,
             fragmenter,
             audio: None,
+            parameter_sets: None,
         }
     }
 
@@ -63,10 +68,14 @@ impl Feeder {
         };
         let r = match unit {
             MediaUnit::ParameterSets(ps) => {
+                self.parameter_sets = Some(ps.clone());
                 fragmenter.set_parameter_sets(ps);
                 Ok(())
             }
-            MediaUnit::Video(v) => fragmenter.push_video(v),
+            MediaUnit::Video(v) => {
+                detect(&self.shared, self.parameter_sets.as_ref(), &v);
+                fragmenter.push_video(v)
+            }
             MediaUnit::Audio(a) => fragmenter.push_audio(a),
         };
         if let Err(e) = r {
@@ -79,6 +88,43 @@ impl Feeder {
             self.shared.ring.push_event(event);
         }
     }
+}
+
+/// Hands a copy of `v` (as Annex B, SPS/PPS before an IDR) to the camera's motion detector
+/// when one is attached; a full detector queue drops it (see `DetectorHandle::push`).
+fn detect(shared: &Shared, parameter_sets: Option<&ParameterSets>, v: &VideoAccessUnit) {
+    let guard = lock(&shared.detector);
+    let Some(detector) = guard.as_ref() else {
+        return;
+    };
+    let annex_b = match v.framing {
+        H264Framing::AnnexB => v.data.clone(),
+        H264Framing::Avcc { length_size_bytes } => {
+            match motion::annexb::length_prefixed_to_annex_b(&v.data, length_size_bytes, &[]) {
+                Some(b) => Bytes::from(b),
+                None => return,
+            }
+        }
+    };
+    let is_idr = motion::annexb::contains_idr(&annex_b);
+    // Out-of-band parameter sets go in front of each IDR so the decoder can start there.
+    let annex_b = match (parameter_sets, is_idr) {
+        (Some(ps), true) => {
+            let mut b = Vec::with_capacity(annex_b.len() + ps.sps.len() + ps.pps.len() + 8);
+            for nal in [&ps.sps, &ps.pps] {
+                b.extend_from_slice(&[0, 0, 0, 1]);
+                b.extend_from_slice(nal);
+            }
+            b.extend_from_slice(&annex_b);
+            Bytes::from(b)
+        }
+        _ => annex_b,
+    };
+    detector.push(motion::OwnedAccessUnit {
+        data: annex_b,
+        is_idr,
+        timestamp_90k: v.pts_90k,
+    });
 }
 
 fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitSegment) {

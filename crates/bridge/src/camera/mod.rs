@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) recording: AtomicBool,
     pub(crate) hds_tasks: AtomicUsize,
     pub(crate) facts: Mutex<Option<SourceFacts>>,
+    /// The built-in motion detector, fed video by the [`Feeder`] once attached.
+    pub(crate) detector: Mutex<Option<motion::DetectorHandle>>,
     pub(crate) motion: MotionHub,
     /// Bumped on every state change; recording streams re-check their conditions.
     pub(crate) changes: watch::Sender<u64>,
@@ -216,6 +218,7 @@ impl Camera {
             recording: AtomicBool::new(false),
             hds_tasks: AtomicUsize::new(0),
             facts: Mutex::new(None),
+            detector: Mutex::new(None),
             motion,
             changes,
             control: control_tx,
@@ -285,6 +288,39 @@ impl Camera {
     /// The HAP port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The HAP listen address.
+    pub fn bind(&self) -> IpAddr {
+        self.shared.options.bind
+    }
+
+    /// Setup code (`XXX-XX-XXX`) and `X-HM://` setup URI (its paired flag is current).
+    pub fn setup_info(&self) -> (String, String) {
+        let core = self.server.lock();
+        (core.setup_code().as_str().to_owned(), core.setup_uri())
+    }
+
+    /// Accessory pairing ID and Ed25519 long-term public key (what a controller verifies).
+    pub fn accessory_identity(&self) -> (String, [u8; 32]) {
+        let core = self.server.lock();
+        let id = core.identity();
+        (
+            id.pairing_id.clone(),
+            id.signing_key.verifying_key().to_bytes(),
+        )
+    }
+
+    /// Sends the camera's video access units to `detector` from now on.
+    pub fn attach_detector(&self, detector: motion::DetectorHandle) {
+        *lock(&self.shared.detector) = Some(detector);
+    }
+
+    /// Sets MotionDetected directly, bypassing the [`MotionHub`] and its debounce (the
+    /// `--demo-motion-ms` toggle); the next hub change overrides it.
+    pub fn set_motion_detected(&self, detected: bool) {
+        self.server
+            .set_value(self.ids.motion_detected, Value::Bool(detected));
     }
 
     /// The HDS listener port.
