@@ -66,6 +66,7 @@ impl Feeder {
         let Some(fragmenter) = self.fragmenter.as_mut() else {
             return;
         };
+        self.shared.snapshots.observe(&unit);
         let r = match unit {
             MediaUnit::ParameterSets(ps) => {
                 self.parameter_sets = Some(ps.clone());

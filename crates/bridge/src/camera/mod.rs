@@ -12,6 +12,7 @@
 mod hds_server;
 mod media;
 mod services;
+pub mod snapshot;
 pub mod state;
 pub mod supported;
 
@@ -120,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) changes: watch::Sender<u64>,
     pub(crate) control: mpsc::UnboundedSender<Control>,
     pub(crate) server: OnceLock<Server>,
+    /// The latest keyframe and the `/resource` JPEG cache.
+    pub(crate) snapshots: snapshot::Snapshots,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,9 +226,10 @@ impl Camera {
             changes,
             control: control_tx,
             server: OnceLock::new(),
+            snapshots: snapshot::Snapshots::new(&options.name),
         });
         let accessory = services::camera_accessory(&shared);
-        let core = Core::open(
+        let mut core = Core::open(
             CoreConfig {
                 name: options.name.clone(),
                 model: accessory::MODEL_NAME.to_owned(),
@@ -238,6 +242,7 @@ impl Camera {
             &mut rand::rng(),
         )
         .context("loading accessory state")?;
+        core.set_resource_handler(snapshot::resource_handler(Arc::downgrade(&shared)));
         let ids = services::ids(core.database(), options.doorbell)
             .context("camera accessory lacks MotionDetected or StatusActive")?;
         let server = Server::new(core);

@@ -1,0 +1,612 @@
+//! HKSV snapshots: `POST /resource` → a JPEG of the latest keyframe (protocol notes §1.9, §5.6).
+//!
+//! hap-server calls the `/resource` handler synchronously **under the Core lock**, so the
+//! handler never decodes. Instead:
+//!
+//! ```text
+//!  Feeder::push ─► Snapshots::observe (copies each IDR access unit + SPS/PPS, Annex B)
+//!                    │ wake
+//!                    ▼
+//!  snapshot thread: openh264 decode (≤ 1 per MIN_REFRESH) ─► RGB frame ─► JPEGs for the sizes
+//!                                                                          asked for lately
+//!  /resource handler: rules (§5.6) ─► cached JPEG for (W, H) of the current frame, else scale
+//!                     + encode that frame now (first request at a new size only)
+//! ```
+//!
+//! A snapshot is therefore as old as the latest keyframe (one GOP, typically 1–4 s), which is
+//! what the Home app shows as a still anyway. Output is exactly the requested size: the frame is
+//! scaled to *cover* W×H keeping its aspect ratio and centre-cropped (ffmpeg's
+//! `scale=W:H:force_original_aspect_ratio=increase,crop=W:H`), with an area-average filter.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hap_server::HapStatus;
+use hap_server::core::ResourceHandler;
+use recorder::demux::MediaUnit;
+use recorder::{H264Framing, ParameterSets, VideoAccessUnit};
+use serde_json::Value as Json;
+
+use super::{CameraState, Shared, lock};
+
+/// JPEG quality (1–100) of snapshots.
+pub(crate) const JPEG_QUALITY: u8 = 80;
+/// Keyframes are decoded at most this often (a camera with 1 s GOPs costs one decode a second).
+const MIN_REFRESH: Duration = Duration::from_secs(1);
+/// Sizes asked for within this window are re-encoded in the background on each new frame.
+const RECENT_SIZE_WINDOW: Duration = Duration::from_secs(60);
+/// At most this many sizes are kept in the cache (the Home app asks for one or two).
+const MAX_CACHED_SIZES: usize = 4;
+/// Largest accepted request side, pixels (a JPEG side is a u16; 4K is the largest camera).
+pub(crate) const MAX_SIDE_PX: u32 = 4096;
+/// `aid` of the camera in accessory mode (its own HAP server).
+const CAMERA_AID: u64 = 1;
+
+/// A snapshot request after the `resource-type` check (§1.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SnapshotRequest {
+    pub(crate) width_px: u32,
+    pub(crate) height_px: u32,
+    /// 0 = periodic, 1 = event; `None` when absent (pre-HKSV controllers).
+    pub(crate) reason: Option<u64>,
+}
+
+/// Parses a `/resource` body. `Ok(None)`: not an image request for this accessory (→ 404
+/// -70409, as HAP-NodeJS answers other resource types and unknown aids).
+///
+/// # Errors
+/// -70410 when the image size is missing, not an integer, 0 or above [`MAX_SIDE_PX`].
+pub(crate) fn parse_request(body: &Json) -> Result<Option<SnapshotRequest>, HapStatus> {
+    if body.get("resource-type").and_then(Json::as_str) != Some("image") {
+        return Ok(None);
+    }
+    if let Some(aid) = body.get("aid").filter(|a| !a.is_null())
+        && aid.as_u64() != Some(CAMERA_AID)
+    {
+        return Ok(None);
+    }
+    let side = |key: &str| {
+        body.get(key)
+            .and_then(Json::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .filter(|v| (1..=MAX_SIDE_PX).contains(v))
+            .ok_or(HapStatus::INVALID_VALUE_IN_REQUEST)
+    };
+    Ok(Some(SnapshotRequest {
+        width_px: side("image-width")?,
+        height_px: side("image-height")?,
+        reason: body.get("reason").and_then(Json::as_u64),
+    }))
+}
+
+/// Whether the camera's switches allow a snapshot, in HAP-NodeJS's order (§5.6).
+///
+/// # Errors
+/// -70412 (not allowed in current state) or -70401 (insufficient privileges: the switch is off
+/// and the controller gave no reason).
+pub(crate) fn check_allowed(state: &CameraState, reason: Option<u64>) -> Result<(), HapStatus> {
+    const PERIODIC: u64 = 0;
+    const EVENT: u64 = 1;
+    if !state.rtp_active || !state.camera_active {
+        return Err(HapStatus::NOT_ALLOWED_IN_CURRENT_STATE);
+    }
+    if !state.event_snapshots_active {
+        match reason {
+            None => return Err(HapStatus::INSUFFICIENT_PRIVILEGES),
+            Some(EVENT) => return Err(HapStatus::NOT_ALLOWED_IN_CURRENT_STATE),
+            Some(_) => {}
+        }
+    }
+    if !state.periodic_snapshots_active {
+        match reason {
+            None => return Err(HapStatus::INSUFFICIENT_PRIVILEGES),
+            Some(PERIODIC) => return Err(HapStatus::NOT_ALLOWED_IN_CURRENT_STATE),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The `/resource` handler for a camera. Holds the camera weakly (the Core that owns the
+/// handler is itself owned by the camera).
+pub(crate) fn resource_handler(shared: Weak<Shared>) -> ResourceHandler {
+    Arc::new(move |_ctx, body| {
+        let Some(request) = parse_request(body)? else {
+            return Ok(None);
+        };
+        let shared = shared
+            .upgrade()
+            .ok_or(HapStatus::SERVICE_COMMUNICATION_FAILURE)?;
+        check_allowed(&shared.state(), request.reason)?;
+        match shared.snapshots.jpeg(request.width_px, request.height_px) {
+            Ok(jpeg) => Ok(Some(jpeg.to_vec())),
+            Err(e) => {
+                tracing::debug!(camera = %shared.options.name, error = %e, "no snapshot");
+                Err(HapStatus::SERVICE_COMMUNICATION_FAILURE)
+            }
+        }
+    })
+}
+
+/// Why no snapshot could be made (→ -70402).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// No keyframe has been decoded yet (source not connected, or first GOP still pending).
+    #[error("no keyframe decoded yet")]
+    NoKeyframe,
+    /// openh264 rejected the keyframe.
+    #[error("decoding the keyframe failed: {0}")]
+    Decode(String),
+    /// Scaling or JPEG encoding failed.
+    #[error("encoding the snapshot failed: {0}")]
+    Encode(String),
+}
+
+/// The latest IDR access unit with its parameter sets, as one Annex B byte string that
+/// decodes on its own.
+#[derive(Debug, Clone)]
+pub struct Keyframe {
+    /// SPS, PPS, then the access unit's NAL units, each after a `00 00 00 01` start code.
+    pub annexb: Bytes,
+    /// Presentation time, 90 kHz.
+    pub pts_90k: i64,
+}
+
+impl Keyframe {
+    /// A self-contained keyframe from an access unit, or `None` if it holds no IDR slice.
+    /// `parameter_sets` (out of band) go first; in-band SPS/PPS in the unit come after and win.
+    pub fn from_access_unit(
+        parameter_sets: Option<&ParameterSets>,
+        au: &VideoAccessUnit,
+    ) -> Option<Self> {
+        let nals = nal_units(&au.data, au.framing);
+        // Slice types only: stop at the first VCL NAL (ITU-T H.264 Table 7-1: 1–5).
+        let first_vcl = nals
+            .iter()
+            .map(|n| nal_type(n))
+            .find(|t| (1..=5).contains(t))?;
+        if first_vcl != NAL_IDR {
+            return None;
+        }
+        let mut out = Vec::with_capacity(au.data.len() + 64);
+        if let Some(ps) = parameter_sets {
+            for nal in [&ps.sps, &ps.pps] {
+                if !nal.is_empty() {
+                    out.extend_from_slice(&START_CODE);
+                    out.extend_from_slice(nal);
+                }
+            }
+        }
+        for nal in nals {
+            out.extend_from_slice(&START_CODE);
+            out.extend_from_slice(nal);
+        }
+        Some(Self {
+            annexb: Bytes::from(out),
+            pts_90k: au.pts_90k,
+        })
+    }
+}
+
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+const NAL_IDR: u8 = 5;
+
+fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}
+
+/// The NAL units of an access unit (without start codes / length prefixes). Truncated or
+/// malformed framing ends the list early.
+pub(crate) fn nal_units(data: &[u8], framing: H264Framing) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    match framing {
+        H264Framing::Avcc { length_size_bytes } => {
+            let size = usize::from(length_size_bytes);
+            let mut rest = data;
+            while let Some((len, tail)) = rest.split_at_checked(size) {
+                let n = len
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+                let Some((nal, tail)) = tail.split_at_checked(n) else {
+                    break;
+                };
+                if !nal.is_empty() {
+                    out.push(nal);
+                }
+                rest = tail;
+            }
+        }
+        H264Framing::AnnexB => {
+            // Positions just after each `00 00 01` (a 4-byte start code ends the same way).
+            let mut starts = Vec::new();
+            let mut i = 0;
+            while let Some(w) = data.get(i..i + 3) {
+                if w == [0, 0, 1] {
+                    starts.push(i + 3);
+                    i += 3;
+                } else {
+                    i += 1;
+                }
+            }
+            for (k, &s) in starts.iter().enumerate() {
+                let end = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
+                if let Some(nal) = data.get(s..end) {
+                    // Trailing zeros belong to the next 4-byte start code.
+                    let trimmed_len = nal.len() - nal.iter().rev().take_while(|b| **b == 0).count();
+                    if let Some(nal) = nal.get(..trimmed_len).filter(|n| !n.is_empty()) {
+                        out.push(nal);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A decoded frame, packed RGB (3 bytes a pixel, no padding).
+#[derive(Debug, Clone)]
+pub struct RgbFrame {
+    /// Width, pixels.
+    pub width_px: usize,
+    /// Height, pixels.
+    pub height_px: usize,
+    /// `width_px * height_px * 3` bytes, row-major.
+    pub rgb: Vec<u8>,
+}
+
+/// Decodes one self-contained keyframe (from [`Keyframe::annexb`]) with openh264.
+///
+/// # Errors
+/// [`SnapshotError::Decode`] when openh264 fails or yields no picture.
+pub fn decode_keyframe(annexb: &[u8]) -> Result<RgbFrame, SnapshotError> {
+    let mut decoder =
+        openh264::decoder::Decoder::new().map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    decode_with(&mut decoder, annexb)
+}
+
+fn decode_with(
+    decoder: &mut openh264::decoder::Decoder,
+    annexb: &[u8],
+) -> Result<RgbFrame, SnapshotError> {
+    use openh264::formats::YUVSource as _;
+    let to_rgb = |yuv: &openh264::decoder::DecodedYUV<'_>| {
+        let (w, h) = yuv.dimensions();
+        let mut rgb = vec![0; w * h * 3];
+        yuv.write_rgb8(&mut rgb);
+        RgbFrame {
+            width_px: w,
+            height_px: h,
+            rgb,
+        }
+    };
+    let decoded = decoder
+        .decode(annexb)
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    if let Some(yuv) = decoded {
+        return Ok(to_rgb(&yuv));
+    }
+    // A stream that does not bound reordering makes openh264 hold the picture back.
+    let frames = decoder
+        .flush_remaining()
+        .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    frames
+        .last()
+        .map(to_rgb)
+        .ok_or_else(|| SnapshotError::Decode("no picture in the keyframe".into()))
+}
+
+/// One output sample's source pixels: `weights` apply to `start..start + weights.len()`.
+struct Taps {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+/// Area-average taps mapping `[offset, offset + span)` of the source axis onto `dst` samples.
+fn taps(src_len: usize, offset: f64, span: f64, dst: usize) -> Vec<Taps> {
+    let step = span / dst as f64;
+    (0..dst)
+        .map(|i| {
+            let a = offset + step * i as f64;
+            let b = (a + step).min(src_len as f64);
+            let first = (a.floor() as usize).min(src_len - 1);
+            let last = ((b.ceil() as usize).max(first + 1)).min(src_len);
+            let mut weights: Vec<f32> = (first..last)
+                .map(|k| ((b.min(k as f64 + 1.0) - a.max(k as f64)).max(0.0)) as f32)
+                .collect();
+            let sum: f32 = weights.iter().sum();
+            if sum > 0.0 {
+                weights.iter_mut().for_each(|w| *w /= sum);
+            } else {
+                weights = vec![0.0; last - first];
+                if let Some(w) = weights.first_mut() {
+                    *w = 1.0;
+                }
+            }
+            Taps {
+                start: first,
+                weights,
+            }
+        })
+        .collect()
+}
+
+/// Scales packed RGB to exactly `dst_w`×`dst_h`, keeping the aspect ratio: scale to cover,
+/// centre-crop, area-average (a box filter weighted by overlap; up-scaling degrades to
+/// nearest/linear blends). `None` when a size is 0 or `src` is shorter than `src_w*src_h*3`.
+pub fn scale_cover_rgb(
+    src: &[u8],
+    src_w: usize,
+    src_h: usize,
+    dst_w: usize,
+    dst_h: usize,
+) -> Option<Vec<u8>> {
+    if src_w == 0 || src_h == 0 || dst_w == 0 || dst_h == 0 || src.len() < src_w * src_h * 3 {
+        return None;
+    }
+    let scale = (dst_w as f64 / src_w as f64).max(dst_h as f64 / src_h as f64);
+    let (span_x, span_y) = (dst_w as f64 / scale, dst_h as f64 / scale);
+    let (off_x, off_y) = ((src_w as f64 - span_x) / 2.0, (src_h as f64 - span_y) / 2.0);
+    let tx = taps(src_w, off_x.max(0.0), span_x, dst_w);
+    let ty = taps(src_h, off_y.max(0.0), span_y, dst_h);
+    let row_first = ty.first().map_or(0, |t| t.start);
+    let row_end = ty
+        .iter()
+        .map(|t| t.start + t.weights.len())
+        .max()
+        .unwrap_or(0);
+    // Horizontal pass over the rows the vertical taps use.
+    let mut mid = vec![0f32; (row_end - row_first) * dst_w * 3];
+    for (y, out_row) in (row_first..row_end).zip(mid.chunks_exact_mut(dst_w * 3)) {
+        let row = src.get(y * src_w * 3..(y + 1) * src_w * 3)?;
+        for (t, out) in tx.iter().zip(out_row.chunks_exact_mut(3)) {
+            let px = row.get(t.start * 3..(t.start + t.weights.len()) * 3)?;
+            let mut acc = [0f32; 3];
+            for (p, w) in px.chunks_exact(3).zip(&t.weights) {
+                for (a, c) in acc.iter_mut().zip(p) {
+                    *a += f32::from(*c) * w;
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
+    }
+    // Vertical pass.
+    let mut dst = vec![0u8; dst_w * dst_h * 3];
+    let row_len = dst_w * 3;
+    for (t, out_row) in ty.iter().zip(dst.chunks_exact_mut(row_len)) {
+        let mut acc = vec![0f32; row_len];
+        for (k, w) in t.weights.iter().enumerate() {
+            let r = t.start + k - row_first;
+            let row = mid.get(r * row_len..(r + 1) * row_len)?;
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += v * w;
+            }
+        }
+        for (o, a) in out_row.iter_mut().zip(&acc) {
+            *o = a.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Some(dst)
+}
+
+/// Scales `frame` to `width`×`height` (cover + crop) and encodes a baseline JPEG.
+///
+/// # Errors
+/// [`SnapshotError::Encode`] for a size of 0 or above 65535, or an encoder failure.
+pub fn encode_snapshot(
+    frame: &RgbFrame,
+    width_px: u32,
+    height_px: u32,
+) -> Result<Vec<u8>, SnapshotError> {
+    let (w, h) = (
+        u16::try_from(width_px).map_err(|_| SnapshotError::Encode("width above 65535".into()))?,
+        u16::try_from(height_px).map_err(|_| SnapshotError::Encode("height above 65535".into()))?,
+    );
+    let scaled = if (usize::from(w), usize::from(h)) == (frame.width_px, frame.height_px) {
+        None
+    } else {
+        Some(
+            scale_cover_rgb(
+                &frame.rgb,
+                frame.width_px,
+                frame.height_px,
+                usize::from(w),
+                usize::from(h),
+            )
+            .ok_or_else(|| SnapshotError::Encode("cannot scale the frame".into()))?,
+        )
+    };
+    let rgb = scaled.as_deref().unwrap_or(&frame.rgb);
+    let mut jpeg = Vec::with_capacity(usize::from(w) * usize::from(h) / 4);
+    jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITY)
+        .encode(rgb, w, h, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    Ok(jpeg)
+}
+
+struct CachedJpeg {
+    /// Generation of the frame it was made from.
+    generation: u64,
+    jpeg: Arc<[u8]>,
+    last_requested: Instant,
+}
+
+struct DecodedFrame {
+    generation: u64,
+    frame: Arc<RgbFrame>,
+}
+
+#[derive(Default)]
+struct Inner {
+    parameter_sets: Mutex<Option<ParameterSets>>,
+    /// The latest keyframe and its generation (bumped per keyframe).
+    latest: Mutex<Option<(u64, Arc<Keyframe>)>>,
+    frame: Mutex<Option<DecodedFrame>>,
+    cache: Mutex<HashMap<(u32, u32), CachedJpeg>>,
+}
+
+/// Per camera: the latest keyframe, its decoded frame and the JPEG cache, refreshed by a
+/// background thread (started on the first keyframe; it ends when this is dropped).
+pub(crate) struct Snapshots {
+    name: String,
+    inner: Arc<Inner>,
+    wake: OnceLock<Mutex<mpsc::Sender<()>>>,
+}
+
+impl Snapshots {
+    pub(crate) fn new(camera: &str) -> Self {
+        Self {
+            name: camera.to_owned(),
+            inner: Arc::default(),
+            wake: OnceLock::new(),
+        }
+    }
+
+    /// Looks at a unit on its way to the fragmenter: keeps parameter sets and IDR access units.
+    /// Cheap for non-IDR units (a scan of the NAL headers).
+    pub(crate) fn observe(&self, unit: &MediaUnit) {
+        match unit {
+            MediaUnit::ParameterSets(ps) => *lock(&self.inner.parameter_sets) = Some(ps.clone()),
+            MediaUnit::Video(au) => {
+                let keyframe = {
+                    let ps = lock(&self.inner.parameter_sets);
+                    Keyframe::from_access_unit(ps.as_ref(), au)
+                };
+                if let Some(keyframe) = keyframe {
+                    self.set_keyframe(keyframe);
+                }
+            }
+            MediaUnit::Audio(_) => {}
+        }
+    }
+
+    fn set_keyframe(&self, keyframe: Keyframe) {
+        {
+            let mut latest = lock(&self.inner.latest);
+            let generation = latest.as_ref().map_or(1, |(g, _)| g + 1);
+            *latest = Some((generation, Arc::new(keyframe)));
+        }
+        let wake = self.wake.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            let inner = self.inner.clone();
+            let name = self.name.clone();
+            let spawned = std::thread::Builder::new()
+                .name("snapshot".into())
+                .spawn(move || refresh_loop(&inner, &name, &rx));
+            if let Err(e) = spawned {
+                tracing::warn!(camera = %self.name, error = %e, "cannot start the snapshot thread");
+            }
+            Mutex::new(tx)
+        });
+        let _ = lock(wake).send(());
+    }
+
+    /// The JPEG of the current frame at `width`×`height`: from the cache, or scaled and encoded
+    /// now (the first request at a new size). The size is then kept fresh in the background.
+    pub(crate) fn jpeg(&self, width_px: u32, height_px: u32) -> Result<Arc<[u8]>, SnapshotError> {
+        let (generation, frame) = {
+            let f = lock(&self.inner.frame);
+            let f = f.as_ref().ok_or(SnapshotError::NoKeyframe)?;
+            (f.generation, f.frame.clone())
+        };
+        let now = Instant::now();
+        {
+            let mut cache = lock(&self.inner.cache);
+            if let Some(c) = cache.get_mut(&(width_px, height_px))
+                && c.generation == generation
+            {
+                c.last_requested = now;
+                return Ok(c.jpeg.clone());
+            }
+        }
+        let jpeg: Arc<[u8]> = encode_snapshot(&frame, width_px, height_px)?.into();
+        let mut cache = lock(&self.inner.cache);
+        cache.insert(
+            (width_px, height_px),
+            CachedJpeg {
+                generation,
+                jpeg: jpeg.clone(),
+                last_requested: now,
+            },
+        );
+        evict(&mut cache, now);
+        Ok(jpeg)
+    }
+}
+
+/// Drops sizes not asked for lately and keeps at most [`MAX_CACHED_SIZES`] (latest asked).
+fn evict(cache: &mut HashMap<(u32, u32), CachedJpeg>, now: Instant) {
+    cache.retain(|_, c| now.duration_since(c.last_requested) <= RECENT_SIZE_WINDOW);
+    while cache.len() > MAX_CACHED_SIZES {
+        let Some(oldest) = cache
+            .iter()
+            .min_by_key(|(_, c)| c.last_requested)
+            .map(|(k, _)| *k)
+        else {
+            break;
+        };
+        cache.remove(&oldest);
+    }
+}
+
+/// The snapshot thread: decodes the newest keyframe (at most once per [`MIN_REFRESH`]) and
+/// re-encodes the sizes asked for lately.
+fn refresh_loop(inner: &Inner, name: &str, wake: &mpsc::Receiver<()>) {
+    let mut decoder: Option<openh264::decoder::Decoder> = None;
+    let mut decoded_generation = 0;
+    let mut last_decode: Option<Instant> = None;
+    while wake.recv().is_ok() {
+        if let Some(wait) = last_decode.and_then(|t| MIN_REFRESH.checked_sub(t.elapsed())) {
+            std::thread::sleep(wait);
+        }
+        while wake.try_recv().is_ok() {}
+        let Some((generation, keyframe)) = lock(&inner.latest).clone() else {
+            continue;
+        };
+        if generation == decoded_generation {
+            continue;
+        }
+        last_decode = Some(Instant::now());
+        decoded_generation = generation;
+        let d = match decoder.as_mut() {
+            Some(d) => d,
+            None => match openh264::decoder::Decoder::new() {
+                Ok(d) => decoder.insert(d),
+                Err(e) => {
+                    tracing::warn!(camera = %name, error = %e, "cannot create the snapshot decoder");
+                    continue;
+                }
+            },
+        };
+        let frame = match decode_with(d, &keyframe.annexb) {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                tracing::debug!(camera = %name, error = %e, "keyframe not decoded");
+                decoder = None; // start clean on the next keyframe
+                continue;
+            }
+        };
+        *lock(&inner.frame) = Some(DecodedFrame {
+            generation,
+            frame: frame.clone(),
+        });
+        let sizes: Vec<(u32, u32)> = {
+            let mut cache = lock(&inner.cache);
+            evict(&mut cache, Instant::now());
+            cache.keys().copied().collect()
+        };
+        for (w, h) in sizes {
+            match encode_snapshot(&frame, w, h) {
+                Ok(jpeg) => {
+                    if let Some(c) = lock(&inner.cache).get_mut(&(w, h)) {
+                        c.generation = generation;
+                        c.jpeg = jpeg.into();
+                    }
+                }
+                Err(e) => tracing::debug!(camera = %name, error = %e, "snapshot not encoded"),
+            }
+        }
+    }
+}
