@@ -337,7 +337,13 @@ async fn bad_input_is_refused_cleanly() {
         rec.end
     );
 
-    // Snapshot with no reason / a reason that is not allowed.
+    // Snapshots while HomeKitCameraActive = 0 are refused whatever the reason (HAP-NodeJS
+    // order: -70412; -70401 when the reason is missing and a snapshot switch is off). With the
+    // default switches on, a request without a reason is served, so the camera is turned off
+    // first.
+    hksv::write_flag(&mut hub.hap, hub.ids.camera_active, false)
+        .await
+        .expect("HomeKitCameraActive = 0");
     for body in [
         json!({"resource-type": "image", "image-width": 640, "image-height": 360}),
         json!({"resource-type": "image", "image-width": 640, "image-height": 360, "reason": 9}),

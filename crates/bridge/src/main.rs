@@ -47,11 +47,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// `selftest [CAMERA]`: pairs with the running camera like a hub (or through a temporary API
 /// pairing when it is already paired), records a clip and checks it.
-async fn selftest(
-    config: &Config,
-    name: Option<&str>,
-    out: Option<PathBuf>,
-) -> anyhow::Result<()> {
+async fn selftest(config: &Config, name: Option<&str>, out: Option<PathBuf>) -> anyhow::Result<()> {
     let camera = match name {
         Some(n) => config
             .camera(n)

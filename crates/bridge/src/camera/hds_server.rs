@@ -108,13 +108,21 @@ async fn connection_task(
     let mut out = Vec::new();
     let mut hap_conn: Option<ConnectionId> = None;
     let mut active: Option<ActiveStream> = None;
+    let mut pending: Option<PendingOpen> = None;
     let mut changes = shared.changes.subscribe();
     let mut motion_rx = shared.motion.subscribe(&shared.options.name).ok();
     let mut hap_check = tokio::time::interval(HAP_CHECK_INTERVAL);
     loop {
         conn.set_camera_state(shared.hds_state());
         while let Some(ev) = conn.poll_event() {
-            handle_event(&shared, &mut conn, &mut active, &motion_rx, ev);
+            handle_event(
+                &shared,
+                &mut conn,
+                &mut active,
+                &mut pending,
+                &motion_rx,
+                ev,
+            );
         }
         while conn.poll_transmit(&mut out) {
             if out.len() >= 1 << 20 && stream.write_all(&out).await.is_err() {
@@ -132,7 +140,14 @@ async fn connection_task(
         }
         if conn.is_closed() {
             while let Some(ev) = conn.poll_event() {
-                handle_event(&shared, &mut conn, &mut active, &motion_rx, ev);
+                handle_event(
+                    &shared,
+                    &mut conn,
+                    &mut active,
+                    &mut pending,
+                    &motion_rx,
+                    ev,
+                );
             }
             break;
         }
@@ -193,6 +208,17 @@ async fn connection_task(
                     let _ = conn.close_stream(a.id, Reason::CANCELLED);
                 }
             }
+            () = retry_pause(pending.is_some()) => {
+                if let Some(p) = pending.take() {
+                    let detected = motion_rx.as_ref().is_some_and(|r| r.borrow().detected);
+                    let give_up = now() >= p.give_up_at;
+                    let (stream_id, give_up_at) = (p.stream_id, p.give_up_at);
+                    match open_stream(&shared, &mut conn, stream_id, detected, give_up, Some(p.slot)) {
+                        Ok(a) => active = a,
+                        Err(NotReady(slot)) => pending = Some(PendingOpen { stream_id, give_up_at, slot }),
+                    }
+                }
+            }
             _ = hap_check.tick() => {
                 let gone = hap_conn.is_some_and(|h| shared.server.get().is_none_or(|s| s.lock().close_requested(h)));
                 if gone {
@@ -231,10 +257,38 @@ fn send_fragment(
     }
 }
 
+/// How long a `dataSend/open` waits for the camera's first init segment (a source still
+/// starting: the fragmenter emits it with the first fragment, a few seconds in) before it is
+/// closed with reason 5: one 4 s fragment plus margin, under a hub's stall timeout. A hub
+/// that opens right after the bridge starts still gets its recording.
+const INIT_WAIT: Duration = Duration::from_secs(6);
+/// Retry period of a waiting open.
+const INIT_RETRY: Duration = Duration::from_millis(100);
+
+/// A `dataSend/open` waiting for the first init segment; it holds the camera's recording
+/// slot, so another hub's open meanwhile is busy.
+struct PendingOpen {
+    stream_id: i64,
+    give_up_at: Instant,
+    slot: RecordingSlot,
+}
+
+/// The ring has no init segment yet; gives the recording slot back to the caller.
+struct NotReady(RecordingSlot);
+
+async fn retry_pause(waiting: bool) {
+    if waiting {
+        tokio::time::sleep(INIT_RETRY).await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn handle_event(
     shared: &Arc<Shared>,
     conn: &mut Connection,
     active: &mut Option<ActiveStream>,
+    pending: &mut Option<PendingOpen>,
     motion_rx: &Option<watch::Receiver<motion::MotionStatus>>,
     ev: Event,
 ) {
@@ -242,7 +296,17 @@ fn handle_event(
         Event::HelloDone => debug!("HDS hello done"),
         Event::StreamOpened { stream_id } => {
             let detected = motion_rx.as_ref().is_some_and(|r| r.borrow().detected);
-            *active = open_stream(shared, conn, stream_id, detected);
+            match open_stream(shared, conn, stream_id, detected, false, None) {
+                Ok(a) => *active = a,
+                Err(NotReady(slot)) => {
+                    info!(stream_id, "no init segment yet: waiting for the source");
+                    *pending = Some(PendingOpen {
+                        stream_id,
+                        give_up_at: now() + INIT_WAIT,
+                        slot,
+                    });
+                }
+            }
         }
         Event::OpenRejected { stream_id, reason } => {
             info!(stream_id, ?reason, "dataSend/open refused");
@@ -253,44 +317,61 @@ fn handle_event(
             info!(stream_id, "recording stream finished");
             *active = None;
         }
+        Event::StreamClosed { stream_id, .. }
+            if pending.as_ref().is_some_and(|p| p.stream_id == stream_id) =>
+        {
+            *pending = None;
+        }
         Event::ConnectionClosed { why } => {
             debug!(?why, "HDS connection closed");
             *active = None;
+            *pending = None;
         }
         _ => {}
     }
 }
 
 /// Starts a stream: one per camera (else busy), init segment then the prebuffer at once.
+/// Without an init segment yet: [`NotReady`], unless `give_up` (then reason 5).
 fn open_stream(
     shared: &Arc<Shared>,
     conn: &mut Connection,
     stream_id: i64,
     motion: bool,
-) -> Option<ActiveStream> {
-    if shared
-        .recording
-        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
-        let _ = conn.close_stream(stream_id, Reason::BUSY);
-        return None;
-    }
-    let slot = super::hds_server::RecordingSlot(shared.clone());
+    give_up: bool,
+    slot: Option<RecordingSlot>,
+) -> Result<Option<ActiveStream>, NotReady> {
+    let slot = match slot {
+        Some(s) => s,
+        None => {
+            if shared
+                .recording
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                let _ = conn.close_stream(stream_id, Reason::BUSY);
+                return Ok(None);
+            }
+            RecordingSlot(shared.clone())
+        }
+    };
     let Some(sel) = shared.state().selected_configuration() else {
         let _ = conn.close_stream(stream_id, Reason::INVALID_CONFIGURATION);
-        return None;
+        return Ok(None);
     };
     let facts = lock(&shared.facts).clone();
     let diffs = supported::differences(&sel, facts.as_ref());
     let prebuffer = Duration::from_millis(u64::from(sel.prebuffer_ms));
     let Some(mut reader) = shared.ring.reader(prebuffer) else {
+        if !give_up {
+            return Err(NotReady(slot));
+        }
         warn!(
             stream_id,
             "no init segment yet: closing the recording (reason 5)"
         );
         let _ = conn.close_stream(stream_id, Reason::UNEXPECTED_FAILURE);
-        return None;
+        return Ok(None);
     };
     info!(
         stream_id,
@@ -308,7 +389,7 @@ fn open_stream(
         )
         .is_err()
     {
-        return None;
+        return Ok(None);
     }
     let mut a = ActiveStream {
         id: stream_id,
@@ -329,7 +410,7 @@ fn open_stream(
                     )
                     .is_err()
                 {
-                    return None;
+                    return Ok(None);
                 }
             }
             reader
@@ -340,5 +421,5 @@ fn open_stream(
         _slot: slot,
     };
     a.ended = false;
-    Some(a)
+    Ok(Some(a))
 }
