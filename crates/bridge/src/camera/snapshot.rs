@@ -610,3 +610,319 @@ fn refresh_loop(inner: &Inner, name: &str, wake: &mpsc::Receiver<()>) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state(rtp: bool, camera: bool, event: bool, periodic: bool) -> CameraState {
+        CameraState {
+            rtp_active: rtp,
+            camera_active: camera,
+            event_snapshots_active: event,
+            periodic_snapshots_active: periodic,
+            ..CameraState::default()
+        }
+    }
+
+    const DENIED: HapStatus = HapStatus::INSUFFICIENT_PRIVILEGES;
+    const NOT_NOW: HapStatus = HapStatus::NOT_ALLOWED_IN_CURRENT_STATE;
+
+    #[test]
+    fn reason_rules_follow_hap_nodejs_order() {
+        let all_on = state(true, true, true, true);
+        for reason in [None, Some(0), Some(1)] {
+            assert_eq!(check_allowed(&all_on, reason), Ok(()), "{reason:?}");
+        }
+        // 1. RTP Active = 0 wins over everything, whatever the reason.
+        for reason in [None, Some(0), Some(1)] {
+            assert_eq!(
+                check_allowed(&state(false, true, true, true), reason),
+                Err(NOT_NOW)
+            );
+            assert_eq!(
+                check_allowed(&state(false, true, false, false), reason),
+                Err(NOT_NOW)
+            );
+        }
+        // 2. HomeKitCameraActive = 0.
+        for reason in [None, Some(0), Some(1)] {
+            assert_eq!(
+                check_allowed(&state(true, false, false, false), reason),
+                Err(NOT_NOW)
+            );
+        }
+        // 3. EventSnapshotsActive = 0.
+        let no_event = state(true, true, false, true);
+        assert_eq!(check_allowed(&no_event, None), Err(DENIED));
+        assert_eq!(check_allowed(&no_event, Some(1)), Err(NOT_NOW));
+        assert_eq!(check_allowed(&no_event, Some(0)), Ok(()));
+        // 4. PeriodicSnapshotsActive = 0.
+        let no_periodic = state(true, true, true, false);
+        assert_eq!(check_allowed(&no_periodic, None), Err(DENIED));
+        assert_eq!(check_allowed(&no_periodic, Some(0)), Err(NOT_NOW));
+        assert_eq!(check_allowed(&no_periodic, Some(1)), Ok(()));
+        // Both off: every known reason is refused, the event rule first.
+        let none = state(true, true, false, false);
+        assert_eq!(check_allowed(&none, None), Err(DENIED));
+        assert_eq!(check_allowed(&none, Some(1)), Err(NOT_NOW));
+        assert_eq!(check_allowed(&none, Some(0)), Err(NOT_NOW));
+    }
+
+    #[test]
+    fn request_parsing() {
+        let ok = json!({"resource-type": "image", "image-width": 640, "image-height": 360});
+        assert_eq!(
+            parse_request(&ok),
+            Ok(Some(SnapshotRequest {
+                width_px: 640,
+                height_px: 360,
+                reason: None
+            }))
+        );
+        let with = json!({"aid": 1, "resource-type": "image", "image-width": 1920,
+            "image-height": 1080, "reason": 1});
+        assert_eq!(parse_request(&with).unwrap().unwrap().reason, Some(1));
+        assert_eq!(
+            parse_request(&json!({"resource-type": "video", "image-width": 1, "image-height": 1})),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_request(
+                &json!({"aid": 2, "resource-type": "image", "image-width": 1,
+                "image-height": 1})
+            ),
+            Ok(None)
+        );
+        for bad in [
+            json!({"resource-type": "image", "image-height": 360}),
+            json!({"resource-type": "image", "image-width": 0, "image-height": 360}),
+            json!({"resource-type": "image", "image-width": "640", "image-height": 360}),
+            json!({"resource-type": "image", "image-width": 640, "image-height": 5000}),
+        ] {
+            assert_eq!(
+                parse_request(&bad),
+                Err(HapStatus::INVALID_VALUE_IN_REQUEST),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn nal_units_from_both_framings() {
+        let annexb = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
+        ];
+        assert_eq!(
+            nal_units(&annexb, H264Framing::AnnexB),
+            vec![&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4, 5]]
+        );
+        let avcc = [
+            0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 3, 0x65, 7, 8, 0, 0, 0, 9, 1,
+        ];
+        // The last length runs past the end: ignored, no panic.
+        assert_eq!(
+            nal_units(
+                &avcc,
+                H264Framing::Avcc {
+                    length_size_bytes: 4
+                }
+            ),
+            vec![&[0x09, 0xf0][..], &[0x65, 7, 8]]
+        );
+    }
+
+    #[test]
+    fn keyframe_needs_an_idr_slice_and_leads_with_parameter_sets() {
+        let ps = ParameterSets {
+            sps: Bytes::from_static(&[0x67, 0xaa]),
+            pps: Bytes::from_static(&[0x68, 0xbb]),
+        };
+        let au = |data: &'static [u8]| VideoAccessUnit {
+            pts_90k: 9000,
+            dts_90k: None,
+            data: Bytes::from_static(data),
+            framing: H264Framing::Avcc {
+                length_size_bytes: 2,
+            },
+        };
+        assert!(Keyframe::from_access_unit(Some(&ps), &au(&[0, 2, 0x41, 1])).is_none());
+        let k =
+            Keyframe::from_access_unit(Some(&ps), &au(&[0, 2, 0x06, 9, 0, 2, 0x65, 1])).unwrap();
+        assert_eq!(
+            &k.annexb[..],
+            &[
+                0, 0, 0, 1, 0x67, 0xaa, 0, 0, 0, 1, 0x68, 0xbb, 0, 0, 0, 1, 0x06, 9, 0, 0, 0, 1,
+                0x65, 1
+            ]
+        );
+        assert_eq!(k.pts_90k, 9000);
+    }
+
+    fn image(w: usize, h: usize, f: impl Fn(usize, usize) -> [u8; 3]) -> Vec<u8> {
+        let f = &f;
+        (0..h)
+            .flat_map(|y| (0..w).flat_map(move |x| f(x, y)))
+            .collect()
+    }
+
+    #[test]
+    fn downscale_averages_each_block() {
+        // 4×2 → 2×1: each output pixel is the mean of a 2×2 block.
+        let src = image(4, 2, |x, y| {
+            [(x * 40 + y * 10) as u8, 200, (x * y * 20) as u8]
+        });
+        let out = scale_cover_rgb(&src, 4, 2, 2, 1).unwrap();
+        let mean = |xs: [usize; 2], c: usize| -> u8 {
+            let mut s = 0u32;
+            for y in 0..2 {
+                for x in xs {
+                    s += u32::from(src[(y * 4 + x) * 3 + c]);
+                }
+            }
+            (f64::from(s) / 4.0).round() as u8
+        };
+        for (i, xs) in [[0, 1], [2, 3]].into_iter().enumerate() {
+            for c in 0..3 {
+                assert_eq!(out[i * 3 + c], mean(xs, c), "pixel {i} channel {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn scaling_keeps_aspect_by_cropping_the_centre() {
+        // A 4×2 image whose outer columns are black: covering 2×2 takes the centre 2×2.
+        let src = image(4, 2, |x, _| {
+            if x == 0 || x == 3 {
+                [0; 3]
+            } else {
+                [250, 120, 30]
+            }
+        });
+        let out = scale_cover_rgb(&src, 4, 2, 2, 2).unwrap();
+        assert_eq!(out, image(2, 2, |_, _| [250, 120, 30]));
+        // Same for a tall target from a wide 16:9 frame: the size is exact.
+        let wide = image(32, 18, |x, y| [(x * 7) as u8, (y * 13) as u8, 5]);
+        let out = scale_cover_rgb(&wide, 32, 18, 9, 16).unwrap();
+        assert_eq!(out.len(), 9 * 16 * 3);
+    }
+
+    #[test]
+    fn upscale_and_identity_preserve_flat_colour() {
+        let flat = image(3, 5, |_, _| [17, 99, 201]);
+        assert_eq!(
+            scale_cover_rgb(&flat, 3, 5, 7, 11).unwrap(),
+            image(7, 11, |_, _| [17, 99, 201])
+        );
+        let grad = image(6, 4, |x, y| [(x * 30) as u8, (y * 50) as u8, 9]);
+        assert_eq!(scale_cover_rgb(&grad, 6, 4, 6, 4).unwrap(), grad);
+        assert!(scale_cover_rgb(&grad, 6, 4, 0, 4).is_none());
+        assert!(scale_cover_rgb(&grad[..10], 6, 4, 3, 2).is_none());
+    }
+
+    /// The bundled demo clip's first IDR as a self-contained keyframe.
+    pub(crate) fn demo_keyframe() -> Keyframe {
+        let mut demo = recorder::DemoSource::bundled().unwrap();
+        let mut ps = None;
+        for _ in 0..1000 {
+            match demo.next_unit().1 {
+                MediaUnit::ParameterSets(p) => ps = Some(p),
+                MediaUnit::Video(au) => {
+                    if let Some(k) = Keyframe::from_access_unit(ps.as_ref(), &au) {
+                        return k;
+                    }
+                }
+                MediaUnit::Audio(_) => {}
+            }
+        }
+        panic!("no IDR in the demo clip");
+    }
+
+    /// (width, height) from the SOF0 segment; also checks SOI first and EOI last.
+    pub(crate) fn jpeg_size(jpeg: &[u8]) -> (u16, u16) {
+        assert_eq!(&jpeg[..2], &[0xff, 0xd8], "SOI");
+        assert_eq!(&jpeg[jpeg.len() - 2..], &[0xff, 0xd9], "EOI");
+        let mut i = 2;
+        while i + 4 <= jpeg.len() {
+            assert_eq!(jpeg[i], 0xff, "marker at {i}");
+            let marker = jpeg[i + 1];
+            let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+            if marker == 0xc0 {
+                let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
+                let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
+                return (w, h);
+            }
+            i += 2 + len;
+        }
+        panic!("no SOF0");
+    }
+
+    #[test]
+    fn jpeg_from_the_demo_clip_first_idr() {
+        let frame = decode_keyframe(&demo_keyframe().annexb).unwrap();
+        assert_eq!((frame.width_px, frame.height_px), (1920, 1080));
+        // A real picture, not a flat fill.
+        let luma: Vec<u8> = frame.rgb.chunks_exact(3).map(|p| p[1]).collect();
+        let (lo, hi) = (luma.iter().min().unwrap(), luma.iter().max().unwrap());
+        assert!(hi - lo > 100, "flat picture: {lo}..{hi}");
+
+        for (w, h) in [(640, 360), (320, 240), (1920, 1080)] {
+            let jpeg = encode_snapshot(&frame, w, h).unwrap();
+            assert_eq!(jpeg_size(&jpeg), (w as u16, h as u16));
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("snapshot.jpg");
+            std::fs::write(&path, &jpeg).unwrap();
+            let out = std::process::Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=codec_name,width,height",
+                ])
+                .args(["-of", "csv=p=0"])
+                .arg(&path)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("ffprobe is needed for this test ({e}); run scripts/test")
+                });
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                format!("mjpeg,{w},{h}")
+            );
+        }
+    }
+
+    #[test]
+    fn background_thread_decodes_and_caches_per_size() {
+        let snapshots = Snapshots::new("test");
+        assert_eq!(snapshots.jpeg(640, 360), Err(SnapshotError::NoKeyframe));
+        let mut demo = recorder::DemoSource::bundled().unwrap();
+        // Parameter sets, then units up to and including the first IDR.
+        while lock(&snapshots.inner.latest).is_none() {
+            snapshots.observe(&demo.next_unit().1);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = loop {
+            match snapshots.jpeg(640, 360) {
+                Ok(j) => break j,
+                Err(SnapshotError::NoKeyframe) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(jpeg_size(&first), (640, 360));
+        // Same frame, same size: the cached bytes, not a new encode.
+        assert!(Arc::ptr_eq(&first, &snapshots.jpeg(640, 360).unwrap()));
+        let small = snapshots.jpeg(320, 180).unwrap();
+        assert_eq!(jpeg_size(&small), (320, 180));
+        assert_eq!(lock(&snapshots.inner.cache).len(), 2);
+    }
+}
