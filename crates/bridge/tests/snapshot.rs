@@ -21,6 +21,9 @@ use tokio::task::JoinSet;
 const CODE: &str = "031-45-154";
 const EVENT_SNAPSHOTS_ACTIVE: &str = "223";
 const PERIODIC_SNAPSHOTS_ACTIVE: &str = "225";
+/// (reason, expected HAP status; 0 = a JPEG) for one switch turned off.
+type Expected = [(Option<u8>, i64); 3];
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// (width, height) from SOF0, after checking SOI and EOI.
@@ -115,7 +118,7 @@ async fn snapshots_over_hap_follow_the_hksv_rules() {
         let (aid, iid) = db.id_of(svc, ch).unwrap_or_else(|| panic!("{svc}/{ch}"));
         CharWrite::value(aid, iid, json!(on))
     };
-    let cases: [(&str, &str, [(Option<u8>, i64); 3]); 4] = [
+    let cases: [(&str, &str, Expected); 4] = [
         (
             RTP_STREAM_MANAGEMENT,
             ACTIVE,
