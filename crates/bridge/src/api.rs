@@ -3,7 +3,7 @@
 //!
 //! | method | path | body | answer |
 //! | --- | --- | --- | --- |
-//! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port"}]` |
+//! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port","prebuffer_ms"}]` |
 //! | POST | `/api/cameras/{name}/motion` | `{"detected": bool}` | `{"detected": bool}` (after debounce) |
 //! | POST | `/api/cameras/{name}/ring` | | `{"rang": true}`; 409 when not a doorbell |
 //! | POST | `/api/cameras/{name}/selftest-pairing` | `{"controller_id", "ltpk": hex}` | `{"controller_id", "accessory_pairing_id", "accessory_ltpk"}` |
@@ -91,6 +91,10 @@ pub struct CameraSummary {
     pub paired: bool,
     /// The HAP port it listens on.
     pub port: u16,
+    /// Media held in the camera's prebuffer ring (sum of the stored fragments' durations);
+    /// 0 before the first init segment. A hub records a warm camera once this is ≥ the
+    /// selected prebuffer length (HKSV §3.1: ≥ 4000 ms).
+    pub prebuffer_ms: u64,
 }
 
 /// The accessory side of a pairing: what a controller verifies.
@@ -456,6 +460,7 @@ mod tests {
                     recording: false,
                     paired: *n == "Porch",
                     port,
+                    prebuffer_ms: if *n == "Porch" { 8000 } else { 0 },
                 })
                 .collect()
         }
@@ -712,6 +717,8 @@ mod tests {
         assert_eq!(j[0]["name"], "Porch");
         assert_eq!(j[1]["port"], 51827);
         assert_eq!(j[0]["paired"], true);
+        assert_eq!(j[0]["prebuffer_ms"], 8000);
+        assert_eq!(j[1]["prebuffer_ms"], 0);
     }
 
     #[tokio::test]

@@ -69,6 +69,7 @@ impl CameraDirectory for Cameras {
                 recording: c.is_recording(),
                 paired: c.is_paired(),
                 port: c.port(),
+                prebuffer_ms: u64::try_from(c.ring().buffered().as_millis()).unwrap_or(u64::MAX),
             })
             .collect()
     }
