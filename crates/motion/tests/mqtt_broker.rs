@@ -196,7 +196,11 @@ async fn plain_topics_and_malformed_payloads() {
         s.detected
     })
     .await;
-    let s = *status.borrow();
+    // The hub is triggered before the MQTT task counts the message: wait for the count.
+    let s = wait_for(&mut status, "probe counted", Duration::from_secs(5), |s| {
+        s.applied_messages >= 1
+    })
+    .await;
     assert_eq!(s.ignored_messages, 5, "{s:?}");
     assert_eq!(s.applied_messages, 1, "{s:?}");
     assert!(!porch.borrow().detected);
