@@ -89,6 +89,38 @@ impl Bridge {
             self.process.log_text()
         );
     }
+
+    /// Waits (at most `within`) until `GET /api/cameras` reports at least `min_ms` of media in
+    /// the camera's prebuffer ring, so a recording starts warm as a hub's does (HKSV §3.1:
+    /// the hub asks for a ≥ 4000 ms prebuffer before motion).
+    async fn wait_for_prebuffer(&self, min_ms: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut last = None;
+        while Instant::now() < deadline {
+            let body = reqwest::Client::new()
+                .get(format!("{}/api/cameras", self.api))
+                .timeout(STEP)
+                .send()
+                .await
+                .expect("GET /api/cameras")
+                .text()
+                .await
+                .expect("camera list body");
+            let list: serde_json::Value = serde_json::from_str(&body).expect("JSON camera list");
+            last = list
+                .as_array()
+                .and_then(|cams| cams.iter().find(|c| c["name"] == CAMERA))
+                .and_then(|c| c["prebuffer_ms"].as_u64());
+            if last.is_some_and(|ms| ms >= min_ms) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "prebuffer_ms stayed below {min_ms} for {within:?} (last {last:?}): {}",
+            self.process.log_text()
+        );
+    }
 }
 
 /// One home hub: a verified HAP session and the HKSV characteristic ids.
@@ -216,6 +248,10 @@ async fn demo_camera_records_a_valid_clip() {
     let bridge = Bridge::start("demo:");
     let mut hub = Hub::pair(bridge.hap).await;
     let sel = hub.enable().await;
+    // A hub records a warm camera: the open→first-chunk figure printed below is the warm one.
+    bridge
+        .wait_for_prebuffer(4000, Duration::from_secs(15))
+        .await;
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "demo camera").await;
 }
