@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use controller::hds_client::HdsClient;
 use controller::hksv::{self, HksvIds};
 use controller::{HapClient, pair_setup};
 use e2e_tests::{free_port, workspace_root};
@@ -170,24 +171,15 @@ async fn run_once(bin: &Path, detector: bool, clk_tck: u64) -> RunFigures {
         .await;
     let idle = sample_usage(bridge.pid, clk_tck, IDLE);
 
-    let (setup, hds_keys) = hksv::setup_data_stream(&mut hap, &ids)
-        .await
-        .expect("SetupDataStreamTransport");
-    assert_eq!(setup.status, 0, "SetupDataStreamTransport status");
-    let mut hds = controller::hds_client::HdsClient::connect(
-        SocketAddr::from(([127, 0, 0, 1], setup.port)),
-        &hds_keys,
-        STEP,
-    )
-    .await
-    .expect("HDS hello");
-
     let sampler = Sampler::start(bridge.pid, clk_tck);
     let mut open_to_first_chunk = Vec::new();
     let mut open_to_first_fragment = Vec::new();
     for i in 0..RECORDINGS {
         // Each recording starts warm: the ring refills between recordings.
         bridge.wait_for_prebuffer(4000, STEP).await;
+        // A fresh data stream per recording: chunks still in flight after our close would
+        // belong to a stream the hub side no longer knows (the hub simulator rejects those).
+        let mut hds = data_stream(&mut hap, &ids).await;
         bridge.motion(true).await;
         let stream_id = i64::try_from(i).unwrap_or(0) + 1;
         let t = record(&mut hds, stream_id, &bridge).await;
@@ -198,7 +190,6 @@ async fn run_once(bin: &Path, detector: bool, clk_tck: u64) -> RunFigures {
     }
     let recording = sampler.stop();
     let hwm_kib = read_status_kib(bridge.pid, "VmHWM:").unwrap_or(0);
-    drop(hds);
     drop(bridge);
     RunFigures {
         idle,
@@ -208,6 +199,21 @@ async fn run_once(bin: &Path, detector: bool, clk_tck: u64) -> RunFigures {
         open_to_first_fragment,
         prebuffer_at_idle_ms,
     }
+}
+
+/// SetupDataStreamTransport, then an HDS connection with `control/hello` done.
+async fn data_stream(hap: &mut HapClient, ids: &HksvIds) -> HdsClient {
+    let (setup, hds_keys) = hksv::setup_data_stream(hap, ids)
+        .await
+        .expect("SetupDataStreamTransport");
+    assert_eq!(setup.status, 0, "SetupDataStreamTransport status");
+    HdsClient::connect(
+        SocketAddr::from(([127, 0, 0, 1], setup.port)),
+        &hds_keys,
+        STEP,
+    )
+    .await
+    .expect("HDS hello")
 }
 
 /// Reads 205/206/207, writes the derived 209, HomeKitCameraActive = 1, recording Active = 1.
@@ -232,11 +238,7 @@ struct Timings {
 
 /// `dataSend/open`, timed to the first chunk and the first complete media fragment; receives
 /// [`FRAGMENTS_PER_RECORDING`] fragments, then closes with reason 0 (normal).
-async fn record(
-    hds: &mut controller::hds_client::HdsClient,
-    stream_id: i64,
-    bridge: &Bridge,
-) -> Timings {
+async fn record(hds: &mut HdsClient, stream_id: i64, bridge: &Bridge) -> Timings {
     let opened_at = Instant::now();
     hds.send_open(stream_id).await.expect("dataSend/open");
     let (mut first_chunk, mut first_fragment) = (None, None);
