@@ -111,7 +111,8 @@ impl TrackRun {
         self.samples.iter().map(|s| u64::from(s.duration)).sum()
     }
 
-    fn bytes(&self) -> usize {
+    /// Sum of the sample sizes: this run's share of the `mdat` payload, bytes.
+    pub fn payload_bytes(&self) -> usize {
         self.samples.iter().map(|s| s.size_bytes as usize).sum()
     }
 }
@@ -392,7 +393,33 @@ pub struct FragmentTiming {
 /// Writes `moof` and the 8-byte `mdat` header for `frag`; append `frag.payload` to get the
 /// complete fragment. The trun data offsets tile the payload exactly (fixture-analysis §7 B14).
 pub fn write_fragment_header(frag: &FragmentData, timing: &FragmentTiming) -> Vec<u8> {
-    let mut b = Vec::with_capacity(256 + 16 * frag.video.samples.len());
+    write_moof_mdat(&frag.video, frag.audio.as_ref(), frag.payload.len(), timing)
+}
+
+/// Writes `moof` and the 8-byte `mdat` header for `frag`'s video track alone: no audio
+/// `traf`, and the `mdat` covers only the video samples, which lead the payload
+/// ([`FragmentData::payload`]). Append `frag.payload.slice(..n)` with
+/// `n =`[`video_payload_bytes`]`(frag)` to get the complete fragment. Pairs with an init
+/// segment written without audio (protocol-notes §6.1: omit the audio track when
+/// RecordingAudioActive = 0).
+pub fn write_video_only_fragment_header(frag: &FragmentData, timing: &FragmentTiming) -> Vec<u8> {
+    write_moof_mdat(&frag.video, None, video_payload_bytes(frag), timing)
+}
+
+/// Bytes of `frag.payload` holding video samples (its leading part), clamped to the payload.
+pub fn video_payload_bytes(frag: &FragmentData) -> usize {
+    frag.video.payload_bytes().min(frag.payload.len())
+}
+
+/// `moof` with a video `traf` and, if given, an audio `traf` whose samples follow the video
+/// ones, then the header of an `mdat` of `payload_len` bytes.
+fn write_moof_mdat(
+    video: &TrackRun,
+    audio: Option<&TrackRun>,
+    payload_len: usize,
+    timing: &FragmentTiming,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(256 + 16 * video.samples.len());
     // Positions of trun data_offset fields and the payload offset each must point at.
     let mut patches: Vec<(usize, usize)> = Vec::new();
     write_box(&mut b, b"moof", |b| {
@@ -404,15 +431,15 @@ pub fn write_fragment_header(frag: &FragmentData, timing: &FragmentTiming) -> Ve
                 b.put_u32(NON_SYNC_SAMPLE_FLAGS);
             });
             write_full_box(b, b"tfdt", 1, 0, |b| b.put_u64(timing.video_decode_time));
-            write_video_truns(b, &frag.video.samples, &mut patches);
+            write_video_truns(b, &video.samples, &mut patches);
         });
-        if let Some(audio) = &frag.audio {
+        if let Some(audio) = audio {
             write_box(b, b"traf", |b| {
                 write_full_box(b, b"tfhd", 0, 0x02_0000, |b| b.put_u32(AUDIO_TRACK_ID));
                 write_full_box(b, b"tfdt", 1, 0, |b| b.put_u64(timing.audio_decode_time));
                 if !audio.samples.is_empty() {
                     let pos = b.len() + 16; // after size, type, version/flags, sample_count
-                    patches.push((pos, frag.video.bytes()));
+                    patches.push((pos, video.payload_bytes()));
                     // data-offset | sample-duration | sample-size
                     write_full_box(b, b"trun", 0, 0x301, |b| {
                         b.put_u32(u32::try_from(audio.samples.len()).unwrap_or(0));
@@ -434,7 +461,7 @@ pub fn write_fragment_header(frag: &FragmentData, timing: &FragmentTiming) -> Ve
             slot.copy_from_slice(&off.to_be_bytes());
         }
     }
-    b.put_u32(u32::try_from(frag.payload.len() + 8).unwrap_or(u32::MAX));
+    b.put_u32(u32::try_from(payload_len + 8).unwrap_or(u32::MAX));
     b.put_slice(b"mdat");
     b
 }

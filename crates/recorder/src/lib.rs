@@ -67,7 +67,7 @@ pub use fragmenter::{
     Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment, StreamInfo,
 };
 pub use input::{AudioFrame, H264Framing, ParameterSets, TimestampUnwrapper, VideoAccessUnit};
-pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, RingReader};
+pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, ReaderOptions, RingReader};
 
 /// Internals exposed for the fuzz targets only; not a stable API.
 #[doc(hidden)]

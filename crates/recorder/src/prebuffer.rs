@@ -13,6 +13,11 @@
 //! 0 on both tracks (fixture-analysis §4), so each reader gets a freshly written `moof` over the
 //! shared `mdat` payload.
 //!
+//! Each reader also chooses its tracks ([`ReaderOptions`]): with audio off (the hub set
+//! RecordingAudioActive = 0, protocol-notes §6.1) it gets an init segment without the audio
+//! `trak` and fragments whose `moof` has no audio `traf` and whose `mdat` is a slice of the
+//! shared payload holding only the video samples (they come first), still without copying.
+//!
 //! Memory is bounded twice: the ring keeps fragments covering at least
 //! [`PrebufferConfig::keep`] and drops older ones, and also drops the oldest past
 //! [`PrebufferConfig::max_bytes`]; each reader's queue holds at most
@@ -81,6 +86,20 @@ fn fragment_bytes(f: &Fragment) -> usize {
     f.payload.len()
         + samples * std::mem::size_of::<fmp4::SampleInfo>()
         + std::mem::size_of::<Fragment>()
+}
+
+/// What one reader's clip contains. [`Default`]: audio on (the ring's tracks as stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderOptions {
+    /// Keep the audio track when the ring's init segment has one. `false` gives a video-only
+    /// clip: one `trak`/`trex` in the init segment, one `traf` per `moof`.
+    pub audio: bool,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        Self { audio: true }
+    }
 }
 
 /// The prebuffer ring; clone it to share between the writer and whoever opens readers.
@@ -245,6 +264,11 @@ impl PrebufferRing {
     /// fragment (or at the oldest stored fragment if the ring holds less). `None` before the
     /// first init segment or after [`Self::close`].
     pub fn reader(&self, prebuffer: Duration) -> Option<RingReader> {
+        self.reader_with(prebuffer, ReaderOptions::default())
+    }
+
+    /// [`Self::reader`] with a choice of tracks.
+    pub fn reader_with(&self, prebuffer: Duration, options: ReaderOptions) -> Option<RingReader> {
         let end = {
             let s = lock(&self.shared);
             s.fragments
@@ -252,12 +276,17 @@ impl PrebufferRing {
                 .map_or(0, |f| f.start_90k() + f.duration_90k())
         };
         let back_90k = u64::try_from(prebuffer.as_millis() * 90).unwrap_or(u64::MAX);
-        self.reader_from(end.saturating_sub(back_90k))
+        self.reader_from_with(end.saturating_sub(back_90k), options)
     }
 
     /// A reader whose clip starts with the stored fragment containing `start_90k` (the
     /// generation's timeline), or the oldest one if `start_90k` is older.
     pub fn reader_from(&self, start_90k: u64) -> Option<RingReader> {
+        self.reader_from_with(start_90k, ReaderOptions::default())
+    }
+
+    /// [`Self::reader_from`] with a choice of tracks.
+    pub fn reader_from_with(&self, start_90k: u64, options: ReaderOptions) -> Option<RingReader> {
         let mut s = lock(&self.shared);
         if s.closed {
             return None;
@@ -281,10 +310,23 @@ impl PrebufferRing {
                 end: None,
             },
         );
+        drop(s);
+        let audio = options.audio && init.config.audio.is_some();
+        let init_bytes = if options.audio || init.config.audio.is_none() {
+            init.bytes.clone()
+        } else {
+            // About 1 KiB of boxes, written once per clip; the media is never copied.
+            fmp4::write_init_segment(&fmp4::InitConfig {
+                video: init.config.video.clone(),
+                audio: None,
+            })
+        };
         Some(RingReader {
             shared: Arc::clone(&self.shared),
             id,
-            init,
+            init_bytes,
+            audio,
+            strip_audio: !options.audio,
             next_sequence: 1,
             base: None,
         })
@@ -295,7 +337,12 @@ impl PrebufferRing {
 pub struct RingReader {
     shared: Arc<Mutex<Shared>>,
     id: u64,
-    init: Arc<InitSegment>,
+    /// The ring's init segment, or its video-only rewrite.
+    init_bytes: Bytes,
+    /// The clip carries an audio track (the init segment has one and the reader wants it).
+    audio: bool,
+    /// Drop each fragment's audio `traf` and samples (audio off); otherwise pass as stored.
+    strip_audio: bool,
     next_sequence: u32,
     /// (video, audio) base decode times subtracted from every fragment of this clip.
     base: Option<(u64, u64)>,
@@ -305,6 +352,7 @@ impl std::fmt::Debug for RingReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RingReader")
             .field("id", &self.id)
+            .field("audio", &self.audio)
             .field("next_sequence", &self.next_sequence)
             .finish_non_exhaustive()
     }
@@ -317,9 +365,15 @@ impl Drop for RingReader {
 }
 
 impl RingReader {
-    /// The init segment this clip's fragments belong to (`ftyp` + `moov`).
+    /// The init segment this clip's fragments belong to (`ftyp` + `moov`); without the audio
+    /// `trak` when this reader has audio off.
     pub fn init_segment(&self) -> Bytes {
-        self.init.bytes.clone()
+        self.init_bytes.clone()
+    }
+
+    /// Whether this clip carries the audio track.
+    pub fn has_audio(&self) -> bool {
+        self.audio
     }
 
     /// The next fragment if one is ready, `Ok(None)` if none is yet.
@@ -384,11 +438,23 @@ impl RingReader {
                 .map_or(0, |a| a.base_decode_time.saturating_sub(ba)),
         };
         self.next_sequence = self.next_sequence.wrapping_add(1);
+        let (header, payload) = if !self.strip_audio || frag.audio.is_none() {
+            (
+                fmp4::write_fragment_header(frag, &timing),
+                frag.payload.clone(),
+            )
+        } else {
+            // Video samples lead the payload, so the video-only mdat is a slice of it.
+            (
+                fmp4::write_video_only_fragment_header(frag, &timing),
+                frag.payload.slice(..fmp4::video_payload_bytes(frag)),
+            )
+        };
         ClipFragment {
             sequence_number: timing.sequence_number,
             duration_90k: frag.duration_90k(),
-            header: Bytes::from(fmp4::write_fragment_header(frag, &timing)),
-            payload: frag.payload.clone(),
+            header: Bytes::from(header),
+            payload,
         }
     }
 }
