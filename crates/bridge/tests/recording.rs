@@ -188,6 +188,12 @@ struct Rig {
 
 impl Rig {
     async fn new() -> Self {
+        Self::with_audio(false).await
+    }
+
+    /// `audio`: CameraOptions::audio, and the demo clip's AAC config is handed to the feeder
+    /// (as a source reports it on connect).
+    async fn with_audio(audio: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let fast = DebounceConfig {
             min_on_ms: 0,
@@ -204,7 +210,7 @@ impl Rig {
                 bind: "127.0.0.1".parse().unwrap(),
                 port: 0,
                 setup_code: Some(SetupCode::parse(CODE).unwrap()),
-                audio: false,
+                audio,
                 doorbell: false,
                 max_recording_s: 180,
                 state_dir: dir.path().to_path_buf(),
@@ -218,6 +224,9 @@ impl Rig {
         .unwrap();
         let mut feeder = camera.feeder();
         let mut demo = DemoSource::bundled().unwrap();
+        if audio {
+            feeder.set_audio_config(demo.audio_config().cloned());
+        }
         while camera.ring().buffered() < Duration::from_secs(8) {
             feeder.push(demo.next_unit().1);
         }
@@ -257,6 +266,34 @@ impl Rig {
         self.client
             .put(json!([{ "aid": 1, "iid": iid, "value": value }]))
             .await
+    }
+
+    /// A timed write (`/prepare` then the write with its pid), as hubs write `tw`
+    /// characteristics such as RecordingAudioActive.
+    async fn timed_write(&mut self, svc: &str, ch: &str, value: Json) -> String {
+        let pid = 0x5eed_u64;
+        let prepare = json!({ "ttl": 10_000, "pid": pid }).to_string();
+        let (status, body) = self
+            .client
+            .request("PUT", "/prepare", prepare.as_bytes())
+            .await;
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(serde_json::from_slice::<Json>(&body).unwrap()["status"], 0);
+        let iid = iid(&self.ids, svc, ch);
+        let write = json!({
+            "characteristics": [{ "aid": 1, "iid": iid, "value": value }],
+            "pid": pid,
+        });
+        let (status, body) = self
+            .client
+            .request("PUT", "/characteristics", write.to_string().as_bytes())
+            .await;
+        assert!(
+            status.contains("204"),
+            "{status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        status
     }
 
     /// Writes 131 and connects an HDS controller to the returned port.
@@ -568,4 +605,102 @@ async fn recording_flow_end_to_end_in_process() {
     })
     .await
     .unwrap();
+}
+
+/// Handler types of the init segment's `trak`s, in order (`hdlr`: size, type, version/flags,
+/// pre_defined, then handler_type).
+fn handlers(init: &[u8]) -> Vec<[u8; 4]> {
+    init.windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"hdlr")
+        .map(|(i, _)| init[i + 12..i + 16].try_into().unwrap())
+        .collect()
+}
+
+/// `traf` boxes in a fragment's `moof` (the first box; its size bounds the search).
+fn traf_count(fragment: &[u8]) -> usize {
+    let moof_len = u32::from_be_bytes(fragment[..4].try_into().unwrap()) as usize;
+    assert_eq!(&fragment[4..8], b"moof");
+    fragment[..moof_len]
+        .windows(4)
+        .filter(|w| *w == b"traf")
+        .count()
+}
+
+/// Opens `stream_id` on a fresh HDS connection and returns the init segment and the
+/// prebuffered fragments, then disconnects (which releases the recording).
+async fn record_prebuffer(rig: &mut Rig, stream_id: i64) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let cam = rig.camera.clone();
+    let (mut hub, mut tcp) = rig.hds().await;
+    hub.open(stream_id);
+    flush(&mut hub, &mut tcp).await;
+    assert_eq!(
+        next_event(&mut hub, &mut tcp).await,
+        ControllerEvent::OpenAccepted { stream_id }
+    );
+    let init = match next_event(&mut hub, &mut tcp).await {
+        ControllerEvent::Segment { kind, data, .. } => {
+            assert_eq!(kind, SegmentKind::MediaInitialization);
+            data.to_vec()
+        }
+        e => panic!("{e:?}"),
+    };
+    let mut fragments = Vec::new();
+    while let Some(ev) = try_next_event(&mut hub, &mut tcp, Duration::from_millis(500)).await {
+        match ev {
+            ControllerEvent::Segment { kind, data, .. } => {
+                assert_eq!(kind, SegmentKind::MediaFragment);
+                fragments.push(data.to_vec());
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+    assert!(!fragments.is_empty(), "no prebuffer fragment");
+    drop(tcp);
+    timeout(WAIT, async {
+        while cam.is_recording() {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .expect("disconnect releases the recording");
+    (init, fragments)
+}
+
+/// The hub's audio choice is applied per recording (protocol-notes §6.1): RecordingAudioActive
+/// = 0 gives clips without the audio track although the camera records AAC; = 1 with the AAC
+/// selection of the 209 vector gives both tracks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_audio_active_decides_the_audio_track() {
+    let mut rig = Rig::with_audio(true).await;
+    let cam = rig.camera.clone();
+    let (status, _) = rig.write("204", "209", json!(SELECTED)).await;
+    assert!(status.contains("204"), "{status}");
+    let (status, _) = rig.write("204", "B0", json!(1)).await;
+    assert!(status.contains("204"), "{status}");
+    let sel = cam.state().selected_configuration().unwrap();
+    assert!(sel.audio.is_some(), "the 209 vector selects AAC-LC");
+    rig.hub.trigger("Cam", true, MotionSource::Mqtt).unwrap();
+
+    rig.timed_write("204", "226", json!(0)).await;
+    assert!(!cam.state().recording_audio_active);
+    let (init, fragments) = record_prebuffer(&mut rig, 1).await;
+    assert_eq!(handlers(&init), [*b"vide"], "audio off: one trak");
+    for f in &fragments {
+        assert_eq!(traf_count(f), 1, "audio off: no audio traf");
+        assert!(starts_with_idr(f));
+    }
+
+    rig.timed_write("204", "226", json!(1)).await;
+    assert!(cam.state().recording_audio_active);
+    let (init, fragments) = record_prebuffer(&mut rig, 2).await;
+    assert_eq!(
+        handlers(&init),
+        [*b"vide", *b"soun"],
+        "audio on, selected, and the demo source has AAC: two traks"
+    );
+    for f in &fragments {
+        assert_eq!(traf_count(f), 2, "audio on: video and audio traf");
+        assert!(starts_with_idr(f));
+    }
 }

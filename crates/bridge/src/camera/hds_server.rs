@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use hap_server::ConnectionId;
 use hds::{Connection, Event, Reason, SegmentKind};
-use recorder::{ClipFragment, ReaderError, RingReader};
+use recorder::{ClipFragment, ReaderError, ReaderOptions, RingReader};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -355,14 +355,23 @@ fn open_stream(
             RecordingSlot(shared.clone())
         }
     };
-    let Some(sel) = shared.state().selected_configuration() else {
+    let (selected, audio_active) = {
+        let state = shared.state();
+        (state.selected_configuration(), state.recording_audio_active)
+    };
+    let Some(sel) = selected else {
         let _ = conn.close_stream(stream_id, Reason::INVALID_CONFIGURATION);
         return Ok(None);
     };
     let facts = lock(&shared.facts).clone();
     let diffs = supported::differences(&sel, facts.as_ref());
     let prebuffer = Duration::from_millis(u64::from(sel.prebuffer_ms));
-    let Some(mut reader) = shared.ring.reader(prebuffer) else {
+    // Audio only when the camera is configured for it, the hub wants it (RecordingAudioActive,
+    // protocol-notes §6.1) and selected it (209 item 3); the reader adds "the source has AAC".
+    let audio = ReaderOptions {
+        audio: shared.options.audio && audio_active && sel.audio.is_some(),
+    };
+    let Some(mut reader) = shared.ring.reader_with(prebuffer, audio) else {
         if !give_up {
             return Err(NotReady(slot));
         }
@@ -373,9 +382,18 @@ fn open_stream(
         let _ = conn.close_stream(stream_id, Reason::UNEXPECTED_FAILURE);
         return Ok(None);
     };
+    debug!(
+        stream_id,
+        audio = reader.has_audio(),
+        audio_configured = shared.options.audio,
+        recording_audio_active = audio_active,
+        audio_selected = sel.audio.is_some(),
+        "recording audio decision (the source's AAC is required too)"
+    );
     info!(
         stream_id,
         prebuffer_ms = sel.prebuffer_ms,
+        audio = reader.has_audio(),
         ?diffs,
         "recording stream opened"
     );
