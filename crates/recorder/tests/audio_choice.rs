@@ -10,6 +10,7 @@ use common::*;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use bytes::Bytes;
 use recorder::demux;
@@ -242,4 +243,55 @@ fn ffmpeg_decodes_the_video_only_clip_as_one_stream() {
     write_clip(&on, &s.reader_on.init_segment(), &s.with_audio);
     assert_decodes_cleanly(&on);
     assert_eq!(ffprobe_streams(&on), ["video", "audio"]);
+}
+
+#[test]
+fn audio_on_is_the_default_and_byte_identical_to_reader() {
+    let s = setup();
+    let mut default = s.ring.reader_from(0).unwrap();
+    let mut explicit = s
+        .ring
+        .reader_from_with(0, ReaderOptions::default())
+        .unwrap();
+    assert_eq!(ReaderOptions::default(), ReaderOptions { audio: true });
+    assert_eq!(default.init_segment(), explicit.init_segment());
+    let mut n = 0;
+    while let Some(a) = default.try_next().unwrap() {
+        let b = explicit.try_next().unwrap().unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        n += 1;
+    }
+    assert!(n > 0);
+}
+
+#[test]
+fn audio_off_on_a_video_only_ring_changes_nothing() {
+    let file = demux::demux(demo_clip()).unwrap();
+    let config = FragmenterConfig {
+        audio_config: file.audio_config(),
+        record_audio: false,
+        ..Default::default()
+    };
+    let (events, errors) = run_units(config, file.media_units());
+    assert!(errors.is_empty(), "{errors:?}");
+    let ring = PrebufferRing::new(PrebufferConfig::default()).unwrap();
+    events.into_iter().for_each(|e| ring.push_event(e));
+    let mut on = ring.reader(Duration::from_secs(8)).unwrap();
+    let mut off = ring
+        .reader_with(Duration::from_secs(8), ReaderOptions { audio: false })
+        .unwrap();
+    assert!(!on.has_audio() && !off.has_audio());
+    assert_eq!(handlers(&off.init_segment()), ["vide"]);
+    assert_eq!(
+        off.init_segment().as_ptr(),
+        on.init_segment().as_ptr(),
+        "the stored init segment is shared, not rewritten"
+    );
+    let mut n = 0;
+    while let Some(a) = on.try_next().unwrap() {
+        let b = off.try_next().unwrap().unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        n += 1;
+    }
+    assert!(n > 0);
 }
