@@ -182,7 +182,7 @@ impl RtspServer {
         use std::io::BufRead as _;
         let python =
             std::env::var("HKSV_TEST_GST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
-        let script = workspace_root().join("tests/peers/rtsp_server.py");
+        let script = workspace_root().join("crates/source/tests/peers/rtsp_server.py");
         let mut child = std::process::Command::new(&python)
             .arg(&script)
             .arg(port.to_string())

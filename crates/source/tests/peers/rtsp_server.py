@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real RTSP server for the source crate's tests: GStreamer's gst-rtsp-server (Debian
+"""A real RTSP server for the source crate's tests and the end-to-end tests in tests/: GStreamer's gst-rtsp-server (Debian
 gir1.2-gst-rtsp-server-1.0 + python3-gi) serving an MP4 file (H.264 + AAC) on loopback.
 
 usage: rtsp_server.py PORT FILE [USER PASSWORD]
