@@ -49,6 +49,21 @@ fn require_nested(tlv: &Tlv8, ty: TlvType) -> Result<Tlv8, Error> {
     Ok(Tlv8::decode(tlv.require(ty)?)?)
 }
 
+/// 206/207 share one shape: a `00 00`-separated list of codec configurations under type 1.
+fn encode_codec_list<T>(codecs: &[T], encode: impl Fn(&T) -> Vec<u8>) -> Vec<u8> {
+    let items: Vec<Vec<u8>> = codecs.iter().map(encode).collect();
+    let mut tlv = Tlv8::new();
+    push_list(&mut tlv, t(1), items.iter().map(Vec::as_slice));
+    tlv.encode()
+}
+
+fn decode_codec_list<T>(
+    bytes: &[u8],
+    decode: impl Fn(&[u8]) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    Tlv8::decode(bytes)?.get_all(t(1)).map(decode).collect()
+}
+
 fn uint<T: TryFrom<u64>>(tlv: &Tlv8, ty: TlvType, field: &'static str) -> Result<T, Error> {
     let v = tlv.require_uint(ty)?;
     T::try_from(v).map_err(|_| Error::Unknown { field, value: v })
@@ -385,14 +400,7 @@ pub struct SupportedVideoRecordingConfiguration {
 impl SupportedVideoRecordingConfiguration {
     /// TLV8 bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let items: Vec<Vec<u8>> = self
-            .codecs
-            .iter()
-            .map(VideoCodecConfiguration::encode)
-            .collect();
-        let mut tlv = Tlv8::new();
-        push_list(&mut tlv, t(1), items.iter().map(Vec::as_slice));
-        tlv.encode()
+        encode_codec_list(&self.codecs, VideoCodecConfiguration::encode)
     }
 
     /// Parses TLV8 bytes.
@@ -400,12 +408,8 @@ impl SupportedVideoRecordingConfiguration {
     /// # Errors
     /// [`Error`] for malformed bytes, a codec other than H.264, or unknown profile/level codes.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let tlv = Tlv8::decode(bytes)?;
         Ok(Self {
-            codecs: tlv
-                .get_all(t(1))
-                .map(VideoCodecConfiguration::decode)
-                .collect::<Result<_, _>>()?,
+            codecs: decode_codec_list(bytes, VideoCodecConfiguration::decode)?,
         })
     }
 }
@@ -465,14 +469,7 @@ pub struct SupportedAudioRecordingConfiguration {
 impl SupportedAudioRecordingConfiguration {
     /// TLV8 bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let items: Vec<Vec<u8>> = self
-            .codecs
-            .iter()
-            .map(AudioCodecConfiguration::encode)
-            .collect();
-        let mut tlv = Tlv8::new();
-        push_list(&mut tlv, t(1), items.iter().map(Vec::as_slice));
-        tlv.encode()
+        encode_codec_list(&self.codecs, AudioCodecConfiguration::encode)
     }
 
     /// Parses TLV8 bytes.
@@ -480,12 +477,8 @@ impl SupportedAudioRecordingConfiguration {
     /// # Errors
     /// [`Error`] for malformed bytes or unknown codec / sample-rate codes.
     pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
-        let tlv = Tlv8::decode(bytes)?;
         Ok(Self {
-            codecs: tlv
-                .get_all(t(1))
-                .map(AudioCodecConfiguration::decode)
-                .collect::<Result<_, _>>()?,
+            codecs: decode_codec_list(bytes, AudioCodecConfiguration::decode)?,
         })
     }
 }
