@@ -275,18 +275,13 @@ async fn set_motion(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let body: MotionBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    match state
+) -> Result<Response, Response> {
+    let body: MotionBody = parse_body(&body).map_err(reject)?;
+    let status = state
         .motion
         .trigger(&name, body.detected, MotionSource::Http)
-    {
-        Ok(status) => axum::Json(json!({ "detected": status.detected })).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
+        .map_err(|e| reject(ApiError::from(e)))?;
+    Ok(axum::Json(json!({ "detected": status.detected })).into_response())
 }
 
 async fn ring(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
@@ -308,31 +303,46 @@ fn require_loopback(peer: Option<ConnectInfo<SocketAddr>>) -> Result<(), Reject>
     }
 }
 
+/// The checks both selftest-pairing routes make before touching the directory.
+fn pairing_request<T: DeserializeOwned + HasControllerId>(
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    body: &Result<Bytes, BytesRejection>,
+) -> Result<T, Reject> {
+    require_loopback(peer.ok())?;
+    let body: T = parse_body(body)?;
+    check_controller_id(body.controller_id())?;
+    Ok(body)
+}
+
+trait HasControllerId {
+    fn controller_id(&self) -> &str;
+}
+
+impl HasControllerId for AddPairingBody {
+    fn controller_id(&self) -> &str {
+        &self.controller_id
+    }
+}
+
+impl HasControllerId for RemovePairingBody {
+    fn controller_id(&self) -> &str {
+        &self.controller_id
+    }
+}
+
 async fn add_pairing(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(r) = require_loopback(peer.ok()) {
-        return r.into_response();
-    }
-    let body: AddPairingBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = check_controller_id(&body.controller_id) {
-        return r.into_response();
-    }
-    let Some(ltpk) = decode_hex_32(&body.ltpk) else {
-        return error_response(StatusCode::BAD_REQUEST, "ltpk must be 64 hex digits");
-    };
-    if let Err(e) = state
+) -> Result<Response, Response> {
+    let body: AddPairingBody = pairing_request(peer, &body).map_err(reject)?;
+    let ltpk = decode_hex_32(&body.ltpk)
+        .ok_or_else(|| error_response(StatusCode::BAD_REQUEST, "ltpk must be 64 hex digits"))?;
+    state
         .cameras
         .add_temporary_pairing(&name, &body.controller_id, ltpk)
-    {
-        return e.into_response();
-    }
+        .map_err(reject)?;
     info!(camera = %name, controller_id = %body.controller_id, "temporary admin pairing added");
     let reply = match state.cameras.accessory_identity(&name) {
         Ok(id) => json!({
@@ -345,7 +355,7 @@ async fn add_pairing(
             json!({ "controller_id": body.controller_id })
         }
     };
-    axum::Json(reply).into_response()
+    Ok(axum::Json(reply).into_response())
 }
 
 async fn remove_pairing(
@@ -353,27 +363,18 @@ async fn remove_pairing(
     Path(name): Path<String>,
     peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(r) = require_loopback(peer.ok()) {
-        return r.into_response();
-    }
-    let body: RemovePairingBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r.into_response(),
-    };
-    if let Err(r) = check_controller_id(&body.controller_id) {
-        return r.into_response();
-    }
-    match state
+) -> Result<Response, Response> {
+    let body: RemovePairingBody = pairing_request(peer, &body).map_err(reject)?;
+    state
         .cameras
         .remove_temporary_pairing(&name, &body.controller_id)
-    {
-        Ok(()) => {
-            info!(camera = %name, controller_id = %body.controller_id, "temporary pairing removed");
-            axum::Json(json!({ "removed": true })).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+        .map_err(reject)?;
+    info!(camera = %name, controller_id = %body.controller_id, "temporary pairing removed");
+    Ok(axum::Json(json!({ "removed": true })).into_response())
+}
+
+fn reject(r: impl IntoResponse) -> Response {
+    r.into_response()
 }
 
 async fn not_found() -> Response {
