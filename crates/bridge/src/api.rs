@@ -89,8 +89,10 @@ pub struct CameraSummary {
     pub recording: bool,
     /// At least one controller is paired.
     pub paired: bool,
-    /// The HAP port it listens on.
+    /// The HAP port it is reached on (the bridge's in bridge mode).
     pub port: u16,
+    /// Its accessory instance ID on that port: 1 in accessory mode, 2 and up in bridge mode.
+    pub aid: u64,
     /// Media held in the camera's prebuffer ring (sum of the stored fragments' durations);
     /// 0 before the first init segment. A hub records a warm camera once this is ≥ the
     /// selected prebuffer length (HKSV §3.1: ≥ 4000 ms).
@@ -461,6 +463,7 @@ mod tests {
                     recording: false,
                     paired: *n == "Porch",
                     port,
+                    aid: 1,
                     prebuffer_ms: if *n == "Porch" { 8000 } else { 0 },
                 })
                 .collect()

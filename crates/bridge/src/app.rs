@@ -1,6 +1,7 @@
-//! Runs the configured cameras: one [`MotionHub`] for all of them, each [`Camera`] (its own
-//! HAP server, port, state dir, mDNS record, source task and HDS listener), MQTT and the
-//! built-in detectors when configured, and the HTTP API; stops on SIGINT/SIGTERM.
+//! Runs the configured cameras: one [`MotionHub`] for all of them, each [`Camera`] (state dir,
+//! source task and HDS listener) behind its own HAP server (accessory mode: own port, pairing
+//! and mDNS record) or one shared bridge (bridge mode), MQTT and the built-in detectors when
+//! configured, and the HTTP API; stops on SIGINT/SIGTERM.
 //!
 //! ```text
 //!  signal ─► shutdown watch ─► every camera task, MQTT, API ─► JoinSet drained ─► exit 0
@@ -17,8 +18,8 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::api::{AccessoryIdentityInfo, ApiError, ApiState, CameraDirectory, CameraSummary};
-use crate::camera::{Camera, CameraOptions, MediaInput};
-use crate::config::Config;
+use crate::camera::{Camera, CameraOptions, HostOptions, MediaInput, start_host};
+use crate::config::{CameraConfig, Config};
 
 /// Longest wait for the tasks to finish after the shutdown signal; a task stuck in I/O past
 /// this is aborted so that a service manager's stop never hangs.
@@ -69,6 +70,7 @@ impl CameraDirectory for Cameras {
                 recording: c.is_recording(),
                 paired: c.is_paired(),
                 port: c.port(),
+                aid: c.aid(),
                 prebuffer_ms: u64::try_from(c.ring().buffered().as_millis()).unwrap_or(u64::MAX),
             })
             .collect()
@@ -170,35 +172,40 @@ async fn start_all(
 ) -> anyhow::Result<ApiTask> {
     println!("hksv-bridge {}", env!("CARGO_PKG_VERSION"));
     let mut cameras = Vec::with_capacity(config.cameras.len());
-    for cam in &config.cameras {
-        let camera = Camera::start(
-            CameraOptions {
-                name: cam.name.clone(),
-                input: MediaInput::Source(cam.source.clone()),
+    for (host, members) in config.hap_hosts() {
+        let options = members
+            .iter()
+            .map(|cam| camera_options(config, cam))
+            .collect();
+        let host_name = host.name.clone();
+        let started = start_host(
+            HostOptions {
+                name: host.name,
                 bind: config.bind,
-                port: cam.port,
-                setup_code: cam.setup_code.clone(),
-                audio: cam.audio,
-                doorbell: cam.doorbell,
-                max_recording_s: cam.max_recording_s,
-                state_dir: config.state_dir_for(cam),
+                port: host.port,
+                setup_code: host.setup_code,
+                state_dir: host.state_dir,
                 mdns: config.mdns,
+                bridge: host.bridge,
             },
+            options,
             hub.clone(),
             tasks,
             stop_rx.clone(),
         )
         .await
-        .with_context(|| format!("starting camera {:?}", cam.name))?;
-        if cam.motion.detector.enabled {
-            match motion::spawn_detector(hub.clone(), &cam.name, &cam.motion.detector) {
-                Ok(handle) => camera.attach_detector(handle),
-                // The camera still works with HTTP/MQTT motion.
-                Err(e) => warn!(camera = %cam.name, error = %e, "motion detector not started"),
+        .with_context(|| format!("starting {host_name:?}"))?;
+        for (camera, cam) in started.iter().zip(&members) {
+            if cam.motion.detector.enabled {
+                match motion::spawn_detector(hub.clone(), &cam.name, &cam.motion.detector) {
+                    Ok(handle) => camera.attach_detector(handle),
+                    // The camera still works with HTTP/MQTT motion.
+                    Err(e) => warn!(camera = %cam.name, error = %e, "motion detector not started"),
+                }
             }
         }
-        print_camera(&camera);
-        cameras.push(camera);
+        print_host(&host_name, host.bridge, &started);
+        cameras.extend(started);
     }
     if let Some(mqtt) = config.mqtt.clone() {
         let handle = motion::spawn_mqtt(mqtt, hub.clone()).context("starting MQTT")?;
@@ -271,19 +278,44 @@ async fn join_all(tasks: &mut JoinSet<()>) {
     }
 }
 
-fn print_camera(camera: &Camera) {
-    let (code, uri) = camera.setup_info();
+/// What one camera needs from the configuration.
+fn camera_options(config: &Config, cam: &CameraConfig) -> CameraOptions {
+    CameraOptions {
+        name: cam.name.clone(),
+        input: MediaInput::Source(cam.source.clone()),
+        bind: config.bind,
+        port: cam.port,
+        setup_code: cam.setup_code.clone(),
+        audio: cam.audio,
+        doorbell: cam.doorbell,
+        max_recording_s: cam.max_recording_s,
+        state_dir: config.state_dir_for(cam),
+        mdns: config.mdns,
+    }
+}
+
+/// Prints what a user needs to pair one HAP server (a camera, or the bridge and its cameras).
+fn print_host(name: &str, bridge: bool, cameras: &[Camera]) {
+    let Some(first) = cameras.first() else { return };
+    let (code, uri) = first.setup_info();
     println!();
-    println!("{}", camera.name());
+    if bridge {
+        println!("{name} (bridge)");
+        for c in cameras {
+            println!("  Camera {:?}: AID {}", c.name(), c.aid());
+        }
+    } else {
+        println!("{name}");
+    }
     println!("  Setup code: {code}");
     println!("  Setup URI:  {uri}");
-    if !camera.is_paired()
+    if !first.is_paired()
         && let Some(qr) = crate::qr::render(&uri)
     {
         println!("{qr}");
     }
     // Unindented: scripts and tests read the port from this line.
-    println!("Listening on {}:{}", camera.bind(), camera.port());
+    println!("Listening on {}:{}", first.bind(), first.port());
 }
 
 /// Toggles MotionDetected of `camera` every `period` (see [`RunOptions::demo_motion_ms`]).

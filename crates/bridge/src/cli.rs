@@ -14,11 +14,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use hap_server::Core;
-use hap_server::core::{CATEGORY_IP_CAMERA, CoreConfig};
+use hap_server::core::{CATEGORY_BRIDGE, CATEGORY_IP_CAMERA, CoreConfig};
 use hap_server::setup::SetupCode;
 use hap_server::store::{FileStore, Store};
 
-use crate::config::{CameraConfig, Config, Overrides};
+use crate::config::{CameraConfig, Config, HapHostConfig, Mode, Overrides};
 
 /// hap-server's file with the accessory identity and setup code (`core.rs` `ACCESSORY_FILE`).
 const ACCESSORY_FILE: &str = "accessory.json";
@@ -58,11 +58,16 @@ pub struct RunArgs {
     /// Address the HAP servers listen on [env: HKSV_BIND] [default: 0.0.0.0].
     #[arg(long, global = true, value_name = "ADDR")]
     pub bind: Option<IpAddr>,
-    /// Single camera: HAP TCP port, 0 = any free port [env: HKSV_PORT] [default: 51826].
+    /// `accessory` (each camera its own HomeKit accessory) or `bridge` (one bridge carrying
+    /// every camera) [env: HKSV_MODE] [default: accessory].
+    #[arg(long, global = true, value_parser = parse_mode, value_name = "MODE")]
+    pub mode: Option<Mode>,
+    /// Single camera (or the bridge in bridge mode): HAP TCP port, 0 = any free port
+    /// [env: HKSV_PORT] [default: 51826].
     #[arg(long, global = true)]
     pub port: Option<u16>,
-    /// Single camera: setup code XXX-XX-XXX [env: HKSV_SETUP_CODE] [default: generated once
-    /// and kept in the state directory].
+    /// Single camera (or the bridge in bridge mode): setup code XXX-XX-XXX
+    /// [env: HKSV_SETUP_CODE] [default: generated once and kept in the state directory].
     #[arg(long, global = true, value_parser = parse_setup_code, value_name = "CODE")]
     pub setup_code: Option<SetupCode>,
     /// Single camera: name shown in the Home app and on mDNS [env: HKSV_NAME] [default: Demo
@@ -134,6 +139,10 @@ fn parse_setup_code(s: &str) -> Result<SetupCode, String> {
     SetupCode::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
+}
+
 impl RunArgs {
     /// The flags as [`Overrides`].
     pub fn overrides(&self) -> Overrides {
@@ -143,6 +152,7 @@ impl RunArgs {
             no_mdns: self.no_mdns,
             api_listen: self.api_listen,
             api_token: None,
+            mode: self.mode,
             name: self.name.clone().map(|v| ("--name", v)),
             source: self.source.clone().map(|v| ("--source", v)),
             port: self.port.map(|v| ("--port", v)),
@@ -280,11 +290,16 @@ impl Store for PairInfoStore {
     }
 }
 
-/// What pair-info shows for one camera.
+/// What pair-info shows for one HAP server (a camera in accessory mode, the bridge in bridge
+/// mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PairInfo {
-    /// Camera name.
+    /// Camera or bridge name.
     pub name: String,
+    /// The cameras it serves (the camera itself in accessory mode).
+    pub cameras: Vec<String>,
+    /// Whether it is the bridge of bridge mode.
+    pub bridge: bool,
     /// HAP port from the configuration (0 = chosen at start).
     pub port: u16,
     /// Its state directory.
@@ -297,30 +312,58 @@ pub struct PairInfo {
     pub pairings: usize,
 }
 
-/// The setup code and URI of `camera`, read from its state directory. A camera never started
-/// gets its identity and code generated and saved now, so `run` uses the same ones; nothing
-/// else is written.
+/// The HAP server that `name` (a camera, or the bridge in bridge mode) is reached through, with
+/// the cameras it serves.
+fn find_host<'a>(
+    config: &'a Config,
+    name: &str,
+) -> anyhow::Result<(HapHostConfig, Vec<&'a CameraConfig>)> {
+    if config.mode == Mode::Bridge && name == config.bridge.name {
+        return Ok((config.bridge_host(), config.cameras.iter().collect()));
+    }
+    let camera = find_camera(config, name)?;
+    Ok(config
+        .hap_hosts()
+        .into_iter()
+        .find(|(_, cams)| cams.iter().any(|c| c.name == camera.name))
+        .unwrap_or_else(|| (config.hap_host_for(camera), vec![camera])))
+}
+
+/// The setup code and URI of the HAP server that serves `camera`, read from its state
+/// directory. A server never started gets its identity and code generated and saved now, so
+/// `run` uses the same ones; nothing else is written.
 ///
 /// # Errors
 /// The state directory cannot be created or holds corrupt files.
 pub fn read_pair_info(config: &Config, camera: &CameraConfig) -> anyhow::Result<PairInfo> {
-    let dir = config.state_dir_for(camera);
+    let (host, cameras) = find_host(config, &camera.name)?;
+    read_host_info(&host, &cameras)
+}
+
+fn read_host_info(host: &HapHostConfig, cameras: &[&CameraConfig]) -> anyhow::Result<PairInfo> {
+    let dir = host.state_dir.clone();
     let inner = FileStore::open(&dir)
         .with_context(|| format!("opening state directory {}", dir.display()))?;
     let first_start = inner.load(ACCESSORY_FILE)?.is_none();
     let core_config = CoreConfig {
-        name: camera.name.clone(),
+        name: host.name.clone(),
         model: crate::accessory::MODEL_NAME.to_owned(),
-        category: CATEGORY_IP_CAMERA,
-        setup_code: camera.setup_code.clone(),
+        category: if host.bridge {
+            CATEGORY_BRIDGE
+        } else {
+            CATEGORY_IP_CAMERA
+        },
+        setup_code: host.setup_code.clone(),
         firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let store = PairInfoStore { inner, first_start };
     let core = Core::open(core_config, Arc::new(store), Vec::new(), &mut rand::rng())
-        .with_context(|| format!("reading state of {:?} in {}", camera.name, dir.display()))?;
+        .with_context(|| format!("reading state of {:?} in {}", host.name, dir.display()))?;
     Ok(PairInfo {
-        name: camera.name.clone(),
-        port: camera.port,
+        name: host.name.clone(),
+        cameras: cameras.iter().map(|c| c.name.clone()).collect(),
+        bridge: host.bridge,
+        port: host.port,
         state_dir: dir,
         setup_code: core.setup_code().as_str().to_owned(),
         setup_uri: core.setup_uri(),
@@ -328,22 +371,28 @@ pub fn read_pair_info(config: &Config, camera: &CameraConfig) -> anyhow::Result<
     })
 }
 
-/// Writes pair-info for every camera, or only `name`, to `out`.
+/// Writes pair-info for every HAP server, or only the one serving `name` (a camera, or the
+/// bridge's name), to `out`.
 ///
 /// # Errors
-/// An unknown camera name, a state directory that cannot be read, or a failed write.
+/// An unknown name, a state directory that cannot be read, or a failed write.
 pub fn write_pair_info(
     config: &Config,
     name: Option<&str>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let cameras: Vec<&CameraConfig> = match name {
-        Some(n) => vec![find_camera(config, n)?],
-        None => config.cameras.iter().collect(),
+    let hosts = match name {
+        Some(n) => vec![find_host(config, n)?],
+        None => config.hap_hosts(),
     };
-    for cam in cameras {
-        let info = read_pair_info(config, cam)?;
-        writeln!(out, "{}", info.name)?;
+    for (host, cameras) in hosts {
+        let info = read_host_info(&host, &cameras)?;
+        if info.bridge {
+            writeln!(out, "{} (bridge)", info.name)?;
+            writeln!(out, "  Cameras:    {}", info.cameras.join(", "))?;
+        } else {
+            writeln!(out, "{}", info.name)?;
+        }
         writeln!(out, "  Setup code: {}", info.setup_code)?;
         writeln!(out, "  Setup URI:  {}", info.setup_uri)?;
         let port = match info.port {
@@ -368,7 +417,7 @@ pub fn write_pair_info(
     Ok(())
 }
 
-/// `hksv-bridge pair-info [CAMERA]`: prints to stdout.
+/// `hksv-bridge pair-info [NAME]`: prints to stdout.
 ///
 /// # Errors
 /// See [`write_pair_info`].
@@ -376,16 +425,17 @@ pub fn pair_info(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
     write_pair_info(config, name, &mut std::io::stdout().lock())
 }
 
-/// `hksv-bridge reset CAMERA`: deletes the camera's controller pairings and its HKSV state
-/// (selected recording configuration, active flags). Its identity and setup code stay, so
-/// the same QR code pairs it again.
+/// `hksv-bridge reset NAME`: deletes the controller pairings of the HAP server that serves
+/// `NAME` and the HKSV state (selected recording configuration, active flags) of every camera
+/// it serves: one camera in accessory mode, all of them in bridge mode (a bridge is paired as
+/// a whole). Identity and setup code stay, so the same QR code pairs it again.
 ///
 /// The bridge must be stopped first: a running bridge keeps both in memory and would write
-/// them back. When the camera has a fixed port, reset refuses while that port is taken on the
-/// configured bind address; with port 0 it cannot tell.
+/// them back. With a fixed port, reset refuses while that port is taken on the configured bind
+/// address; with port 0 it cannot tell.
 ///
 /// # Errors
-/// Unknown camera, the camera's port in use, or a file that cannot be removed.
+/// Unknown name, the port in use, or a file that cannot be removed.
 pub fn reset(config: &Config, name: &str) -> anyhow::Result<()> {
     let removed = reset_files(config, name)?;
     if removed.is_empty() {
@@ -404,19 +454,22 @@ pub fn reset(config: &Config, name: &str) -> anyhow::Result<()> {
 /// # Errors
 /// See [`reset`].
 pub fn reset_files(config: &Config, name: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let camera = find_camera(config, name)?;
-    if camera.port != 0 {
-        let addr = SocketAddr::new(config.bind, camera.port);
+    let (host, cameras) = find_host(config, name)?;
+    if host.port != 0 {
+        let addr = SocketAddr::new(config.bind, host.port);
         let in_use = std::net::TcpListener::bind(addr)
             .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
         if in_use {
             bail!("port {addr} is in use: hksv-bridge seems to be running; stop it before reset");
         }
     }
-    let dir = config.state_dir_for(camera);
+    let files = std::iter::once(host.state_dir.join(PAIRINGS_FILE)).chain(
+        cameras
+            .iter()
+            .map(|c| config.state_dir_for(c).join(CAMERA_STATE_FILE)),
+    );
     let mut removed = Vec::new();
-    for file in [PAIRINGS_FILE, CAMERA_STATE_FILE] {
-        let path = dir.join(file);
+    for path in files {
         match std::fs::remove_file(&path) {
             Ok(()) => removed.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -649,6 +702,72 @@ mod tests {
         );
         assert!(reset_files(&config, "Garage").unwrap().is_empty());
         assert!(reset_files(&config, "Nope").is_err());
+    }
+
+    #[test]
+    fn bridge_mode_pair_info_and_reset_cover_the_whole_bridge() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hksv-bridge.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "state_dir = {:?}\nmode = \"bridge\"\n[bridge]\nname = \"Yard\"\nport = 0\n\
+                 [[cameras]]\nname = \"Porch\"\n[[cameras]]\nname = \"Garage\"\n",
+                dir.path().join("state")
+            ),
+        )
+        .unwrap();
+        let cli = parse(&["--config", file.to_str().unwrap()]).unwrap();
+        let config = load_config_with(&cli.run, &no_env).unwrap();
+        let porch = read_pair_info(&config, &config.cameras[0]).unwrap();
+        let garage = read_pair_info(&config, &config.cameras[1]).unwrap();
+        assert_eq!(
+            porch, garage,
+            "both cameras are reached through the one bridge"
+        );
+        assert!(porch.bridge);
+        assert_eq!(porch.cameras, ["Porch", "Garage"]);
+        assert_eq!(porch.state_dir, dir.path().join("state/_bridge"));
+
+        let mut text = Vec::new();
+        write_pair_info(&config, None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.matches("Setup code:").count(), 1, "{text}");
+        assert!(
+            text.contains("Yard (bridge)") && text.contains("Porch, Garage"),
+            "{text}"
+        );
+
+        let bridge_store = FileStore::open(&porch.state_dir).unwrap();
+        bridge_store
+            .save(
+                PAIRINGS_FILE,
+                br#"[{"controller_id":"C1","ltpk":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","admin":true}]"#,
+            )
+            .unwrap();
+        for cam in &config.cameras {
+            FileStore::open(config.state_dir_for(cam))
+                .unwrap()
+                .save(CAMERA_STATE_FILE, b"{}")
+                .unwrap();
+        }
+        assert_eq!(
+            read_pair_info(&config, &config.cameras[1])
+                .unwrap()
+                .pairings,
+            1
+        );
+        // Reset by the bridge's name (a camera's name works too): the bridge's pairings and
+        // every camera's HKSV state go.
+        let removed = reset_files(&config, "Yard").unwrap();
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        assert_eq!(
+            read_pair_info(&config, &config.cameras[0])
+                .unwrap()
+                .pairings,
+            0
+        );
+        assert!(reset_files(&config, "Porch").unwrap().is_empty());
     }
 
     #[test]

@@ -39,6 +39,79 @@ pub const MAX_RECORDING_S_RANGE: RangeInclusive<u32> = 12..=3600;
 pub const MAX_NAME_CHARS: usize = 64;
 /// Name of the demo camera of [`Config::demo`].
 pub const DEMO_CAMERA_NAME: &str = "Demo Camera";
+/// Default name of the bridge accessory in bridge mode.
+pub const DEFAULT_BRIDGE_NAME: &str = "HKSV Bridge";
+/// Subdirectory of the state root that holds the bridge accessory's identity and pairings in
+/// bridge mode. [`slug`] never yields `_`, so no camera can share it.
+pub const BRIDGE_STATE_DIR: &str = "_bridge";
+/// Most cameras one bridge may carry: HAP allows 150 accessories per bridge, the bridge itself
+/// included (HAP specification R2 §2.5.3.2; HAP-NodeJS enforces the same).
+pub const MAX_BRIDGED_CAMERAS: usize = 149;
+
+/// How the cameras are exposed to HomeKit (`mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each camera is its own HAP accessory with its own port, pairing and mDNS record: one
+    /// slow camera cannot stall another, and each is added (and removed) in the Home app on
+    /// its own. The default, as Scrypted recommends since iOS 15.5.
+    #[default]
+    Accessory,
+    /// One HAP bridge (AID 1) carries every camera as a bridged accessory (AID 2 and up, kept
+    /// per camera name across restarts): one setup code, one port, one mDNS record.
+    Bridge,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "accessory" => Ok(Self::Accessory),
+            "bridge" => Ok(Self::Bridge),
+            other => Err(format!("{other:?} is neither \"accessory\" nor \"bridge\"")),
+        }
+    }
+}
+
+/// The bridge accessory of [`Mode::Bridge`] (`[bridge]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeConfig {
+    /// Name in the Home app and mDNS instance name. Default [`DEFAULT_BRIDGE_NAME`].
+    pub name: String,
+    /// HAP TCP port. Default [`DEFAULT_HAP_PORT`]; 0 = any free port. In bridge mode `HKSV_PORT`
+    /// and `--port` set this.
+    pub port: u16,
+    /// Setup code `XXX-XX-XXX`. Default: generated on first start and kept in
+    /// `<state root>/_bridge`. In bridge mode `HKSV_SETUP_CODE` and `--setup-code` set this.
+    pub setup_code: Option<SetupCode>,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_BRIDGE_NAME.to_owned(),
+            port: DEFAULT_HAP_PORT,
+            setup_code: None,
+        }
+    }
+}
+
+/// The HAP accessory server a camera is reached through: its own in [`Mode::Accessory`], the
+/// bridge in [`Mode::Bridge`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HapHostConfig {
+    /// mDNS instance name (the camera's or the bridge's name).
+    pub name: String,
+    /// HAP TCP port (0 = any free port).
+    pub port: u16,
+    /// Setup code; `None` keeps the persisted one or generates one.
+    pub setup_code: Option<SetupCode>,
+    /// Where its identity, setup code and pairings are kept.
+    pub state_dir: PathBuf,
+    /// Whether this is the bridge of [`Mode::Bridge`].
+    pub bridge: bool,
+}
 
 /// The whole configuration (the file `hksv-bridge.toml`, after overrides).
 #[derive(Debug, Clone, PartialEq)]
@@ -55,8 +128,11 @@ pub struct Config {
     pub api: ApiConfig,
     /// Motion from an MQTT broker (plain topics, Frigate). Default: off.
     pub mqtt: Option<MqttConfig>,
-    /// The cameras, each its own HAP accessory. Default: none in a file; [`Config::demo`] when
-    /// there is no file.
+    /// Accessory mode (default) or bridge mode. Env `HKSV_MODE`.
+    pub mode: Mode,
+    /// The bridge accessory; used in [`Mode::Bridge`] only.
+    pub bridge: BridgeConfig,
+    /// The cameras. Default: none in a file; [`Config::demo`] when there is no file.
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -101,10 +177,12 @@ pub struct CameraConfig {
     /// `--source` (single camera).
     pub source: String,
     /// HAP TCP port. Default [`DEFAULT_HAP_PORT`] + the camera's index; 0 = any free port.
-    /// Env `HKSV_PORT`, flag `--port` (single camera).
+    /// Env `HKSV_PORT`, flag `--port` (single camera). Accessory mode only: setting it in
+    /// bridge mode is an error.
     pub port: u16,
     /// Setup code `XXX-XX-XXX`. Default: generated on first start and kept in the camera's
-    /// state directory. Env `HKSV_SETUP_CODE`, flag `--setup-code` (single camera).
+    /// state directory. Env `HKSV_SETUP_CODE`, flag `--setup-code` (single camera). Accessory
+    /// mode only, like `port`.
     pub setup_code: Option<SetupCode>,
     /// Record audio when the source carries AAC. Default `true`.
     pub audio: bool,
@@ -150,7 +228,22 @@ struct ConfigFile {
     #[serde(default)]
     mqtt: Option<MqttConfig>,
     #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    bridge: Option<BridgeFile>,
+    #[serde(default)]
     cameras: Vec<CameraFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgeFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default, deserialize_with = "deserialize_setup_code")]
+    setup_code: Option<SetupCode>,
 }
 
 #[derive(Default, Deserialize)]
@@ -214,8 +307,32 @@ pub fn default_port_for(index: usize) -> u16 {
         .unwrap_or(u16::MAX)
 }
 
-impl From<ConfigFile> for Config {
-    fn from(f: ConfigFile) -> Self {
+impl TryFrom<ConfigFile> for Config {
+    type Error = ConfigError;
+
+    fn try_from(f: ConfigFile) -> Result<Self, ConfigError> {
+        match f.mode {
+            Mode::Accessory if f.bridge.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "[bridge] is only used with mode = \"bridge\"".into(),
+                ));
+            }
+            Mode::Bridge => {
+                // Silently ignoring a camera's own port or code would leave the user scanning a
+                // code that never works.
+                if let Some(c) = f
+                    .cameras
+                    .iter()
+                    .find(|c| c.port.is_some() || c.setup_code.is_some())
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "camera {:?}: port and setup_code belong in [bridge] when mode = \"bridge\"",
+                        c.name
+                    )));
+                }
+            }
+            Mode::Accessory => {}
+        }
         let cameras = f
             .cameras
             .into_iter()
@@ -231,7 +348,14 @@ impl From<ConfigFile> for Config {
                 motion: c.motion,
             })
             .collect();
-        Self {
+        let bridge = f
+            .bridge
+            .map_or_else(BridgeConfig::default, |b| BridgeConfig {
+                name: b.name.unwrap_or_else(|| DEFAULT_BRIDGE_NAME.to_owned()),
+                port: b.port.unwrap_or(DEFAULT_HAP_PORT),
+                setup_code: b.setup_code,
+            });
+        Ok(Self {
             state_dir: f.state_dir,
             bind: f.bind,
             mdns: f.mdns,
@@ -240,8 +364,10 @@ impl From<ConfigFile> for Config {
                 token: f.api.token,
             },
             mqtt: f.mqtt,
+            mode: f.mode,
+            bridge,
             cameras,
-        }
+        })
     }
 }
 
@@ -425,6 +551,8 @@ impl Config {
             mdns: true,
             api: ApiConfig::default(),
             mqtt: None,
+            mode: Mode::Accessory,
+            bridge: BridgeConfig::default(),
             cameras: vec![CameraConfig::new(
                 DEMO_CAMERA_NAME,
                 default_source(),
@@ -439,8 +567,8 @@ impl Config {
     /// [`ConfigError::Parse`] with the TOML error (line, column, key).
     pub fn from_toml_str(s: &str) -> Result<Self, ConfigError> {
         toml::from_str::<ConfigFile>(s)
-            .map(Self::from)
-            .map_err(|e| ConfigError::Parse(e.to_string()))
+            .map_err(|e| ConfigError::Parse(e.to_string()))?
+            .try_into()
     }
 
     /// Reads and parses `path`. Does not [`validate`](Self::validate).
@@ -452,8 +580,10 @@ impl Config {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        Self::from_toml_str(&text)
-            .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))
+        Self::from_toml_str(&text).map_err(|e| match e {
+            ConfigError::Parse(e) => ConfigError::Parse(format!("{}: {e}", path.display())),
+            other => other,
+        })
     }
 
     /// The root state directory: `state_dir` or [`default_state_dir`].
@@ -466,15 +596,53 @@ impl Config {
         self.state_root().join(slug(&camera.name))
     }
 
+    /// The HAP accessory server that serves `camera` (see [`HapHostConfig`]).
+    pub fn hap_host_for(&self, camera: &CameraConfig) -> HapHostConfig {
+        match self.mode {
+            Mode::Accessory => HapHostConfig {
+                name: camera.name.clone(),
+                port: camera.port,
+                setup_code: camera.setup_code.clone(),
+                state_dir: self.state_dir_for(camera),
+                bridge: false,
+            },
+            Mode::Bridge => self.bridge_host(),
+        }
+    }
+
+    /// The bridge's HAP server (meaningful in [`Mode::Bridge`]): `[bridge]` settings, state
+    /// in `<state root>/`[`BRIDGE_STATE_DIR`].
+    pub fn bridge_host(&self) -> HapHostConfig {
+        HapHostConfig {
+            name: self.bridge.name.clone(),
+            port: self.bridge.port,
+            setup_code: self.bridge.setup_code.clone(),
+            state_dir: self.state_root().join(BRIDGE_STATE_DIR),
+            bridge: true,
+        }
+    }
+
+    /// Every HAP server with the cameras it serves, in configuration order.
+    pub fn hap_hosts(&self) -> Vec<(HapHostConfig, Vec<&CameraConfig>)> {
+        match self.mode {
+            Mode::Accessory => self
+                .cameras
+                .iter()
+                .map(|c| (self.hap_host_for(c), vec![c]))
+                .collect(),
+            Mode::Bridge => vec![(self.bridge_host(), self.cameras.iter().collect())],
+        }
+    }
+
     /// The camera called `name`.
     pub fn camera(&self, name: &str) -> Option<&CameraConfig> {
         self.cameras.iter().find(|c| c.name == name)
     }
 
     /// Applies the `HKSV_*` variables that `env` returns (`std::env::var` in the binary):
-    /// `HKSV_STATE_DIR`, `HKSV_BIND`, `HKSV_API_LISTEN`, `HKSV_API_TOKEN`, and with exactly
-    /// one camera `HKSV_NAME`, `HKSV_SOURCE`, `HKSV_PORT`, `HKSV_SETUP_CODE`. Empty values are
-    /// ignored. (`HKSV_CONFIG` picks the file; see [`crate::cli::load_config`].)
+    /// `HKSV_STATE_DIR`, `HKSV_BIND`, `HKSV_API_LISTEN`, `HKSV_API_TOKEN`, `HKSV_MODE`, and with
+    /// exactly one camera `HKSV_NAME`, `HKSV_SOURCE`, `HKSV_PORT`, `HKSV_SETUP_CODE` (the last
+    /// two set the bridge's in bridge mode). Empty values are ignored. (`HKSV_CONFIG` picks the file; see [`crate::cli::load_config`].)
     ///
     /// # Errors
     /// [`ConfigError::Override`] for a value that does not parse, or a single-camera variable
@@ -494,6 +662,9 @@ impl Config {
         if let Some(v) = get("HKSV_API_LISTEN") {
             o.api_listen = Some(parse_override("HKSV_API_LISTEN", &v)?);
         }
+        if let Some(v) = get("HKSV_MODE") {
+            o.mode = Some(parse_override("HKSV_MODE", &v)?);
+        }
         if let Some(v) = get("HKSV_PORT") {
             o.port = Some(("HKSV_PORT", parse_override("HKSV_PORT", &v)?));
         }
@@ -507,11 +678,23 @@ impl Config {
         self.apply(o)
     }
 
-    /// Applies overrides (from the environment or flags).
+    /// Applies overrides (from the environment or flags). In bridge mode the port and setup
+    /// code overrides set the bridge's, whatever the number of cameras.
     ///
     /// # Errors
     /// [`ConfigError::Override`] when a single-camera override meets several cameras.
-    pub fn apply(&mut self, o: Overrides) -> Result<(), ConfigError> {
+    pub fn apply(&mut self, mut o: Overrides) -> Result<(), ConfigError> {
+        if let Some(v) = o.mode {
+            self.mode = v;
+        }
+        if self.mode == Mode::Bridge {
+            if let Some((_, v)) = o.port.take() {
+                self.bridge.port = v;
+            }
+            if let Some((_, v)) = o.setup_code.take() {
+                self.bridge.setup_code = Some(v);
+            }
+        }
         if let Some(v) = o.state_dir {
             self.state_dir = Some(v);
         }
@@ -584,10 +767,8 @@ impl Config {
                     other: other.to_owned(),
                 });
             }
-            if let Some(other) = (c.port != 0)
-                .then(|| ports.insert(c.port, &c.name))
-                .flatten()
-            {
+            let own_port = self.mode == Mode::Accessory && c.port != 0;
+            if let Some(other) = own_port.then(|| ports.insert(c.port, &c.name)).flatten() {
                 return Err(ConfigError::DuplicatePort {
                     port: c.port,
                     camera: c.name.clone(),
@@ -610,6 +791,20 @@ impl Config {
                 .detector
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("camera {:?}: motion: {e}", c.name)))?;
+        }
+        if self.mode == Mode::Bridge {
+            check_name(&self.bridge.name).map_err(|e| match e {
+                ConfigError::BadName { name, reason } => {
+                    ConfigError::Invalid(format!("bridge name {name:?}: {reason}"))
+                }
+                other => other,
+            })?;
+            if self.cameras.len() > MAX_BRIDGED_CAMERAS {
+                return Err(ConfigError::Invalid(format!(
+                    "{} cameras: a HomeKit bridge carries at most {MAX_BRIDGED_CAMERAS}; use mode = \"accessory\"",
+                    self.cameras.len()
+                )));
+            }
         }
         if let Some(m) = &self.mqtt {
             let mapped = m
@@ -649,6 +844,8 @@ pub struct Overrides {
     pub api_listen: Option<SocketAddr>,
     /// HTTP API token.
     pub api_token: Option<String>,
+    /// Accessory or bridge mode.
+    pub mode: Option<Mode>,
     /// Single camera: name.
     pub name: Option<(&'static str, String)>,
     /// Single camera: source.
@@ -667,6 +864,7 @@ impl fmt::Debug for Overrides {
             .field("no_mdns", &self.no_mdns)
             .field("api_listen", &self.api_listen)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("mode", &self.mode)
             .field("name", &self.name)
             .field("source", &self.source)
             .field("port", &self.port)
@@ -977,5 +1175,106 @@ name = "Garage"
             !dbg.contains("s3cret-token") && !dbg.contains("031-45-154"),
             "{dbg}"
         );
+    }
+
+    #[test]
+    fn bridge_mode_from_the_file() {
+        let c = Config::from_toml_str(
+            "mode = \"bridge\"\nstate_dir = \"/s\"\n[bridge]\nname = \"Yard Bridge\"\nport = 5000\nsetup_code = \"031-45-154\"\n\
+             [[cameras]]\nname = \"Porch\"\n[[cameras]]\nname = \"Garage\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.mode, Mode::Bridge);
+        let hosts = c.hap_hosts();
+        assert_eq!(hosts.len(), 1, "one HAP server for every camera");
+        let (host, cams) = &hosts[0];
+        assert_eq!(
+            (host.name.as_str(), host.port, host.bridge),
+            ("Yard Bridge", 5000, true)
+        );
+        assert_eq!(host.state_dir, Path::new("/s").join(BRIDGE_STATE_DIR));
+        assert_eq!(
+            host.setup_code.as_ref().map(SetupCode::as_str),
+            Some("031-45-154")
+        );
+        let names: Vec<_> = cams.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Porch", "Garage"]);
+        // Camera state stays per camera.
+        assert_eq!(c.state_dir_for(cams[1]), Path::new("/s/garage"));
+
+        let d = Config::from_toml_str("mode = \"bridge\"\n[[cameras]]\nname = \"A\"\n").unwrap();
+        assert_eq!(d.bridge, BridgeConfig::default());
+        assert_eq!(d.bridge_host().port, DEFAULT_HAP_PORT);
+
+        let a = Config::from_toml_str("[[cameras]]\nname = \"A\"\n[[cameras]]\nname = \"B\"\n")
+            .unwrap();
+        let hosts = a.hap_hosts();
+        assert_eq!(hosts.len(), 2, "accessory mode: one HAP server per camera");
+        assert_eq!(hosts[1].0.port, DEFAULT_HAP_PORT + 1);
+        assert!(!hosts[1].0.bridge);
+    }
+
+    #[test]
+    fn bridge_mode_refuses_settings_that_would_be_ignored() {
+        let e =
+            Config::from_toml_str("mode = \"bridge\"\n[[cameras]]\nname = \"A\"\nport = 5001\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("[bridge]"), "{e}");
+        let e = Config::from_toml_str(
+            "mode = \"bridge\"\n[[cameras]]\nname = \"A\"\nsetup_code = \"031-45-154\"\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[bridge]"), "{e}");
+        let e =
+            Config::from_toml_str("[bridge]\nport = 1\n[[cameras]]\nname = \"A\"\n").unwrap_err();
+        assert!(e.to_string().contains("mode"), "{e}");
+        let e = Config::from_toml_str("mode = \"hub\"\n").unwrap_err();
+        assert!(e.to_string().contains("mode"), "{e}");
+
+        let mut many = Config::demo();
+        many.mode = Mode::Bridge;
+        many.cameras = (0..=MAX_BRIDGED_CAMERAS)
+            .map(|i| CameraConfig::new(format!("Cam {i}"), "demo:", 0))
+            .collect();
+        assert!(matches!(many.validate(), Err(ConfigError::Invalid(_))));
+        many.cameras.pop();
+        many.validate().unwrap();
+
+        let mut bad_name = Config::demo();
+        bad_name.mode = Mode::Bridge;
+        bad_name.bridge.name = " ".into();
+        assert!(
+            bad_name
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bridge name")
+        );
+    }
+
+    #[test]
+    fn bridge_mode_ports_do_not_collide_and_overrides_set_the_bridge() {
+        // Same camera ports are fine in bridge mode: cameras have no port of their own.
+        let mut c = two("Front", "Back");
+        c.cameras[1].port = c.cameras[0].port;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::DuplicatePort { .. })
+        ));
+        c.apply_env(&env_of(&[
+            ("HKSV_MODE", "bridge"),
+            ("HKSV_PORT", "6000"),
+            ("HKSV_SETUP_CODE", "031-45-154"),
+        ]))
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.mode, Mode::Bridge);
+        assert_eq!(
+            c.bridge.port, 6000,
+            "HKSV_PORT is the bridge's port with two cameras"
+        );
+        assert!(c.bridge.setup_code.is_some());
+        assert!(c.apply_env(&env_of(&[("HKSV_MODE", "both")])).is_err());
     }
 }

@@ -55,10 +55,12 @@ async fn selftest(config: &Config, name: Option<&str>, out: Option<PathBuf>) -> 
         None => config.cameras.first().context("no cameras configured")?,
     };
     let info = cli::read_pair_info(config, camera)?;
+    // In bridge mode the camera is reached through the bridge's port and found by its name.
+    let port = info.port;
     anyhow::ensure!(
-        camera.port != 0,
-        "camera {:?} has port 0 (chosen at start): give it a fixed port to selftest it",
-        camera.name
+        port != 0,
+        "{:?} has port 0 (chosen at start): give it a fixed port to selftest it",
+        info.name
     );
     let out_dir = match out {
         Some(d) => d,
@@ -68,7 +70,7 @@ async fn selftest(config: &Config, name: Option<&str>, out: Option<PathBuf>) -> 
         )),
     };
     let report = controller::selftest::run(controller::selftest::SelftestOptions {
-        hap_addr: SocketAddr::new(connect_ip(config.bind), camera.port),
+        hap_addr: SocketAddr::new(connect_ip(config.bind), port),
         setup_code: Some(info.setup_code),
         api_base: format!("http://{}", connect_addr(config.api.listen)),
         api_token: config.api.token.clone(),

@@ -379,6 +379,21 @@ pub struct HksvIds {
 }
 
 impl HksvIds {
+    /// Finds them in the accessory called `name` when the database has several accessories
+    /// (a bridge: AccessoryInformation Name), else in the only one.
+    ///
+    /// # Errors
+    /// No accessory of that name behind a bridge, or a missing characteristic.
+    pub fn find_named(db: &AccessoryDb, name: &str) -> Result<Self, String> {
+        if db.accessories.len() <= 1 {
+            return Self::find(db);
+        }
+        let aid = db
+            .aid_named(name)
+            .ok_or_else(|| format!("no bridged accessory is named {name:?}"))?;
+        Self::find(&db.only(aid))
+    }
+
     /// Finds them in `/accessories`.
     ///
     /// # Errors

@@ -142,6 +142,31 @@ impl AccessoryDb {
         self.find(service_type, char_type).map(|(a, c)| (a, c.iid))
     }
 
+    /// The accessory whose AccessoryInformation Name (`23`) is `name` (a camera behind a bridge).
+    pub fn aid_named(&self, name: &str) -> Option<u64> {
+        self.accessories.iter().find_map(|a| {
+            a.services
+                .iter()
+                .filter(|s| s.ty == "3E")
+                .flat_map(|s| s.characteristics.iter())
+                .any(|c| c.ty == "23" && c.value.as_ref().and_then(Json::as_str) == Some(name))
+                .then_some(a.aid)
+        })
+    }
+
+    /// Only the accessory `aid` (empty when there is none), so that [`find`](Self::find) looks
+    /// at one bridged accessory.
+    pub fn only(&self, aid: u64) -> Self {
+        Self {
+            accessories: self
+                .accessories
+                .iter()
+                .filter(|a| a.aid == aid)
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// The first service of a type, as `(aid, service)`.
     pub fn service(&self, service_type: &str) -> Option<(u64, &ServiceInfo)> {
         let st = short_type(service_type);
@@ -179,5 +204,28 @@ mod tests {
             Some(vec![20])
         );
         assert!(AccessoryDb::from_json(&json!({"accessories": [{"services": []}]})).is_err());
+    }
+
+    #[test]
+    fn picks_a_bridged_accessory_by_name() {
+        let acc = |aid: u64, name: &str| {
+            json!({"aid": aid, "services": [
+                {"type": "3E", "iid": 1, "characteristics": [
+                    {"type": "23", "iid": 2, "perms": ["pr"], "format": "string", "value": name}]},
+                {"type": "85", "iid": 8, "characteristics": [
+                    {"type": "22", "iid": 9, "perms": ["pr","ev"], "format": "bool", "value": false}]}
+            ]})
+        };
+        let j = json!({"accessories": [acc(1, "Bridge"), acc(2, "Porch"), acc(5, "Garage")]});
+        let db = AccessoryDb::from_json(&j).expect("parse");
+        assert_eq!(db.aid_named("Garage"), Some(5));
+        assert_eq!(db.aid_named("Nope"), None);
+        assert_eq!(db.only(5).id_of("85", "22"), Some((5, 9)));
+        assert_eq!(
+            db.id_of("85", "22"),
+            Some((1, 9)),
+            "unfiltered: the first match"
+        );
+        assert!(db.only(7).accessories.is_empty());
     }
 }

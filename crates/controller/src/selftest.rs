@@ -24,7 +24,8 @@ use crate::keys::PairingKeys;
 /// What `selftest` needs to know.
 #[derive(Clone)]
 pub struct SelftestOptions {
-    /// The camera's HAP address (bridge host + the camera's port).
+    /// The camera's HAP address (host + the camera's port, or the bridge's port in bridge
+    /// mode: the camera is then found by its accessory Name).
     pub hap_addr: SocketAddr,
     /// Setup code, used when the camera is unpaired.
     pub setup_code: Option<String>,
@@ -395,7 +396,7 @@ async fn drive(
         .accessories()
         .await
         .map_err(|e| e.to_string())
-        .and_then(|db| HksvIds::find(&db))
+        .and_then(|db| HksvIds::find_named(&db, &opts.camera_name))
     {
         Ok(ids) => {
             rep.ok(

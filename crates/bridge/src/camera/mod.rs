@@ -10,36 +10,34 @@
 //! ```
 
 mod hds_server;
+mod host;
 mod media;
 mod services;
 pub mod snapshot;
 pub mod state;
 pub mod supported;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use hap_server::core::{CATEGORY_IP_CAMERA, CoreConfig};
 use hap_server::setup::SetupCode;
-use hap_server::store::{FileStore, Store};
-use hap_server::{CharId, ConnectionId, Core, Server, ServerOptions, Value};
+use hap_server::store::Store;
+use hap_server::{CharId, ConnectionId, Server, Value};
 use hds::PreparedSessions;
 use motion::MotionHub;
-use recorder::{PrebufferConfig, PrebufferRing};
-use tokio::net::TcpListener;
+use recorder::PrebufferRing;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::warn;
 
+pub use host::{AIDS_FILE, HostOptions, start_host};
 pub use media::Feeder;
 pub use state::CameraState;
 pub use supported::SourceFacts;
-
-use crate::accessory;
 
 /// Where a camera's media comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +161,7 @@ pub struct Camera {
     shared: Arc<Shared>,
     server: Server,
     port: u16,
+    aid: u64,
     ids: Ids,
 }
 
@@ -171,118 +170,34 @@ impl std::fmt::Debug for Camera {
         f.debug_struct("Camera")
             .field("name", &self.shared.options.name)
             .field("port", &self.port)
+            .field("aid", &self.aid)
             .finish_non_exhaustive()
     }
 }
 
 impl Camera {
-    /// Opens the camera's state, binds its HAP and HDS listeners and spawns its tasks (HAP
-    /// server, HDS listener, control, motion, media) into `tasks`; they stop when `shutdown`
-    /// becomes `true`.
+    /// Starts the camera in accessory mode: its own HAP server on `options.port`, with the
+    /// identity and pairings in `options.state_dir`; see [`start_host`].
     ///
     /// # Errors
-    /// The state dir cannot be opened or is corrupt, or a listener cannot be bound.
+    /// See [`start_host`].
     pub async fn start(
         options: CameraOptions,
         motion: MotionHub,
         tasks: &mut JoinSet<()>,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Self> {
-        if !motion.contains(&options.name) {
-            anyhow::bail!(
-                "camera {:?} is not registered with the motion hub",
-                options.name
-            );
-        }
-        let store: Arc<dyn Store> =
-            Arc::new(FileStore::open(&options.state_dir).with_context(|| {
-                format!("opening state directory {}", options.state_dir.display())
-            })?);
-        let state = CameraState::load(store.as_ref());
-        let hds_listener = TcpListener::bind(SocketAddr::new(options.bind, 0))
-            .await
-            .with_context(|| format!("binding the HDS listener on {}", options.bind))?;
-        let hds_port = hds_listener.local_addr()?.port();
-        let listener = TcpListener::bind(SocketAddr::new(options.bind, options.port))
-            .await
-            .with_context(|| format!("binding {}:{}", options.bind, options.port))?;
-        let port = listener.local_addr()?.port();
-        let ring = PrebufferRing::new(PrebufferConfig::default())?;
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (changes, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
-            options: options.clone(),
-            state: Mutex::new(state),
-            store: store.clone(),
-            ring,
-            prepared: Mutex::new(PreparedSessions::new()),
-            hds_port,
-            last_transport_response: Mutex::new(Vec::new()),
-            recording: AtomicBool::new(false),
-            hds_tasks: AtomicUsize::new(0),
-            facts: Mutex::new(None),
-            detector: Mutex::new(None),
-            motion,
-            changes,
-            control: control_tx,
-            server: OnceLock::new(),
-            snapshots: snapshot::Snapshots::new(&options.name),
-        });
-        let accessory = services::camera_accessory(&shared);
-        let mut core = Core::open(
-            CoreConfig {
-                name: options.name.clone(),
-                model: accessory::MODEL_NAME.to_owned(),
-                category: CATEGORY_IP_CAMERA,
-                setup_code: options.setup_code.clone(),
-                firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
-            },
-            store,
-            vec![accessory],
-            &mut rand::rng(),
-        )
-        .context("loading accessory state")?;
-        core.set_resource_handler(snapshot::resource_handler(Arc::downgrade(&shared)));
-        let ids = services::ids(core.database(), options.doorbell)
-            .context("camera accessory lacks MotionDetected or StatusActive")?;
-        let server = Server::new(core);
-        let _ = shared.server.set(server.clone());
-        if options.mdns {
-            server.advertise(port);
-        }
-        info!(camera = %options.name, port, hds_port, "camera ready");
-
-        let camera = Self {
-            shared: shared.clone(),
-            server: server.clone(),
-            port,
-            ids,
+        let host = HostOptions {
+            name: options.name.clone(),
+            bind: options.bind,
+            port: options.port,
+            setup_code: options.setup_code.clone(),
+            state_dir: options.state_dir.clone(),
+            mdns: options.mdns,
+            bridge: false,
         };
-        {
-            let server = server.clone();
-            let stop = shutdown.clone();
-            let name = options.name.clone();
-            tasks.spawn(async move {
-                if let Err(e) = server.serve(listener, ServerOptions::default(), stop).await {
-                    warn!(camera = %name, error = %e, "HAP server stopped");
-                }
-            });
-        }
-        tasks.spawn(hds_server::accept_loop(
-            hds_listener,
-            shared.clone(),
-            shutdown.clone(),
-        ));
-        tasks.spawn(control_task(camera.clone(), control_rx, shutdown.clone()));
-        tasks.spawn(motion_task(camera.clone(), shutdown.clone()));
-        if let MediaInput::Source(spec) = &options.input {
-            tasks.spawn(media::source_task(
-                spec.clone(),
-                camera.feeder(),
-                shutdown.clone(),
-            ));
-        }
-        Ok(camera)
+        let mut cameras = start_host(host, vec![options], motion, tasks, shutdown).await?;
+        cameras.pop().context("no camera started")
     }
 
     /// The HAP server.
@@ -290,9 +205,14 @@ impl Camera {
         &self.server
     }
 
-    /// The HAP port.
+    /// The HAP port (the bridge's in bridge mode).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Accessory instance ID: 1 in accessory mode, 2 and up (kept per name) in bridge mode.
+    pub fn aid(&self) -> u64 {
+        self.aid
     }
 
     /// The HAP listen address.

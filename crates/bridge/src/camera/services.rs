@@ -69,8 +69,8 @@ pub(super) fn current_supported(shared: &Shared) -> supported::Supported {
     )
 }
 
-/// The accessory with AID 1.
-pub(super) fn camera_accessory(shared: &Arc<Shared>) -> Accessory {
+/// The camera accessory with `aid` (1 in accessory mode).
+pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
     let name = &shared.options.name;
     let sup = current_supported(shared);
 
@@ -178,7 +178,7 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>) -> Accessory {
 
     let rtp = rtp_service(shared);
 
-    let mut accessory = Accessory::new(1)
+    let mut accessory = Accessory::new(aid)
         .service(information(name, &serial_for(name)))
         .service(protocol_information())
         .service(rtp)
@@ -206,7 +206,7 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>) -> Accessory {
 }
 
 /// A stable serial number from the name.
-fn serial_for(name: &str) -> String {
+pub(super) fn serial_for(name: &str) -> String {
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
@@ -339,12 +339,12 @@ fn rtp_service(shared: &Arc<Shared>) -> Service {
 }
 
 /// Finds the ids the camera sets from outside requests.
-pub(super) fn ids(db: &Database, doorbell: bool) -> Option<Ids> {
+pub(super) fn ids(db: &Database, aid: u64, doorbell: bool) -> Option<Ids> {
     Some(Ids {
-        motion_detected: db.find(1, MOTION_SENSOR, "", MOTION_DETECTED)?,
-        status_active: db.find(1, MOTION_SENSOR, "", STATUS_ACTIVE)?,
+        motion_detected: db.find(aid, MOTION_SENSOR, "", MOTION_DETECTED)?,
+        status_active: db.find(aid, MOTION_SENSOR, "", STATUS_ACTIVE)?,
         switch_event: if doorbell {
-            db.find(1, DOORBELL, "", PROGRAMMABLE_SWITCH_EVENT)
+            db.find(aid, DOORBELL, "", PROGRAMMABLE_SWITCH_EVENT)
         } else {
             None
         },
