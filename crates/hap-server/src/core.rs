@@ -110,6 +110,9 @@ pub type IdentifyHandler = Arc<dyn Fn() + Send + Sync>;
 /// Wakes a connection's driver (new events or a close request).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// Runs once when a connection is closed or asked to close; see [`Core::on_close`].
+pub type CloseHook = Box<dyn FnOnce() + Send>;
+
 /// Per-connection state that other connections can affect.
 struct Session {
     verified: Option<VerifiedSession>,
@@ -121,6 +124,8 @@ struct Session {
     timed_write: Option<(u64, Instant)>,
     close_requested: bool,
     waker: Option<Waker>,
+    /// Taken and run when the session is closed or asked to close.
+    close_hooks: Vec<CloseHook>,
 }
 
 struct VerifiedSession {
@@ -139,6 +144,15 @@ impl Session {
             timed_write: None,
             close_requested: false,
             waker: None,
+            close_hooks: Vec::new(),
+        }
+    }
+
+    /// Marks the session for closing and runs its close hooks (once).
+    fn request_close(&mut self) {
+        self.close_requested = true;
+        for hook in self.close_hooks.drain(..) {
+            hook();
         }
     }
 
@@ -467,15 +481,38 @@ impl Core {
         }
     }
 
-    /// Forgets `conn` (its subscriptions, any pair-setup it had in progress).
+    /// Forgets `conn` (its subscriptions, any pair-setup it had in progress) and runs the
+    /// close hooks that have not run yet. Closing an unknown or already closed `conn` does
+    /// nothing.
     pub fn close_connection(&mut self, conn: ConnectionId) {
-        self.sessions.remove(&conn);
+        if let Some(mut s) = self.sessions.remove(&conn) {
+            s.request_close();
+        }
         self.pair_setup.connection_closed(conn);
     }
 
-    /// Whether `conn` must be closed (its controller was removed).
+    /// Whether `conn` must be closed (its controller was removed) or is already closed.
     pub fn close_requested(&self, conn: ConnectionId) -> bool {
         self.sessions.get(&conn).is_none_or(|s| s.close_requested)
+    }
+
+    /// Runs `hook` once, as soon as `conn` is closed ([`Core::close_connection`]) or asked to
+    /// close (its controller's pairing was removed, §1.8), whichever comes first. If that has
+    /// already happened, or `conn` is unknown, `hook` runs now, before `on_close` returns.
+    ///
+    /// This is how other parts of the accessory (HomeKit Data Stream, which a HAP session
+    /// prepares) learn that the session is gone without polling [`Core::close_requested`].
+    ///
+    /// Hooks run inside the `Core` method that closes the session, so under whatever lock
+    /// guards the `Core` (the driver's mutex): they must be short and must not call back into
+    /// the `Core` or its [`crate::Server`]; signal a channel instead. A connection keeps its
+    /// hooks until it closes, so register a bounded number per connection
+    /// ([`crate::Server::closed`] registers one per connection and shares it).
+    pub fn on_close(&mut self, conn: ConnectionId, hook: CloseHook) {
+        match self.sessions.get_mut(&conn) {
+            Some(s) if !s.close_requested => s.close_hooks.push(hook),
+            _ => hook(),
+        }
     }
 
     /// Number of open connections.
@@ -602,7 +639,7 @@ impl Core {
         }
         let method = tlv.get(TlvType::METHOD).and_then(|m| m.first().copied());
         match method.map(Method) {
-            Some(Method::ADD_PAIRING) => (self.add_pairing(&tlv), false),
+            Some(Method::ADD_PAIRING) => self.add_pairing(conn, &tlv),
             Some(Method::REMOVE_PAIRING) => self.remove_pairing(conn, &tlv),
             Some(Method::LIST_PAIRINGS) => (self.list_pairings(), false),
             _ => (pairing_error(2, PairingError::UNKNOWN), false),
@@ -624,7 +661,7 @@ impl Core {
         tlv.push(TlvType::IDENTIFIER, controller_id.as_bytes())
             .push(TlvType::PUBLIC_KEY, &ltpk)
             .push_u8(TlvType::PERMISSIONS, u8::from(admin));
-        let reply = self.add_pairing(&tlv);
+        let (reply, _) = self.add_pairing(ConnectionId::MAX, &tlv);
         self.advertisement_changed = true;
         if reply == state2() {
             Ok(())
@@ -650,7 +687,9 @@ impl Core {
         }
     }
 
-    fn add_pairing(&mut self, tlv: &Tlv8) -> Vec<u8> {
+    /// Add Pairing (§1.8). Returns the TLV reply and whether `requester` must close after it
+    /// (a downgrade left no admin, so every pairing went).
+    fn add_pairing(&mut self, requester: ConnectionId, tlv: &Tlv8) -> (Vec<u8>, bool) {
         let id = tlv
             .get(TlvType::IDENTIFIER)
             .and_then(|b| std::str::from_utf8(b).ok())
@@ -662,16 +701,16 @@ impl Core {
             _ => None,
         };
         let (Some(id), Some(ltpk), Some(admin)) = (id, ltpk, perms) else {
-            return pairing_error(2, PairingError::UNKNOWN);
+            return (pairing_error(2, PairingError::UNKNOWN), false);
         };
         if let Some(existing) = self.pairings.iter_mut().find(|p| p.controller_id == id) {
             if existing.ltpk != ltpk {
-                return pairing_error(2, PairingError::UNKNOWN);
+                return (pairing_error(2, PairingError::UNKNOWN), false);
             }
             existing.admin = admin;
         } else {
             if self.pairings.len() >= MAX_PAIRINGS {
-                return pairing_error(2, PairingError::MAX_PEERS);
+                return (pairing_error(2, PairingError::MAX_PEERS), false);
             }
             self.pairings.push(Pairing {
                 controller_id: id.to_owned(),
@@ -680,13 +719,14 @@ impl Core {
             });
         }
         info!(controller = %id, admin, "pairing added");
-        // A downgrade can leave no admin (ADK).
+        // A downgrade can leave no admin (ADK); then no session may stay.
         self.drop_all_if_no_admin();
+        let close_requester = self.close_unpaired_sessions(requester);
         if let Err(e) = self.save_pairings() {
             warn!(error = %e, "could not persist pairings");
-            return pairing_error(2, PairingError::UNKNOWN);
+            return (pairing_error(2, PairingError::UNKNOWN), close_requester);
         }
-        state2()
+        (state2(), close_requester)
     }
 
     fn remove_pairing(&mut self, conn: ConnectionId, tlv: &Tlv8) -> (Vec<u8>, bool) {
@@ -702,32 +742,37 @@ impl Core {
             info!(controller = %id, "pairing removed");
         }
         self.drop_all_if_no_admin();
+        // Memory is what pair-verify reads: close even if persisting fails.
+        let close_self = self.close_unpaired_sessions(conn);
         if let Err(e) = self.save_pairings() {
             warn!(error = %e, "could not persist pairings");
-            return (pairing_error(2, PairingError::UNKNOWN), false);
+            return (pairing_error(2, PairingError::UNKNOWN), close_self);
         }
-        // Close every session whose controller is no longer paired.
-        let mut close_self = false;
-        let paired: Vec<String> = self
-            .pairings
-            .iter()
-            .map(|p| p.controller_id.clone())
-            .collect();
+        (state2(), close_self)
+    }
+
+    /// Asks every session whose controller is no longer paired to close (§1.8) and runs its
+    /// close hooks. `requester` (the connection whose request removed the pairing) is not
+    /// woken: it answers first and then closes; returns whether it is among them.
+    fn close_unpaired_sessions(&mut self, requester: ConnectionId) -> bool {
+        let mut close_requester = false;
+        let pairings = &self.pairings;
         for (&cid, s) in &mut self.sessions {
             let gone = s
                 .verified
                 .as_ref()
-                .is_some_and(|v| !paired.contains(&v.controller_id));
-            if gone {
-                if cid == conn {
-                    close_self = true;
-                } else {
-                    s.close_requested = true;
-                    s.wake();
-                }
+                .is_some_and(|v| !pairings.iter().any(|p| p.controller_id == v.controller_id));
+            if !gone {
+                continue;
             }
+            if cid == requester {
+                close_requester = true;
+            } else if !s.close_requested {
+                s.wake();
+            }
+            s.request_close();
         }
-        (state2(), close_self)
+        close_requester
     }
 
     fn drop_all_if_no_admin(&mut self) {

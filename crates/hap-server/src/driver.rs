@@ -1,6 +1,8 @@
 //! The tokio driver: accepts TCP connections and runs one task per connection around the pure
 //! [`Connection`] state machine. Nothing here decides protocol behaviour.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -11,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::conn::Connection;
+use crate::context::ConnectionId;
 use crate::core::Core;
 use crate::db::{CharId, Value};
 use crate::http::Limits;
@@ -40,6 +43,9 @@ impl Default for ServerOptions {
 pub struct Server {
     core: Arc<Mutex<Core>>,
     advertiser: Arc<Mutex<Option<Advertiser>>>,
+    /// One receiver per open connection, `true` once it is closed or asked to close; the
+    /// sender lives in the connection's [`Core::on_close`] hook. Lock order: `core` first.
+    closed: Arc<Mutex<HashMap<ConnectionId, watch::Receiver<bool>>>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -59,6 +65,31 @@ impl Server {
         Self {
             core: Arc::new(Mutex::new(core)),
             advertiser: Arc::new(Mutex::new(None)),
+            closed: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn closed_signals(&self) -> MutexGuard<'_, HashMap<ConnectionId, watch::Receiver<bool>>> {
+        self.closed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Completes once HAP connection `conn` is closed (socket gone, shutdown) or must close
+    /// (its controller's pairing was removed, §1.8), and at once if `conn` is not an open
+    /// connection of this server (already closed, or never accepted by [`Server::serve`]).
+    ///
+    /// The future does not borrow the server and costs one `watch` receiver: any number of
+    /// tasks may wait on the same connection. HomeKit Data Stream uses it to drop a data
+    /// stream together with the HAP session that set it up.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future unregisters nothing; a new call answers the same.
+    pub fn closed(&self, conn: ConnectionId) -> impl Future<Output = ()> + Send + 'static {
+        let signal = self.closed_signals().get(&conn).cloned();
+        async move {
+            if let Some(mut rx) = signal {
+                // Err: the sender was dropped unfired, i.e. the `Core` is gone, and so is `conn`.
+                let _ = rx.wait_for(|closed| *closed).await;
+            }
         }
     }
 
@@ -165,14 +196,28 @@ impl Server {
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
         let wake = Arc::new(Notify::new());
+        let (closed_tx, closed_rx) = watch::channel(false);
         let mut conn = {
             let mut core = self.lock();
             let conn = Connection::new(&mut core, limits);
             let w = wake.clone();
             core.set_waker(conn.id(), Arc::new(move || w.notify_one()));
+            core.on_close(
+                conn.id(),
+                Box::new(move || {
+                    closed_tx.send_replace(true);
+                }),
+            );
+            self.closed_signals().insert(conn.id(), closed_rx);
             conn
         };
         let id = conn.id();
+        // Closes the session in the core (firing `closed`) on every exit, including this
+        // future being dropped when `serve` is cancelled.
+        let _registered = Registered {
+            server: self.clone(),
+            id,
+        };
         debug!(conn = id, ?peer, "connection opened");
         let mut buf = vec![0u8; 4096];
         loop {
@@ -217,5 +262,19 @@ impl Server {
         conn.close(&mut self.lock());
         self.refresh_advertisement();
         info!(conn = id, ?peer, "connection closed");
+    }
+}
+
+/// Unregisters a connection from the core and from [`Server::closed`] when dropped.
+struct Registered {
+    server: Server,
+    id: ConnectionId,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        // Idempotent: a normal exit already closed the session through `Connection::close`.
+        self.server.lock().close_connection(self.id);
+        self.server.closed_signals().remove(&self.id);
     }
 }

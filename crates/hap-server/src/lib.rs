@@ -14,6 +14,8 @@
 //! codec), [`http`], [`db`], [`core`] and [`conn`] are pure; [`driver`] owns the sockets and
 //! [`mdns`] the multicast responder. State persists through a [`store::Store`].
 //! It knows nothing about cameras: `bridge` defines services and answers writes in handlers.
+//! Tasks tied to a HAP session (HomeKit Data Stream) await [`Server::closed`] (built on
+//! [`Core::on_close`]) to learn that the session closed or its controller was removed.
 #![forbid(unsafe_code)]
 
 pub mod conn;
