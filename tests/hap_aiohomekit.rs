@@ -4,7 +4,8 @@
 //! write, an `EVENT/1.0` after subscribing, a second (regular) pairing that is refused
 //! `/pairings`, its removal closing its session, a restart that keeps the pairing, unpairing,
 //! and `/identify` once unpaired. The first restart follows a kill -9; the last stop is a
-//! SIGTERM that must end the process cleanly. The Python side is `tests/peers/hap_aiohomekit.py`.
+//! SIGTERM that must end the process cleanly. A second test pairs aiohomekit with a bridge-mode
+//! bridge of several cameras. The Python side is `tests/peers/hap_aiohomekit.py`.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -200,4 +201,119 @@ fn aiohomekit_pairs_reads_subscribes_manages_pairings_and_survives_restart() {
         "/identify is allowed again once unpaired"
     );
     bridge.stop();
+}
+
+/// Bridge mode seen by aiohomekit: one pairing for the bridge, its accessory database parsed by
+/// aiohomekit's own model (bridge AID 1 without camera services, one accessory per camera), a
+/// read and a `/resource` JPEG per camera AID, and AIDs that stay with their camera when the
+/// configuration gains a camera in the middle.
+#[test]
+fn aiohomekit_pairs_a_bridge_and_each_camera_keeps_its_aid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (state_dir, config) = (
+        dir.path().join("state"),
+        dir.path().join("hksv-bridge.toml"),
+    );
+    let port = e2e_tests::free_port();
+    let write_config = |cameras: &[&str]| {
+        let mut text = format!(
+            "bind = \"127.0.0.1\"\nmode = \"bridge\"\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [bridge]\nname = \"Yard\"\nport = {port}\nsetup_code = \"{SETUP_CODE}\"\n"
+        );
+        for c in cameras {
+            text.push_str(&format!(
+                "[[cameras]]\nname = \"{c}\"\nsource = \"demo:\"\n"
+            ));
+        }
+        std::fs::write(&config, text).expect("config");
+    };
+    let pairing_file = dir.path().join("pairing.json");
+    let run = || {
+        python(&[
+            "bridge",
+            &port.to_string(),
+            SETUP_CODE,
+            pairing_file.to_str().unwrap(),
+        ])
+    };
+    // (name, aid) in AID order.
+    let aids_by_name = |r: &Value| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = r["accessories"]
+            .as_array()
+            .expect("accessories")
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap_or("").to_owned(),
+                    a["aid"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort_by_key(|(_, aid)| *aid);
+        v
+    };
+
+    write_config(&["Porch", "Garage"]);
+    let bridge = e2e_tests::BridgeProcess::start(&config, &state_dir, &[port]);
+    let r = run();
+    assert_eq!(r["paired"], "new", "{r}");
+    assert_eq!(
+        aids_by_name(&r),
+        [
+            ("Yard".to_owned(), 1),
+            ("Porch".to_owned(), 2),
+            ("Garage".to_owned(), 3)
+        ],
+        "{r}\n{}",
+        bridge.log_text()
+    );
+    let accessories = r["accessories"].as_array().expect("accessories");
+    let bridge_services = accessories[0]["services"].to_string();
+    assert!(
+        !bridge_services.contains("00000085-") && !bridge_services.contains("00000204-"),
+        "the bridge accessory carries no camera services: {bridge_services}"
+    );
+    for cam in &accessories[1..] {
+        // Demo motion may be on already; a boolean either way (aiohomekit passes 0/1 through).
+        assert!(
+            [0, 1].iter().any(|v| cam["motion_read"] == *v),
+            "MotionDetected read: {cam}"
+        );
+        assert_eq!(
+            cam["snapshot_is_jpeg"],
+            true,
+            "snapshot for aid {}: {}",
+            cam["aid"],
+            bridge.log_text()
+        );
+        for service in ["00000204-", "00000129-", "00000110-", "0000021A-"] {
+            assert!(
+                cam["services"].to_string().contains(service),
+                "{service} in {cam}"
+            );
+        }
+    }
+    assert_eq!(
+        r["bridge_snapshot_is_jpeg"], false,
+        "no snapshot from the bridge accessory itself"
+    );
+    drop(bridge);
+
+    // A camera added in the middle gets a new AID; the others keep theirs, and the pairing
+    // (kept in the bridge's state) still verifies.
+    write_config(&["Porch", "Driveway", "Garage"]);
+    let bridge = e2e_tests::BridgeProcess::start(&config, &state_dir, &[port]);
+    let r = run();
+    assert_eq!(r["paired"], "verified", "{r}");
+    assert_eq!(
+        aids_by_name(&r),
+        [
+            ("Yard".to_owned(), 1),
+            ("Porch".to_owned(), 2),
+            ("Garage".to_owned(), 3),
+            ("Driveway".to_owned(), 4)
+        ],
+        "{r}\n{}",
+        bridge.log_text()
+    );
 }

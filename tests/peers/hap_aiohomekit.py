@@ -8,6 +8,9 @@ Called by tests/hap_aiohomekit.rs in phases, each against a fresh bridge process
   verify  <port> <pairing.json>         pair-verify with the saved pairing (after a restart),
                                         read, then unpair (remove our own pairing)
   unpaired <port>                       /identify works again (only allowed while unpaired)
+  bridge  <port> <code> <pairing.json>  bridge mode: pair (or pair-verify when the file exists),
+                                        parse /accessories with aiohomekit's model, read every
+                                        camera's MotionDetected, fetch a JPEG snapshot per aid
 
 Each phase prints one JSON object on its last stdout line; a failed check raises, so the process
 exits non-zero with a traceback. We connect by address and port: no multicast involved.
@@ -15,6 +18,7 @@ exits non-zero with a traceback. We connect by address and port: no multicast in
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from types import SimpleNamespace
@@ -26,6 +30,7 @@ from aiohomekit.characteristic_cache import CharacteristicCacheMemory
 from aiohomekit.controller.ip.discovery import IpDiscovery
 from aiohomekit.controller.ip.pairing import IpPairing
 from aiohomekit.exceptions import AuthenticationError, UnpairedError
+from aiohomekit.model import Accessories
 from aiohomekit.model.categories import Categories
 from aiohomekit.model.feature_flags import FeatureFlags
 from aiohomekit.model.status_flags import StatusFlags
@@ -33,6 +38,7 @@ from aiohomekit.zeroconf import HomeKitService
 
 HOST = "127.0.0.1"
 MOTION_DETECTED = "00000022-0000-1000-8000-0026BB765291"
+MOTION_SENSOR = "00000085-0000-1000-8000-0026BB765291"
 IDENTIFY = "00000014-0000-1000-8000-0026BB765291"
 ACCESSORY_INFORMATION = "0000003E-0000-1000-8000-0026BB765291"
 PROTOCOL_INFORMATION = "000000A2-0000-1000-8000-0026BB765291"
@@ -208,6 +214,50 @@ async def phase_unpaired(port):
     return {"identify_ok": identified is True}
 
 
+async def phase_bridge(port, code, pairing_file):
+    controller = controller_stub()
+    result = {}
+    if os.path.exists(pairing_file):
+        with open(pairing_file) as f:
+            data = json.load(f)
+        data["AccessoryPort"] = port
+        pairing = IpPairing(controller, data)
+        result["paired"] = "verified"
+    else:
+        disc = IpDiscovery(controller, description(port))
+        finish = await disc.async_start_pairing("bridge")
+        pairing = await finish(code)
+        with open(pairing_file, "w") as f:
+            json.dump(pairing.pairing_data, f)
+        result["paired"] = "new"
+
+    raw = await pairing.list_accessories_and_characteristics()
+    model = Accessories.from_list(raw)
+    result["accessories"] = []
+    for acc in model:
+        types = sorted(s.type for s in acc.services)
+        entry = {"aid": acc.aid, "name": acc.name, "services": types}
+        if MOTION_SENSOR in types:
+            motion = acc.services.first(service_type=MOTION_SENSOR)
+            iid = motion.characteristics_by_type[MOTION_DETECTED].iid
+            values = await pairing.get_characteristics([(acc.aid, iid)])
+            entry["motion_read"] = values[(acc.aid, iid)]["value"]
+            # The demo source needs a moment for its first keyframe.
+            jpeg = None
+            for _ in range(40):
+                jpeg = await pairing.image(acc.aid, 320, 180)
+                if jpeg:
+                    break
+                await asyncio.sleep(0.25)
+            entry["snapshot_is_jpeg"] = bool(jpeg) and jpeg[:2] == b"\xff\xd8"
+        result["accessories"].append(entry)
+    # A snapshot of the bridge itself (no camera) must fail, not crash the session.
+    bridge_image = await pairing.image(1, 320, 180)
+    result["bridge_snapshot_is_jpeg"] = bool(bridge_image) and bridge_image[:2] == b"\xff\xd8"
+    await pairing.close()
+    return result
+
+
 def main():
     phase = sys.argv[1]
     port = int(sys.argv[2])
@@ -215,6 +265,8 @@ def main():
         out = asyncio.run(phase_pair(port, sys.argv[3], sys.argv[4]))
     elif phase == "verify":
         out = asyncio.run(phase_verify(port, sys.argv[3]))
+    elif phase == "bridge":
+        out = asyncio.run(phase_bridge(port, sys.argv[3], sys.argv[4]))
     elif phase == "unpaired":
         out = asyncio.run(phase_unpaired(port))
     else:
