@@ -56,6 +56,31 @@ impl Bridge {
         }
     }
 
+    /// Bridge mode: one HAP bridge (setup code [`CODE`]) carrying a demo camera per name.
+    fn start_bridge_mode(cameras: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (hap_port, api_port) = (free_port(), free_port());
+        let config = dir.path().join("hksv-bridge.toml");
+        let state = dir.path().join("state");
+        let mut text = format!(
+            "bind = \"127.0.0.1\"\nmdns = false\nmode = \"bridge\"\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
+             [bridge]\nname = \"e2e-bridge\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n"
+        );
+        for c in cameras {
+            text.push_str(&format!(
+                "\n[[cameras]]\nname = \"{c}\"\nsource = \"demo:\"\n"
+            ));
+        }
+        std::fs::write(&config, text).expect("config");
+        let process = BridgeProcess::start(&config, &state, &[hap_port, api_port]);
+        Self {
+            process,
+            hap: SocketAddr::from(([127, 0, 0, 1], hap_port)),
+            api: format!("http://127.0.0.1:{api_port}"),
+            _dir: dir,
+        }
+    }
+
     fn restart(&mut self) {
         self.process.stop();
         let ports = [
@@ -495,4 +520,64 @@ async fn selftest_against_an_unpaired_demo_camera_passes_and_unpairs() {
     assert!(ok && errors.trim().is_empty(), "{errors}");
     // The camera is unpaired again: a fresh hub can pair with the setup code.
     let _again = Hub::pair(bridge.hap).await;
+}
+
+/// Bridge mode over the real wire path: the selftest (our hub simulator) pairs with the bridge,
+/// finds each camera's accessory by name, records it over HDS and unpairs; both cameras of the
+/// one bridge record valid clips that ffmpeg decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_mode_records_each_bridged_camera() {
+    require_ffmpeg();
+    let bridge = Bridge::start_bridge_mode(&["Porch", "Garage"]);
+    for camera in ["Garage", "Porch"] {
+        let out = tempfile::tempdir().expect("tmp");
+        let report = controller::selftest::run(controller::selftest::SelftestOptions {
+            hap_addr: bridge.hap,
+            setup_code: Some(CODE.into()),
+            api_base: bridge.api.clone(),
+            api_token: None,
+            camera_name: camera.into(),
+            out_dir: out.path().to_owned(),
+            timeout: STEP,
+        })
+        .await
+        .expect("selftest");
+        println!("{camera}:\n{report}");
+        assert!(
+            report.passed(),
+            "{camera}: {report}\nbridge log:\n{}",
+            bridge.process.log_text()
+        );
+        let clip = report.clip.clone().expect("clip written");
+        let (ok, errors) = ffmpeg_decode(&clip);
+        assert!(ok && errors.trim().is_empty(), "{camera}: {errors}");
+    }
+    // The API names each camera's AID on the bridge's port.
+    let body = reqwest::get(format!("{}/api/cameras", bridge.api))
+        .await
+        .expect("GET /api/cameras")
+        .text()
+        .await
+        .expect("body");
+    let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let aids: Vec<(String, u64, u64)> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                c["aid"].as_u64().unwrap_or(0),
+                c["port"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let port = u64::from(bridge.hap.port());
+    assert_eq!(
+        aids,
+        [
+            ("Porch".to_owned(), 2, port),
+            ("Garage".to_owned(), 3, port)
+        ]
+    );
 }
