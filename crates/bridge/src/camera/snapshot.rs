@@ -1,16 +1,19 @@
 //! HKSV snapshots: `POST /resource` → a JPEG of the latest keyframe (protocol notes §1.9, §5.6).
 //!
-//! hap-server calls the `/resource` handler synchronously **under the Core lock**, so the
-//! handler never decodes. Instead:
+//! hap-server calls the `/resource` handler synchronously **under the Core lock**. Snapshots are
+//! lazy: with nobody asking, nothing is decoded (only the latest IDR access unit is kept, its
+//! bytes shared with the fragmenter).
 //!
 //! ```text
-//!  Feeder::push ─► Snapshots::observe (copies each IDR access unit + SPS/PPS, Annex B)
-//!                    │ wake
-//!                    ▼
-//!  snapshot thread: openh264 decode (≤ 1 per MIN_REFRESH) ─► RGB frame ─► JPEGs for the sizes
-//!                                                                          asked for lately
-//!  /resource handler: rules (§5.6) ─► cached JPEG for (W, H) of the current frame, else scale
-//!                     + encode that frame now (first request at a new size only)
+//!  Feeder::push ─► Snapshots::observe (keeps the latest IDR access unit + SPS/PPS; wakes the
+//!                    │                  thread only while snapshots are asked for)
+//!                    ▼ wake
+//!  snapshot thread: openh264 decode (≤ 1 per keyframe, ≤ 1 per MIN_REFRESH) ─► RGB frame ─►
+//!                   JPEGs for the sizes asked for lately; after RECENT_SIZE_WINDOW without a
+//!                   request: frees the decoder, the frame and the JPEGs
+//!  /resource handler: rules (§5.6) ─► cached JPEG for (W, H) of the current frame, else
+//!                     (first request after an idle window) decode the latest keyframe now,
+//!                     and (first request at a new size) scale + encode now
 //! ```
 //!
 //! A snapshot is therefore as old as the latest keyframe (one GOP, typically 1–4 s), which is
@@ -19,11 +22,13 @@
 //! `scale=W:H:force_original_aspect_ratio=increase,crop=W:H`), with an area-average filter.
 //!
 //! Measured once (release, the demo clip's 1920×1080 IDR, shared 2-core machine): decode +
-//! RGB ≈ 31 ms (background thread), scale to 640×360 ≈ 19 ms, scale + encode ≈ 26 ms. Only
-//! the first request at a new size pays the latter under the Core lock; later ones are cache
-//! hits re-encoded in the background on each keyframe.
+//! RGB ≈ 31 ms, scale to 640×360 ≈ 19 ms, scale + encode ≈ 26 ms. The first request after an
+//! idle window pays decode + encode under the Core lock, the first at a new size the latter;
+//! later ones are cache hits re-encoded in the background on each keyframe. Idle, the camera
+//! holds no decoder (openh264 keeps its picture buffers) and no RGB frame (6 MB at 1080p).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -41,14 +46,13 @@ use super::{CameraState, Shared, lock};
 pub(crate) const JPEG_QUALITY: u8 = 80;
 /// Keyframes are decoded at most this often (a camera with 1 s GOPs costs one decode a second).
 const MIN_REFRESH: Duration = Duration::from_secs(1);
-/// Sizes asked for within this window are re-encoded in the background on each new frame.
+/// Sizes asked for within this window are re-encoded in the background on each new frame;
+/// keyframes are decoded in the background only within this window of the latest request.
 const RECENT_SIZE_WINDOW: Duration = Duration::from_secs(60);
 /// At most this many sizes are kept in the cache (the Home app asks for one or two).
 const MAX_CACHED_SIZES: usize = 4;
 /// Largest accepted request side, pixels (a JPEG side is a u16; 4K is the largest camera).
 pub(crate) const MAX_SIDE_PX: u32 = 4096;
-/// `aid` of the camera in accessory mode (its own HAP server).
-const CAMERA_AID: u64 = 1;
 
 /// A snapshot request after the `resource-type` check (§1.9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,17 +63,18 @@ pub(crate) struct SnapshotRequest {
     pub(crate) reason: Option<u64>,
 }
 
-/// Parses a `/resource` body. `Ok(None)`: not an image request for this accessory (→ 404
-/// -70409, as HAP-NodeJS answers other resource types and unknown aids).
+/// Parses a `/resource` body for the accessory `aid`. `Ok(None)`: not an image request for
+/// this accessory (→ 404 -70409, as HAP-NodeJS answers other resource types and unknown aids);
+/// a body without `aid` is for this accessory.
 ///
 /// # Errors
 /// -70410 when the image size is missing, not an integer, 0 or above [`MAX_SIDE_PX`].
-pub(crate) fn parse_request(body: &Json) -> Result<Option<SnapshotRequest>, HapStatus> {
+pub(crate) fn parse_request(body: &Json, aid: u64) -> Result<Option<SnapshotRequest>, HapStatus> {
     if body.get("resource-type").and_then(Json::as_str) != Some("image") {
         return Ok(None);
     }
-    if let Some(aid) = body.get("aid").filter(|a| !a.is_null())
-        && aid.as_u64() != Some(CAMERA_AID)
+    if let Some(asked) = body.get("aid").filter(|a| !a.is_null())
+        && asked.as_u64() != Some(aid)
     {
         return Ok(None);
     }
@@ -115,11 +120,21 @@ pub(crate) fn check_allowed(state: &CameraState, reason: Option<u64>) -> Result<
     Ok(())
 }
 
-/// The `/resource` handler for a camera. Holds the camera weakly (the Core that owns the
-/// handler is itself owned by the camera).
+/// `aid` of a camera in accessory mode (its own HAP server).
+const ACCESSORY_MODE_AID: u64 = 1;
+
+/// The `/resource` handler of a camera in accessory mode (`aid` 1); see
+/// [`resource_handler_for`].
 pub(crate) fn resource_handler(shared: Weak<Shared>) -> ResourceHandler {
+    resource_handler_for(shared, ACCESSORY_MODE_AID)
+}
+
+/// The `/resource` handler for the camera with accessory instance ID `aid` (1 in accessory
+/// mode, 2 and up behind a bridge): requests naming another `aid` → `Ok(None)` (404). Holds the
+/// camera weakly (the Core that owns the handler is itself owned by the camera).
+pub(crate) fn resource_handler_for(shared: Weak<Shared>, aid: u64) -> ResourceHandler {
     Arc::new(move |_ctx, body| {
-        let Some(request) = parse_request(body)? else {
+        let Some(request) = parse_request(body, aid)? else {
             return Ok(None);
         };
         let shared = shared
@@ -443,17 +458,91 @@ struct DecodedFrame {
     frame: Arc<RgbFrame>,
 }
 
+/// The latest IDR access unit as the source gave it (its bytes shared, not copied) with the
+/// parameter sets in force; made into a [`Keyframe`] only when decoded.
+#[derive(Clone)]
+struct LatestKeyframe {
+    /// Bumped per keyframe (1 = the first).
+    generation: u64,
+    parameter_sets: Option<ParameterSets>,
+    au: VideoAccessUnit,
+}
+
 #[derive(Default)]
 struct Inner {
     parameter_sets: Mutex<Option<ParameterSets>>,
-    /// The latest keyframe and its generation (bumped per keyframe).
-    latest: Mutex<Option<(u64, Arc<Keyframe>)>>,
+    latest: Mutex<Option<LatestKeyframe>>,
     frame: Mutex<Option<DecodedFrame>>,
     cache: Mutex<HashMap<(u32, u32), CachedJpeg>>,
+    /// Shared by the request path and the thread; held while decoding, so each keyframe is
+    /// decoded at most once. `None` until the first request and after an idle window.
+    decoder: Mutex<Option<openh264::decoder::Decoder>>,
+    /// When a snapshot was last asked for: keyframes are decoded in the background only within
+    /// [`RECENT_SIZE_WINDOW`] of it.
+    last_request: Mutex<Option<Instant>>,
+    /// Keyframes decoded so far (tests).
+    decodes: AtomicU64,
 }
 
-/// Per camera: the latest keyframe, its decoded frame and the JPEG cache, refreshed by a
-/// background thread (started on the first keyframe; it ends when this is dropped).
+impl Inner {
+    /// A snapshot was asked for within [`RECENT_SIZE_WINDOW`] of `now`.
+    fn in_demand(&self, now: Instant) -> bool {
+        lock(&self.last_request)
+            .is_some_and(|t| now.saturating_duration_since(t) <= RECENT_SIZE_WINDOW)
+    }
+
+    /// The decoded frame of the latest keyframe, decoding it now unless that was done already
+    /// (by the thread or an earlier request).
+    ///
+    /// # Errors
+    /// [`SnapshotError::NoKeyframe`] before the first keyframe; decode errors.
+    fn decode_latest(&self, name: &str) -> Result<(u64, Arc<RgbFrame>), SnapshotError> {
+        let mut decoder = lock(&self.decoder);
+        let latest = lock(&self.latest)
+            .clone()
+            .ok_or(SnapshotError::NoKeyframe)?;
+        if let Some(f) = lock(&self.frame).as_ref()
+            && f.generation >= latest.generation
+        {
+            return Ok((f.generation, f.frame.clone()));
+        }
+        let keyframe = Keyframe::from_access_unit(latest.parameter_sets.as_ref(), &latest.au)
+            .ok_or_else(|| SnapshotError::Decode("no IDR slice".into()))?;
+        let d = match decoder.as_mut() {
+            Some(d) => d,
+            None => decoder.insert(
+                openh264::decoder::Decoder::new()
+                    .map_err(|e| SnapshotError::Decode(e.to_string()))?,
+            ),
+        };
+        self.decodes.fetch_add(1, Ordering::Relaxed);
+        let frame = match decode_with(d, &keyframe.annexb) {
+            Ok(f) => Arc::new(f),
+            Err(e) => {
+                tracing::debug!(camera = %name, error = %e, "keyframe not decoded");
+                *decoder = None; // start clean on the next keyframe
+                return Err(e);
+            }
+        };
+        *lock(&self.frame) = Some(DecodedFrame {
+            generation: latest.generation,
+            frame: frame.clone(),
+        });
+        Ok((latest.generation, frame))
+    }
+
+    /// Drops the decoder, the decoded frame and the JPEG cache (no request lately); the next
+    /// request decodes afresh.
+    fn release(&self) {
+        let _decoding = lock(&self.decoder).take();
+        *lock(&self.frame) = None;
+        lock(&self.cache).clear();
+    }
+}
+
+/// Per camera: the latest keyframe (bytes shared with the fragmenter), and once snapshots are
+/// asked for its decoded frame and the JPEG cache, refreshed by a background thread while
+/// requests keep coming (started by the first request; it ends when this is dropped).
 pub(crate) struct Snapshots {
     name: String,
     inner: Arc<Inner>,
@@ -469,32 +558,37 @@ impl Snapshots {
         }
     }
 
-    /// Looks at a unit on its way to the fragmenter: keeps parameter sets and IDR access units.
-    /// Cheap for non-IDR units: a walk over the length prefixes (AVCC) or one byte scan for
-    /// start codes (Annex B); only IDR units are copied.
+    /// Looks at a unit on its way to the fragmenter: keeps parameter sets and the latest IDR
+    /// access unit (a reference, no copy). Cheap for every unit: a walk over the length
+    /// prefixes (AVCC) or one byte scan for start codes (Annex B); nothing is decoded unless a
+    /// snapshot was asked for lately.
     pub(crate) fn observe(&self, unit: &MediaUnit) {
         match unit {
             MediaUnit::ParameterSets(ps) => *lock(&self.inner.parameter_sets) = Some(ps.clone()),
-            MediaUnit::Video(au) => {
-                let keyframe = {
-                    let ps = lock(&self.inner.parameter_sets);
-                    Keyframe::from_access_unit(ps.as_ref(), au)
-                };
-                if let Some(keyframe) = keyframe {
-                    self.set_keyframe(keyframe);
+            MediaUnit::Video(au) if is_idr(au) => {
+                let parameter_sets = lock(&self.inner.parameter_sets).clone();
+                {
+                    let mut latest = lock(&self.inner.latest);
+                    let generation = latest.as_ref().map_or(1, |l| l.generation + 1);
+                    *latest = Some(LatestKeyframe {
+                        generation,
+                        parameter_sets,
+                        au: au.clone(),
+                    });
+                }
+                if self.inner.in_demand(Instant::now())
+                    && let Some(wake) = self.wake.get()
+                {
+                    let _ = lock(wake).send(());
                 }
             }
-            MediaUnit::Audio(_) => {}
+            MediaUnit::Video(_) | MediaUnit::Audio(_) => {}
         }
     }
 
-    fn set_keyframe(&self, keyframe: Keyframe) {
-        {
-            let mut latest = lock(&self.inner.latest);
-            let generation = latest.as_ref().map_or(1, |(g, _)| g + 1);
-            *latest = Some((generation, Arc::new(keyframe)));
-        }
-        let wake = self.wake.get_or_init(|| {
+    /// Starts the refresh thread (once).
+    fn start_thread(&self) {
+        self.wake.get_or_init(|| {
             let (tx, rx) = mpsc::channel();
             let inner = self.inner.clone();
             let name = self.name.clone();
@@ -506,18 +600,26 @@ impl Snapshots {
             }
             Mutex::new(tx)
         });
-        let _ = lock(wake).send(());
     }
 
-    /// The JPEG of the current frame at `width`×`height`: from the cache, or scaled and encoded
-    /// now (the first request at a new size). The size is then kept fresh in the background.
+    /// The JPEG of the latest keyframe at `width`×`height`: from the cache, or scaled and
+    /// encoded now (the first request at a new size). The first request after an idle window
+    /// ([`RECENT_SIZE_WINDOW`]) decodes the keyframe now; while requests keep coming, new
+    /// keyframes are decoded and the sizes asked for re-encoded in the background, so a request
+    /// may get the previous keyframe while the next is being decoded.
     pub(crate) fn jpeg(&self, width_px: u32, height_px: u32) -> Result<Arc<[u8]>, SnapshotError> {
-        let (generation, frame) = {
-            let f = lock(&self.inner.frame);
-            let f = f.as_ref().ok_or(SnapshotError::NoKeyframe)?;
-            (f.generation, f.frame.clone())
-        };
         let now = Instant::now();
+        let warm = self.inner.in_demand(now);
+        *lock(&self.inner.last_request) = Some(now);
+        self.start_thread();
+        let current = lock(&self.inner.frame)
+            .as_ref()
+            .map(|f| (f.generation, f.frame.clone()));
+        let latest = lock(&self.inner.latest).as_ref().map(|l| l.generation);
+        let (generation, frame) = match current {
+            Some((g, f)) if warm || Some(g) == latest => (g, f),
+            _ => self.inner.decode_latest(&self.name)?,
+        };
         {
             let mut cache = lock(&self.inner.cache);
             if let Some(c) = cache.get_mut(&(width_px, height_px))
@@ -540,6 +642,21 @@ impl Snapshots {
         evict(&mut cache, now);
         Ok(jpeg)
     }
+
+    /// Keyframes decoded so far.
+    #[cfg(test)]
+    pub(crate) fn decode_count(&self) -> u64 {
+        self.inner.decodes.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether the access unit's first slice is an IDR slice (ITU-T H.264 Table 7-1).
+fn is_idr(au: &VideoAccessUnit) -> bool {
+    nal_units(&au.data, au.framing)
+        .iter()
+        .map(|n| nal_type(n))
+        .find(|t| (1..=5).contains(t))
+        == Some(NAL_IDR)
 }
 
 /// Drops sizes not asked for lately and keeps at most [`MAX_CACHED_SIZES`] (latest asked).
@@ -557,56 +674,55 @@ fn evict(cache: &mut HashMap<(u32, u32), CachedJpeg>, now: Instant) {
     }
 }
 
-/// The snapshot thread: decodes the newest keyframe (at most once per [`MIN_REFRESH`]) and
-/// re-encodes the sizes asked for lately.
+/// The snapshot thread: while snapshots are asked for, decodes the newest keyframe (at most
+/// once per [`MIN_REFRESH`]) and re-encodes the sizes asked for lately; after an idle window
+/// it frees the decoder, the frame and the cache.
 fn refresh_loop(inner: &Inner, name: &str, wake: &mpsc::Receiver<()>) {
-    let mut decoder: Option<openh264::decoder::Decoder> = None;
-    let mut decoded_generation = 0;
     let mut last_decode: Option<Instant> = None;
-    while wake.recv().is_ok() {
+    let mut encoded_generation = 0;
+    loop {
+        match wake.recv_timeout(RECENT_SIZE_WINDOW) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !inner.in_demand(Instant::now()) {
+                    inner.release();
+                    encoded_generation = 0;
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
         if let Some(wait) = last_decode.and_then(|t| MIN_REFRESH.checked_sub(t.elapsed())) {
             std::thread::sleep(wait);
         }
         while wake.try_recv().is_ok() {}
-        let Some((generation, keyframe)) = lock(&inner.latest).clone() else {
-            continue;
-        };
-        if generation == decoded_generation {
+        if !inner.in_demand(Instant::now()) {
             continue;
         }
         last_decode = Some(Instant::now());
-        decoded_generation = generation;
-        let d = match decoder.as_mut() {
-            Some(d) => d,
-            None => match openh264::decoder::Decoder::new() {
-                Ok(d) => decoder.insert(d),
-                Err(e) => {
-                    tracing::warn!(camera = %name, error = %e, "cannot create the snapshot decoder");
-                    continue;
-                }
-            },
+        let (generation, frame) = match inner.decode_latest(name) {
+            Ok(f) => f,
+            Err(_) => continue,
         };
-        let frame = match decode_with(d, &keyframe.annexb) {
-            Ok(f) => Arc::new(f),
-            Err(e) => {
-                tracing::debug!(camera = %name, error = %e, "keyframe not decoded");
-                decoder = None; // start clean on the next keyframe
-                continue;
-            }
-        };
-        *lock(&inner.frame) = Some(DecodedFrame {
-            generation,
-            frame: frame.clone(),
-        });
+        if generation == encoded_generation {
+            continue;
+        }
+        encoded_generation = generation;
         let sizes: Vec<(u32, u32)> = {
             let mut cache = lock(&inner.cache);
             evict(&mut cache, Instant::now());
-            cache.keys().copied().collect()
+            cache
+                .iter()
+                .filter(|(_, c)| c.generation != generation)
+                .map(|(k, _)| *k)
+                .collect()
         };
         for (w, h) in sizes {
             match encode_snapshot(&frame, w, h) {
                 Ok(jpeg) => {
-                    if let Some(c) = lock(&inner.cache).get_mut(&(w, h)) {
+                    if let Some(c) = lock(&inner.cache).get_mut(&(w, h))
+                        && c.generation < generation
+                    {
                         c.generation = generation;
                         c.jpeg = jpeg.into();
                     }
@@ -681,7 +797,7 @@ mod tests {
     fn request_parsing() {
         let ok = json!({"resource-type": "image", "image-width": 640, "image-height": 360});
         assert_eq!(
-            parse_request(&ok),
+            parse_request(&ok, ACCESSORY_MODE_AID),
             Ok(Some(SnapshotRequest {
                 width_px: 640,
                 height_px: 360,
@@ -690,15 +806,35 @@ mod tests {
         );
         let with = json!({"aid": 1, "resource-type": "image", "image-width": 1920,
             "image-height": 1080, "reason": 1});
-        assert_eq!(parse_request(&with).unwrap().unwrap().reason, Some(1));
         assert_eq!(
-            parse_request(&json!({"resource-type": "video", "image-width": 1, "image-height": 1})),
+            parse_request(&with, ACCESSORY_MODE_AID)
+                .unwrap()
+                .unwrap()
+                .reason,
+            Some(1)
+        );
+        // Behind a bridge: the camera's own aid is accepted, 1 (the bridge) is not.
+        let bridged = json!({"aid": 3, "resource-type": "image", "image-width": 640,
+            "image-height": 360});
+        assert!(parse_request(&bridged, 3).unwrap().is_some());
+        assert_eq!(parse_request(&bridged, ACCESSORY_MODE_AID), Ok(None));
+        assert_eq!(parse_request(&with, 3), Ok(None));
+        assert!(
+            parse_request(&ok, 3).unwrap().is_some(),
+            "no aid: this accessory"
+        );
+        assert_eq!(
+            parse_request(
+                &json!({"resource-type": "video", "image-width": 1, "image-height": 1}),
+                ACCESSORY_MODE_AID
+            ),
             Ok(None)
         );
         assert_eq!(
             parse_request(
                 &json!({"aid": 2, "resource-type": "image", "image-width": 1,
-                "image-height": 1})
+                "image-height": 1}),
+                ACCESSORY_MODE_AID
             ),
             Ok(None)
         );
@@ -709,7 +845,7 @@ mod tests {
             json!({"resource-type": "image", "image-width": 640, "image-height": 5000}),
         ] {
             assert_eq!(
-                parse_request(&bad),
+                parse_request(&bad, ACCESSORY_MODE_AID),
                 Err(HapStatus::INVALID_VALUE_IN_REQUEST),
                 "{bad}"
             );
@@ -906,7 +1042,7 @@ mod tests {
     }
 
     #[test]
-    fn background_thread_decodes_and_caches_per_size() {
+    fn request_decodes_and_caches_per_size() {
         let snapshots = Snapshots::new("test");
         assert_eq!(snapshots.jpeg(640, 360), Err(SnapshotError::NoKeyframe));
         let mut demo = recorder::DemoSource::bundled().unwrap();
@@ -914,21 +1050,108 @@ mod tests {
         while lock(&snapshots.inner.latest).is_none() {
             snapshots.observe(&demo.next_unit().1);
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let first = loop {
-            match snapshots.jpeg(640, 360) {
-                Ok(j) => break j,
-                Err(SnapshotError::NoKeyframe) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        // The first request decodes the keyframe itself.
+        let first = snapshots.jpeg(640, 360).unwrap();
         assert_eq!(jpeg_size(&first), (640, 360));
         // Same frame, same size: the cached bytes, not a new encode.
         assert!(Arc::ptr_eq(&first, &snapshots.jpeg(640, 360).unwrap()));
         let small = snapshots.jpeg(320, 180).unwrap();
         assert_eq!(jpeg_size(&small), (320, 180));
         assert_eq!(lock(&snapshots.inner.cache).len(), 2);
+    }
+
+    /// Feeds the demo clip until `keyframes` more IDR access units were observed.
+    fn feed_keyframes(snapshots: &Snapshots, demo: &mut recorder::DemoSource, keyframes: u64) {
+        let generation = || {
+            lock(&snapshots.inner.latest)
+                .as_ref()
+                .map_or(0, |l| l.generation)
+        };
+        let target = generation() + keyframes;
+        while generation() < target {
+            snapshots.observe(&demo.next_unit().1);
+        }
+    }
+
+    #[test]
+    fn keyframes_are_decoded_only_when_a_snapshot_is_asked_for() {
+        let snapshots = Snapshots::new("test");
+        let mut demo = recorder::DemoSource::bundled().unwrap();
+        feed_keyframes(&snapshots, &mut demo, 3);
+        assert_eq!(snapshots.decode_count(), 0, "decoded without a request");
+        assert!(
+            snapshots.wake.get().is_none(),
+            "thread started without a request"
+        );
+        assert!(lock(&snapshots.inner.frame).is_none());
+
+        // The first request decodes the latest of the three keyframes, once.
+        let jpeg = snapshots.jpeg(640, 360).unwrap();
+        assert_eq!(jpeg_size(&jpeg), (640, 360));
+        assert_eq!(snapshots.decode_count(), 1);
+        assert_eq!(lock(&snapshots.inner.frame).as_ref().unwrap().generation, 3);
+        // Another size of the same keyframe: encoded, not decoded again.
+        assert_eq!(jpeg_size(&snapshots.jpeg(320, 180).unwrap()), (320, 180));
+        assert!(Arc::ptr_eq(&jpeg, &snapshots.jpeg(640, 360).unwrap()));
+        assert_eq!(snapshots.decode_count(), 1);
+
+        // Requests keep coming: new keyframes are decoded in the background, at most once each,
+        // and the sizes asked for are re-encoded from them.
+        feed_keyframes(&snapshots, &mut demo, 2);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while lock(&snapshots.inner.cache)
+            .values()
+            .any(|c| c.generation != 5)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the new keyframe was not re-encoded"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let decodes = snapshots.decode_count();
+        assert!(
+            (2..=3).contains(&decodes),
+            "{decodes} decodes for 3 keyframes"
+        );
+        let fresh = snapshots.jpeg(640, 360).unwrap();
+        assert!(
+            !Arc::ptr_eq(&jpeg, &fresh),
+            "still the first keyframe's JPEG"
+        );
+        assert_eq!(jpeg_size(&fresh), (640, 360));
+        assert_eq!(snapshots.decode_count(), decodes, "a cache hit decoded");
+    }
+
+    #[test]
+    fn first_request_after_an_idle_window_decodes_the_latest_keyframe_now() {
+        let snapshots = Snapshots::new("test");
+        let mut demo = recorder::DemoSource::bundled().unwrap();
+        feed_keyframes(&snapshots, &mut demo, 1);
+        snapshots.jpeg(640, 360).unwrap();
+        assert_eq!(snapshots.decode_count(), 1);
+        // Nobody asked for a minute (the clock is moved back instead of waiting).
+        let long_ago = Instant::now()
+            .checked_sub(RECENT_SIZE_WINDOW + Duration::from_secs(1))
+            .unwrap();
+        *lock(&snapshots.inner.last_request) = Some(long_ago);
+        feed_keyframes(&snapshots, &mut demo, 1);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            snapshots.decode_count(),
+            1,
+            "decoded in the background while idle"
+        );
+        // The cached frame is stale: this request decodes the new keyframe itself.
+        snapshots.jpeg(640, 360).unwrap();
+        assert_eq!(snapshots.decode_count(), 2);
+        assert_eq!(lock(&snapshots.inner.frame).as_ref().unwrap().generation, 2);
+        // The idle release frees the decoder, the frame and the cache.
+        snapshots.inner.release();
+        assert!(lock(&snapshots.inner.decoder).is_none());
+        assert!(lock(&snapshots.inner.frame).is_none());
+        assert!(lock(&snapshots.inner.cache).is_empty());
+        assert_eq!(jpeg_size(&snapshots.jpeg(320, 180).unwrap()), (320, 180));
+        assert_eq!(snapshots.decode_count(), 3);
     }
 }
