@@ -25,6 +25,10 @@ use crate::config::{CameraConfig, Config};
 /// this is aborted so that a service manager's stop never hangs.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 
+/// How long a selftest's temporary pairing may live before the bridge removes it: a selftest
+/// takes well under a minute (its recording step is bounded by 3 × its 20 s step timeout).
+pub const TEMPORARY_PAIRING_TTL: Duration = Duration::from_secs(300);
+
 /// What [`run_with`] adds to a [`Config`] (the demo flags of the command line).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -89,13 +93,13 @@ impl CameraDirectory for Cameras {
         ltpk: [u8; 32],
     ) -> Result<(), ApiError> {
         self.get(name)?
-            .add_pairing(controller_id, ltpk, true)
+            .add_temporary_pairing(controller_id, ltpk, TEMPORARY_PAIRING_TTL)
             .map_err(|e| ApiError::Failed(format!("{e:#}")))
     }
 
     fn remove_temporary_pairing(&self, name: &str, controller_id: &str) -> Result<(), ApiError> {
         self.get(name)?
-            .remove_pairing(controller_id)
+            .remove_temporary_pairing(controller_id)
             .map_err(|e| ApiError::Failed(format!("{e:#}")))
     }
 

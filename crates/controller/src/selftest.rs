@@ -310,9 +310,29 @@ pub async fn run(opts: SelftestOptions) -> anyhow::Result<SelftestReport> {
         };
         match pair_setup(opts.hap_addr, &identity, code, opts.timeout).await {
             Ok(k) => {
+                // Listed as temporary with the bridge too, so that an interrupted selftest
+                // does not leave the camera paired to nobody's Home (the bridge removes it
+                // after a while or at its next start). Best effort: older bridges lack it.
+                let body = json!({"controller_id": k.identity.pairing_id, "ltpk": hex::encode(k.identity.public_key())});
+                let listed = api
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("{cam_path}/selftest-pairing"),
+                        Some(body),
+                    )
+                    .await
+                    .is_ok_and(|(s, _)| (200..=299).contains(&s));
                 rep.ok(
                     "pair-setup",
-                    format!("paired with accessory {}", k.accessory.pairing_id),
+                    format!(
+                        "paired with accessory {}{}",
+                        k.accessory.pairing_id,
+                        if listed {
+                            " (listed as temporary with the bridge)"
+                        } else {
+                            ""
+                        }
+                    ),
                 );
                 (k, Mode::Own)
             }
@@ -332,10 +352,20 @@ pub async fn run(opts: SelftestOptions) -> anyhow::Result<SelftestReport> {
     match mode {
         Mode::Own => match HapClient::connect(opts.hap_addr, &keys, opts.timeout).await {
             Ok(mut hap) => match hap.remove_pairing(&keys.identity.pairing_id).await {
-                Ok(()) => rep.ok(
-                    "unpair",
-                    "selftest pairing removed; camera is unpaired again",
-                ),
+                Ok(()) => {
+                    // Unlist it; the pairing itself is already gone.
+                    let _ = api
+                        .call(
+                            reqwest::Method::DELETE,
+                            &format!("{cam_path}/selftest-pairing"),
+                            Some(json!({"controller_id": keys.identity.pairing_id})),
+                        )
+                        .await;
+                    rep.ok(
+                        "unpair",
+                        "selftest pairing removed; camera is unpaired again",
+                    );
+                }
                 Err(e) => rep.fail(
                     "unpair",
                     e.to_string(),
@@ -361,9 +391,13 @@ pub async fn run(opts: SelftestOptions) -> anyhow::Result<SelftestReport> {
                 Ok((s, b)) => rep.fail(
                     "remove temporary pairing",
                     format!("{s} {b}"),
-                    "restart the bridge (temporary pairings are not kept)",
+                    "the bridge removes it within 5 minutes or at its next start",
                 ),
-                Err(e) => rep.fail("remove temporary pairing", e, "restart the bridge"),
+                Err(e) => rep.fail(
+                    "remove temporary pairing",
+                    e,
+                    "the bridge removes it within 5 minutes or at its next start",
+                ),
             }
         }
     }

@@ -139,11 +139,15 @@ pub async fn start_host(
             setup_code: host.setup_code.clone(),
             firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
         },
-        host_store,
+        host_store.clone(),
         accessories,
         &mut rand::rng(),
     )
     .context("loading accessory state")?;
+    let stale = super::temporary::purge(&mut core, host_store.as_ref());
+    if !stale.is_empty() {
+        warn!(host = %host.name, controller_ids = ?stale, "removed temporary (selftest) pairings left by an earlier run");
+    }
     core.set_resource_handler(resource_handler(host.bridge, &prepared));
     let mut ids = Vec::with_capacity(prepared.len());
     for p in &prepared {
@@ -174,6 +178,7 @@ pub async fn start_host(
         let camera = Camera {
             shared: p.shared.clone(),
             server: server.clone(),
+            host_store: host_store.clone(),
             port,
             aid: p.aid,
             ids,
@@ -211,6 +216,7 @@ async fn prepare(options: CameraOptions, motion: &MotionHub, aid: u64) -> anyhow
             .with_context(|| format!("opening state directory {}", options.state_dir.display()))?,
     );
     let state = CameraState::load(store.as_ref());
+    let facts = state.source_facts.clone();
     let hds_listener = TcpListener::bind(SocketAddr::new(options.bind, 0))
         .await
         .with_context(|| format!("binding the HDS listener on {}", options.bind))?;
@@ -229,7 +235,7 @@ async fn prepare(options: CameraOptions, motion: &MotionHub, aid: u64) -> anyhow
         last_transport_response: Mutex::new(Vec::new()),
         recording: AtomicBool::new(false),
         hds_tasks: AtomicUsize::new(0),
-        facts: Mutex::new(None),
+        facts: Mutex::new(facts),
         detector: Mutex::new(None),
         motion: motion.clone(),
         changes,
@@ -286,7 +292,12 @@ pub(crate) fn assign_aids(store: &dyn Store, slugs: &[String]) -> anyhow::Result
 fn resource_handler(bridge: bool, cameras: &[Prepared]) -> ResourceHandler {
     let handlers: Vec<(u64, ResourceHandler)> = cameras
         .iter()
-        .map(|p| (p.aid, snapshot::resource_handler(weak(&p.shared))))
+        .map(|p| {
+            (
+                p.aid,
+                snapshot::resource_handler(weak(&p.shared)),
+            )
+        })
         .collect();
     if !bridge && let Some((_, h)) = handlers.first() {
         return h.clone();

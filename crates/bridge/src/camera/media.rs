@@ -145,10 +145,22 @@ fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitS
         aac_channels: init.config.audio.as_ref().map_or(1, |a| a.asc.channels),
     };
     let mut current = lock(&shared.facts);
-    if current.as_ref() != Some(&facts) {
-        info!(camera = %shared.options.name, ?facts, "source stream");
-        *current = Some(facts);
+    if current.as_ref() == Some(&facts) {
+        return;
     }
+    info!(camera = %shared.options.name, ?facts, "source stream");
+    *current = Some(facts.clone());
+    drop(current);
+    // The hub's selection stays: we send the native stream whatever it says, and dropping it
+    // would stop recording until the hub re-selects, which it may not do on its own.
+    if let Some(sel) = shared.state().selected_configuration() {
+        let diffs = super::supported::differences(&sel, Some(&facts));
+        if !diffs.is_empty() {
+            warn!(camera = %shared.options.name, ?diffs, "the source no longer matches the selected recording configuration; recording the native stream");
+        }
+    }
+    // Persisted, and 205/206/207 re-derived with events to subscribed hubs (control task).
+    shared.update(|s| s.source_facts = Some(facts));
 }
 
 /// Reads the camera source until shutdown.

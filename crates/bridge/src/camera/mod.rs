@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hap_server::setup::SetupCode;
@@ -89,6 +89,8 @@ pub(crate) struct Ids {
     motion_detected: CharId,
     status_active: CharId,
     switch_event: Option<CharId>,
+    /// 205, 206, 207: re-derived when the source changes.
+    supported: [CharId; 3],
 }
 
 /// Why the control task must look at the state.
@@ -160,6 +162,8 @@ impl Shared {
 pub struct Camera {
     shared: Arc<Shared>,
     server: Server,
+    /// The HAP server's store (the bridge's in bridge mode): the temporary-pairing list.
+    host_store: Arc<dyn Store>,
     port: u16,
     aid: u64,
     ids: Ids,
@@ -312,31 +316,108 @@ impl Camera {
         Ok(())
     }
 
-    /// Adds a pairing (the selftest's temporary admin).
+    /// Adds a temporary admin pairing (the selftest's). It is listed in
+    /// [`TEMPORARY_PAIRINGS_FILE`] first, so that it is removed when it outlives `ttl` (a
+    /// selftest interrupted) or the bridge restarts (a crash) even if nobody calls
+    /// [`remove_temporary_pairing`](Self::remove_temporary_pairing). Adding an existing pairing
+    /// with the same key (a selftest that paired with the setup code) only lists it.
     ///
     /// # Errors
-    /// When the pairing cannot be stored.
-    pub fn add_pairing(
+    /// When the pairing or the list cannot be stored.
+    pub fn add_temporary_pairing(
         &self,
         controller_id: &str,
         ltpk: [u8; 32],
-        admin: bool,
+        ttl: Duration,
     ) -> anyhow::Result<()> {
-        self.server
-            .lock()
-            .add_controller_pairing(controller_id, ltpk, admin)
-            .map_err(|e| anyhow::anyhow!("adding pairing: {e}"))
+        {
+            let mut core = self.server.lock();
+            temporary::list(self.host_store.as_ref(), controller_id, true)?;
+            core.add_controller_pairing(controller_id, ltpk, true)
+                .map_err(|e| anyhow::anyhow!("adding pairing: {e}"))?;
+        }
+        let camera = self.clone();
+        let id = controller_id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(ttl).await;
+            if temporary::is_listed(camera.host_store.as_ref(), &id) {
+                warn!(camera = %camera.name(), controller_id = %id, "temporary pairing expired: removing it (selftest interrupted?)");
+                if let Err(e) = camera.remove_temporary_pairing(&id) {
+                    warn!(camera = %camera.name(), error = %e, "removing an expired temporary pairing");
+                }
+            }
+        });
+        Ok(())
     }
 
-    /// Removes a pairing.
+    /// Removes a temporary pairing (its sessions close) and unlists it; a pairing that is
+    /// already gone is not an error.
     ///
     /// # Errors
-    /// When the pairings cannot be stored.
-    pub fn remove_pairing(&self, controller_id: &str) -> anyhow::Result<()> {
-        self.server
-            .lock()
-            .remove_controller_pairing(controller_id)
-            .map_err(|e| anyhow::anyhow!("removing pairing: {e}"))
+    /// When the pairings or the list cannot be stored.
+    pub fn remove_temporary_pairing(&self, controller_id: &str) -> anyhow::Result<()> {
+        let mut core = self.server.lock();
+        if core.find_pairing(controller_id).is_some() {
+            core.remove_controller_pairing(controller_id)
+                .map_err(|e| anyhow::anyhow!("removing pairing: {e}"))?;
+        }
+        temporary::list(self.host_store.as_ref(), controller_id, false)
+    }
+}
+
+/// Blob in the HAP server's store: the controller IDs of temporary pairings still present.
+pub const TEMPORARY_PAIRINGS_FILE: &str = "temporary-pairings.json";
+
+pub(crate) mod temporary {
+    //! The list of temporary pairings ([`super::TEMPORARY_PAIRINGS_FILE`]). Callers hold the
+    //! HAP `Core` lock, which serialises the read-modify-write across a bridge's cameras.
+
+    use hap_server::store::Store;
+
+    use super::TEMPORARY_PAIRINGS_FILE;
+
+    fn load(store: &dyn Store) -> Vec<String> {
+        store
+            .load(TEMPORARY_PAIRINGS_FILE)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether `id` is listed.
+    pub(crate) fn is_listed(store: &dyn Store, id: &str) -> bool {
+        load(store).iter().any(|x| x == id)
+    }
+
+    /// Lists (`on`) or unlists `id`.
+    pub(crate) fn list(store: &dyn Store, id: &str, on: bool) -> anyhow::Result<()> {
+        let mut ids = load(store);
+        let before = ids.len();
+        ids.retain(|x| x != id);
+        if on {
+            ids.push(id.to_owned());
+        }
+        if on || ids.len() != before {
+            store.save(TEMPORARY_PAIRINGS_FILE, &serde_json::to_vec(&ids)?)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every listed pairing from `core` (at start: left by a crash), then the list.
+    /// Returns the IDs removed.
+    pub(crate) fn purge(core: &mut hap_server::Core, store: &dyn Store) -> Vec<String> {
+        let ids = load(store);
+        let mut removed = Vec::new();
+        for id in &ids {
+            if core.find_pairing(id).is_some() && core.remove_controller_pairing(id).is_ok() {
+                removed.push(id.clone());
+            }
+        }
+        if !ids.is_empty() {
+            let _ = store.save(TEMPORARY_PAIRINGS_FILE, b"[]");
+        }
+        removed
     }
 }
 
@@ -361,6 +442,12 @@ async fn control_task(
                     warn!(camera = %camera.name(), error = %e, "cannot persist the camera state");
                 }
                 camera.server.set_value(camera.ids.status_active, Value::Bool(state.camera_active));
+                // Unchanged values send no event (hap-server compares).
+                let sup = services::current_supported(&camera.shared);
+                let [c205, c206, c207] = camera.ids.supported;
+                camera.server.set_value(c205, Value::Bytes(sup.camera.encode()));
+                camera.server.set_value(c206, Value::Bytes(sup.video.encode()));
+                camera.server.set_value(c207, Value::Bytes(sup.audio.encode()));
                 camera.shared.changes.send_modify(|n| *n += 1);
             }
             _ = shutdown.changed() => return,

@@ -348,5 +348,25 @@ pub(super) fn ids(db: &Database, aid: u64, doorbell: bool) -> Option<Ids> {
         } else {
             None
         },
+        supported: [
+            db.find(
+                aid,
+                CAMERA_RECORDING_MANAGEMENT,
+                "",
+                SUPPORTED_CAMERA_RECORDING_CONFIGURATION,
+            )?,
+            db.find(
+                aid,
+                CAMERA_RECORDING_MANAGEMENT,
+                "",
+                SUPPORTED_VIDEO_RECORDING_CONFIGURATION,
+            )?,
+            db.find(
+                aid,
+                CAMERA_RECORDING_MANAGEMENT,
+                "",
+                SUPPORTED_AUDIO_RECORDING_CONFIGURATION,
+            )?,
+        ],
     })
 }

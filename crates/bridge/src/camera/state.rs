@@ -8,6 +8,8 @@ use hap_server::store::Store;
 use hap_tlv::hksv::SelectedCameraRecordingConfiguration;
 use serde::{Deserialize, Serialize};
 
+use super::SourceFacts;
+
 /// Blob name in the camera's store.
 pub const STATE_FILE: &str = "camera-state.json";
 
@@ -31,6 +33,9 @@ pub struct CameraState {
     /// The last SelectedCameraRecordingConfiguration written (TLV8, base64 in the file).
     #[serde(with = "b64_opt")]
     pub selected: Option<Vec<u8>>,
+    /// What the source delivered when last seen: 205/206/207 are derived from it, so a hub
+    /// reads the same values after a restart, before the source has reconnected.
+    pub source_facts: Option<SourceFacts>,
 }
 
 impl Default for CameraState {
@@ -43,6 +48,7 @@ impl Default for CameraState {
             recording_active: false,
             recording_audio_active: false,
             selected: None,
+            source_facts: None,
         }
     }
 }

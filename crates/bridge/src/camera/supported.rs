@@ -14,8 +14,9 @@ pub const PREBUFFER_MS: u32 = 4000;
 /// Fragment length we cut at, milliseconds (§6.1).
 pub const FRAGMENT_MS: u32 = 4000;
 
-/// Facts about the source's stream, from its SPS and its AAC config.
-#[derive(Debug, Clone, PartialEq)]
+/// Facts about the source's stream, from its SPS and its AAC config. Persisted with the camera
+/// state so that 205/206/207 read the same after a restart as before it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceFacts {
     /// Width, pixels.
     pub width: u32,
