@@ -295,7 +295,7 @@ fn resource_handler(bridge: bool, cameras: &[Prepared]) -> ResourceHandler {
         .map(|p| {
             (
                 p.aid,
-                snapshot::resource_handler(weak(&p.shared)),
+                snapshot::resource_handler_for(weak(&p.shared), p.aid),
             )
         })
         .collect();
