@@ -2,7 +2,6 @@
 //! [`Connection`] state machine. Nothing here decides protocol behaviour.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 

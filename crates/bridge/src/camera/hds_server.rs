@@ -6,8 +6,14 @@
 //! identifies it against the prepared sessions, answers hello, and serves `dataSend` streams
 //! from a prebuffer ring reader. Every resource of a stream lives in [`ActiveStream`], so any
 //! exit path (close, ack, socket loss, HAP session closed, shutdown) releases it by drop.
+//!
+//! A connection ends with the HAP session that prepared it ([`hap_server::Server::closed`]:
+//! socket closed, controller removed), and TCP keep-alive ends it when the hub vanished
+//! without closing anything (power cut, Wi-Fi drop), so the camera's one recording slot is
+//! never held by a dead hub.
 
 use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,8 +29,43 @@ use tracing::{debug, info, warn};
 
 use super::{Shared, lock, now, supported};
 
-/// How often an HDS task checks that its HAP session still exists.
-const HAP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Keep-alive on HDS sockets: after this much silence the kernel probes the hub...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// ...every this often...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and closes the socket after this many unanswered probes: a vanished hub is noticed
+/// about 60 s after its last packet (keep-alive is off by default, so never; the kernel's
+/// default timings would take 2 h 11 min).
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Data left unacknowledged this long closes the socket (`TCP_USER_TIMEOUT`): keep-alive only
+/// probes an idle socket, and a recording in flight is not idle. Without it a hub that
+/// vanishes mid-recording is noticed after ~15 min of retransmissions (`tcp_retries2`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Applies the keep-alive settings above to an accepted HDS socket.
+fn set_keepalive(stream: &TcpStream) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    sock.set_tcp_keepalive(&keepalive)?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sock.set_tcp_user_timeout(Some(UNACKED_TIMEOUT))?;
+    Ok(())
+}
+
+/// Completes when the HAP session that prepared this HDS connection is gone.
+type HapClosed = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Waits for the HAP session's end; never completes before the connection is identified.
+async fn hap_session_closed(closed: &mut Option<HapClosed>) {
+    match closed {
+        Some(f) => f.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
 
 struct TaskGuard(Arc<Shared>);
 
@@ -103,15 +144,18 @@ async fn connection_task(
 ) {
     let shared = guard.0.clone();
     let _ = stream.set_nodelay(true);
+    if let Err(e) = set_keepalive(&stream) {
+        debug!(error = %e, "HDS keep-alive not set");
+    }
     let mut conn = Connection::accept(now());
     let mut buf = BytesMut::with_capacity(4096);
     let mut out = Vec::new();
     let mut hap_conn: Option<ConnectionId> = None;
+    let mut hap_closed: Option<HapClosed> = None;
     let mut active: Option<ActiveStream> = None;
     let mut pending: Option<PendingOpen> = None;
     let mut changes = shared.changes.subscribe();
     let mut motion_rx = shared.motion.subscribe(&shared.options.name).ok();
-    let mut hap_check = tokio::time::interval(HAP_CHECK_INTERVAL);
     loop {
         conn.set_camera_state(shared.hds_state());
         while let Some(ev) = conn.poll_event() {
@@ -171,7 +215,15 @@ async fn connection_task(
                                 conn.identify(t, &mut buf, &mut prepared)
                             };
                             match r {
-                                Ok(Some(tag)) => hap_conn = Some(tag),
+                                Ok(Some(tag)) => {
+                                    hap_conn = Some(tag);
+                                    // No server: the accessory is shutting down; treat the
+                                    // session as gone.
+                                    hap_closed = Some(match shared.server.get() {
+                                        Some(server) => Box::pin(server.closed(tag)),
+                                        None => Box::pin(std::future::ready(())),
+                                    });
+                                }
                                 Ok(None) => {}
                                 Err(e) => debug!(error = %e, "HDS identification failed"),
                             }
@@ -219,12 +271,11 @@ async fn connection_task(
                     }
                 }
             }
-            _ = hap_check.tick() => {
-                let gone = hap_conn.is_some_and(|h| shared.server.get().is_none_or(|s| s.lock().close_requested(h)));
-                if gone {
-                    debug!("HAP session closed: closing its HDS connection");
-                    conn.close();
-                }
+            () = hap_session_closed(&mut hap_closed) => {
+                debug!(?hap_conn, "HAP session closed: closing its HDS connection");
+                // Completed futures must not be polled again.
+                hap_closed = None;
+                conn.close();
             }
             _ = shutdown.changed() => conn.close(),
         }
@@ -440,4 +491,27 @@ fn open_stream(
     };
     a.ended = false;
     Ok(Some(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel reports back what `set_keepalive` asked for on a real loopback socket.
+    #[tokio::test]
+    async fn accepted_sockets_get_keepalive_and_user_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(!sock.keepalive().unwrap(), "off before");
+        set_keepalive(&stream).unwrap();
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(sock.tcp_user_timeout().unwrap(), Some(UNACKED_TIMEOUT));
+    }
 }
