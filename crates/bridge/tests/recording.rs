@@ -704,3 +704,60 @@ async fn recording_audio_active_decides_the_audio_track() {
         assert!(starts_with_idr(f));
     }
 }
+
+/// "Remove Accessory" in the Home app mid-recording: the hub removes its own pairing over HAP
+/// (§1.8, the last admin, so every pairing goes). Its HAP session closes after the reply, and
+/// the HDS connection it prepared must close with it, releasing the recording slot, the ring
+/// reader and the task, although the hub keeps the HDS socket open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_hubs_pairing_mid_recording_closes_its_hds_connection() {
+    let mut rig = Rig::new().await;
+    let cam = rig.camera.clone();
+    let (status, _) = rig.write("204", "209", json!(SELECTED)).await;
+    assert!(status.contains("204"), "{status}");
+    let (status, _) = rig.write("204", "B0", json!(1)).await;
+    assert!(status.contains("204"), "{status}");
+    rig.hub.trigger("Cam", true, MotionSource::Mqtt).unwrap();
+    let readers_before = cam.ring().reader_count();
+    let (mut hub, mut tcp) = rig.hds().await;
+    hub.open(1);
+    flush(&mut hub, &mut tcp).await;
+    assert_eq!(
+        next_event(&mut hub, &mut tcp).await,
+        ControllerEvent::OpenAccepted { stream_id: 1 }
+    );
+    assert!(cam.is_recording());
+
+    let hub_id = cam.server().lock().pairings()[0].controller_id.clone();
+    let mut remove = hap_tlv::Tlv8::new();
+    remove
+        .push_u8(hap_tlv::TlvType::STATE, 1)
+        .push_u8(hap_tlv::TlvType::METHOD, 4)
+        .push(hap_tlv::TlvType::IDENTIFIER, hub_id.as_bytes());
+    let (_, reply) = rig
+        .client
+        .request("POST", "/pairings", &remove.encode())
+        .await;
+    let reply = hap_tlv::Tlv8::decode(&reply).unwrap();
+    assert_eq!(reply.get(hap_tlv::TlvType::ERROR), None);
+    assert!(!cam.is_paired());
+    assert!(rig.client.next().await.is_none(), "HAP session closed");
+
+    // Drain what the camera already sent; then it must close the socket.
+    timeout(WAIT, async {
+        let mut b = [0u8; 65536];
+        while matches!(tcp.tcp.read(&mut b).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .expect("HDS not closed after the hub's pairing was removed");
+    timeout(WAIT, async {
+        while cam.is_recording()
+            || cam.hds_connections() != 0
+            || cam.ring().reader_count() != readers_before
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await
+        }
+    })
+    .await
+    .expect("recording slot, reader and task released");
+}
