@@ -120,15 +120,6 @@ pub(crate) fn check_allowed(state: &CameraState, reason: Option<u64>) -> Result<
     Ok(())
 }
 
-/// `aid` of a camera in accessory mode (its own HAP server).
-const ACCESSORY_MODE_AID: u64 = 1;
-
-/// The `/resource` handler of a camera in accessory mode (`aid` 1); see
-/// [`resource_handler_for`].
-pub(crate) fn resource_handler(shared: Weak<Shared>) -> ResourceHandler {
-    resource_handler_for(shared, ACCESSORY_MODE_AID)
-}
-
 /// The `/resource` handler for the camera with accessory instance ID `aid` (1 in accessory
 /// mode, 2 and up behind a bridge): requests naming another `aid` → `Ok(None)` (404). Holds the
 /// camera weakly (the Core that owns the handler is itself owned by the camera).
@@ -738,6 +729,9 @@ fn refresh_loop(inner: &Inner, name: &str, wake: &mpsc::Receiver<()>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `aid` of a camera in accessory mode (its own HAP server).
+    const ACCESSORY_MODE_AID: u64 = 1;
 
     fn state(rtp: bool, camera: bool, event: bool, periodic: bool) -> CameraState {
         CameraState {
