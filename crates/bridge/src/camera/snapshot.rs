@@ -471,7 +471,7 @@ struct Inner {
     /// When a snapshot was last asked for: keyframes are decoded in the background only within
     /// [`RECENT_SIZE_WINDOW`] of it.
     last_request: Mutex<Option<Instant>>,
-    /// Keyframes decoded so far (tests).
+    /// Keyframe decodes attempted so far (tests).
     decodes: AtomicU64,
 }
 
@@ -634,7 +634,7 @@ impl Snapshots {
         Ok(jpeg)
     }
 
-    /// Keyframes decoded so far.
+    /// Keyframe decodes attempted so far.
     #[cfg(test)]
     pub(crate) fn decode_count(&self) -> u64 {
         self.inner.decodes.load(Ordering::Relaxed)
