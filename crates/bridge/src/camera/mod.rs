@@ -284,7 +284,10 @@ impl Camera {
 
     /// Prepared HDS sessions still waiting for their TCP connection.
     pub fn prepared_sessions(&self) -> usize {
-        lock(&self.shared.prepared).len()
+        let mut prepared = lock(&self.shared.prepared);
+        // Expired ones would otherwise count until the next 131 write or HDS connection.
+        prepared.handle_timeout(now());
+        prepared.len()
     }
 
     /// A copy of the persisted HomeKit state.
