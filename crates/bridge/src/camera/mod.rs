@@ -1,6 +1,7 @@
-//! One HKSV camera accessory (accessory mode: its own HAP `Core` + `Server`, port, pairing,
-//! state dir and mDNS record), its DataStreamManagement service and HDS listener, and the
-//! recording flow.
+//! One HKSV camera accessory, its DataStreamManagement service and HDS listener, and the
+//! recording flow. The HAP server it is reached through is its own (accessory mode: own port,
+//! pairing and mDNS record) or a bridge shared with other cameras (bridge mode); see
+//! [`host`]. Its state dir (`camera-state.json`) is its own either way.
 //!
 //! ```text
 //!  source task ─► Feeder (Fragmenter) ─► PrebufferRing ─► HDS connection task ─► hub
@@ -10,7 +11,7 @@
 //! ```
 
 mod hds_server;
-mod host;
+pub mod host;
 mod media;
 mod services;
 pub mod snapshot;
