@@ -3,7 +3,7 @@
 //! (bridge mode, HAP specification R2 §2.5.3.2).
 //!
 //! A bridged camera keeps its AID across restarts and configuration edits: the AIDs are kept
-//! per camera (by the [`slug`](crate::config::slug) of its name) in `aids.json` in the bridge's
+//! per camera (by the [`slug`] of its name) in `aids.json` in the bridge's
 //! state directory and never reused, because the Home app files rooms, automations and recordings
 //! under the AID.
 
