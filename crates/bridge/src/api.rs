@@ -414,11 +414,24 @@ pub fn router(state: ApiState) -> Router {
 pub async fn serve(
     listen: SocketAddr,
     state: ApiState,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the HTTP API on {listen}"))?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// [`serve`] on a listener bound by the caller (who can then print its real port).
+///
+/// # Errors
+/// The listener's address cannot be read, or the server fails.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listen = listener.local_addr()?;
     if !listen.ip().is_loopback() && state.token.is_none() {
         warn!(%listen, "HTTP API reachable from the network without a token: set [api] token");
     }

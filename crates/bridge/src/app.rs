@@ -234,9 +234,13 @@ async fn start_all(
         token: config.api.token.clone(),
         cameras: Arc::new(Cameras::new(cameras)),
     };
-    println!("HTTP API: http://{}/api/cameras", config.api.listen);
-    Ok(tokio::spawn(crate::api::serve(
-        config.api.listen,
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("binding the HTTP API on {}", config.api.listen))?;
+    // The bound address: with port 0 the configured one says nothing.
+    println!("HTTP API: http://{}/api/cameras", listener.local_addr()?);
+    Ok(tokio::spawn(crate::api::serve_on(
+        listener,
         state,
         stop_rx.clone(),
     )))
