@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,6 +26,12 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// HTTP request limits.
     pub limits: Limits,
+    /// A connection that has not completed pair-verify is closed after this long without a
+    /// byte from its peer. Without it, idle unauthenticated connections could hold every
+    /// connection slot, and a pair-setup left at M2 would answer every other controller Busy
+    /// until its socket closed. Default 300 s: room for typing the setup code between M2 and
+    /// M3. Our policy; HAP does not set one.
+    pub unverified_idle_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -33,6 +39,7 @@ impl Default for ServerOptions {
         Self {
             max_connections: 32,
             limits: Limits::default(),
+            unverified_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -166,7 +173,7 @@ impl Server {
                     let server = self.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
-                        server.run_connection(stream, options.limits, shutdown).await;
+                        server.run_connection(stream, options, shutdown).await;
                         drop(permit);
                     });
                 }
@@ -188,9 +195,10 @@ impl Server {
     async fn run_connection(
         &self,
         mut stream: TcpStream,
-        limits: Limits,
+        options: ServerOptions,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let limits = options.limits;
         // HAP wants Nagle off (§1.1): responses and events are small and latency-bound.
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
@@ -220,11 +228,22 @@ impl Server {
         debug!(conn = id, ?peer, "connection opened");
         let mut buf = vec![0u8; 4096];
         loop {
-            let deadline = self.lock().event_deadline(id);
+            let (deadline, verified) = {
+                let core = self.lock();
+                (core.event_deadline(id), core.is_verified(id))
+            };
             let timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
                     None => std::future::pending().await,
+                }
+            };
+            // Restarts on every loop turn; an unverified peer only turns it by sending.
+            let idle = async {
+                if verified {
+                    std::future::pending().await
+                } else {
+                    tokio::time::sleep(options.unverified_idle_timeout).await;
                 }
             };
             let (out, close) = tokio::select! {
@@ -248,6 +267,10 @@ impl Server {
                     (conn.poll_events(&mut core, now()), false)
                 }
                 () = timer => (conn.poll_events(&mut self.lock(), now()), false),
+                () = idle => {
+                    debug!(conn = id, ?peer, "closing a connection idle before pair-verify");
+                    break;
+                }
                 _ = shutdown.changed() => break,
             };
             self.refresh_advertisement();

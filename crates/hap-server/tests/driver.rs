@@ -1,5 +1,6 @@
 //! The tokio driver on loopback TCP: pair, verify, events pushed by the application, a removed
-//! controller's connection closed by the server, the connection limit, and shutdown.
+//! controller's connection closed by the server, the connection limit, unverified connections
+//! closed when idle, and shutdown.
 #![allow(clippy::indexing_slicing)] // tests: a panic is a failed check
 
 use std::sync::Arc;
@@ -138,6 +139,21 @@ async fn start(
     watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
 ) {
+    start_with(ServerOptions {
+        max_connections,
+        ..ServerOptions::default()
+    })
+    .await
+}
+
+async fn start_with(
+    opts: ServerOptions,
+) -> (
+    Server,
+    u16,
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let acc = Accessory::new(1)
         .service(
             Service::new(HapType::apple(0x3E)).characteristic(Characteristic::new(
@@ -171,10 +187,6 @@ async fn start(
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = watch::channel(false);
     let s = server.clone();
-    let opts = ServerOptions {
-        max_connections,
-        ..ServerOptions::default()
-    };
     let task = tokio::spawn(async move { s.serve(listener, opts, rx).await.unwrap() });
     (server, port, tx, task)
 }
@@ -246,4 +258,62 @@ async fn events_removal_limit_and_shutdown_over_tcp() {
         TcpStream::connect(("127.0.0.1", port)).await.is_err(),
         "listener closed"
     );
+}
+
+/// The pairing error of a pair-setup reply, if any.
+fn pairing_error(body: &[u8]) -> Option<u8> {
+    Tlv8::decode(body)
+        .unwrap()
+        .get(TlvType::ERROR)
+        .and_then(|e| e.first().copied())
+}
+
+#[tokio::test]
+async fn idle_unverified_connections_are_closed_and_release_pair_setup() {
+    let (_server, port, stop, task) = start_with(ServerOptions {
+        unverified_idle_timeout: Duration::from_millis(400),
+        ..ServerOptions::default()
+    })
+    .await;
+    // A controller starts pair-setup and goes quiet at M2: another one is told Busy meanwhile.
+    let id = ControllerIdentity::generate(&mut rand::rng());
+    let mut quiet = Client::connect(port).await;
+    let (_, m2) = quiet
+        .request(
+            "POST",
+            "/pair-setup",
+            &SetupClient::new(id.clone(), CODE).m1(),
+        )
+        .await;
+    assert_eq!(pairing_error(&m2), None, "M2 with salt");
+    let mut other = Client::connect(port).await;
+    let (_, busy) = other
+        .request(
+            "POST",
+            "/pair-setup",
+            &SetupClient::new(id.clone(), CODE).m1(),
+        )
+        .await;
+    assert_eq!(
+        pairing_error(&busy),
+        Some(7),
+        "Busy while another pair-setup runs"
+    );
+
+    // A connection that never sends anything, and the quiet one, are closed by the server.
+    let mut silent = Client::connect(port).await;
+    assert!(silent.next().await.is_none(), "silent connection closed");
+    assert!(
+        quiet.next().await.is_none(),
+        "quiet pair-setup connection closed"
+    );
+
+    // Pair-setup is free again, and a verified session outlives the idle timeout.
+    let acc = pair(port, &id).await;
+    let mut verified = verify(port, &id, &acc).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (start_line, _) = verified.request("GET", "/accessories", b"").await;
+    assert_eq!(start_line, "HTTP/1.1 200 OK");
+    stop.send(true).unwrap();
+    task.await.unwrap();
 }
