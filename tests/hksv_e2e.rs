@@ -493,31 +493,37 @@ async fn camera_with_source_down_reports_motion_and_never_hangs() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn selftest_against_an_unpaired_demo_camera_passes_and_unpairs() {
-    require_ffmpeg();
-    let bridge = Bridge::start("demo:");
+/// Runs `selftest` (our hub simulator) against `camera` with the setup code; asserts that every
+/// step and check passed and that ffmpeg decodes the clip.
+async fn selftest_passes(bridge: &Bridge, camera: &str) {
     let out = tempfile::tempdir().expect("tmp");
     let report = controller::selftest::run(controller::selftest::SelftestOptions {
         hap_addr: bridge.hap,
         setup_code: Some(CODE.into()),
         api_base: bridge.api.clone(),
         api_token: None,
-        camera_name: CAMERA.into(),
+        camera_name: camera.into(),
         out_dir: out.path().to_owned(),
         timeout: STEP,
     })
     .await
     .expect("selftest");
-    println!("{report}");
+    println!("{camera}:\n{report}");
     assert!(
         report.passed(),
-        "{report}\nbridge log:\n{}",
+        "{camera}: {report}\nbridge log:\n{}",
         bridge.process.log_text()
     );
     let clip = report.clip.clone().expect("clip written");
     let (ok, errors) = ffmpeg_decode(&clip);
-    assert!(ok && errors.trim().is_empty(), "{errors}");
+    assert!(ok && errors.trim().is_empty(), "{camera}: {errors}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selftest_against_an_unpaired_demo_camera_passes_and_unpairs() {
+    require_ffmpeg();
+    let bridge = Bridge::start("demo:");
+    selftest_passes(&bridge, CAMERA).await;
     // The camera is unpaired again: a fresh hub can pair with the setup code.
     let _again = Hub::pair(bridge.hap).await;
 }
@@ -530,27 +536,7 @@ async fn bridge_mode_records_each_bridged_camera() {
     require_ffmpeg();
     let bridge = Bridge::start_bridge_mode(&["Porch", "Garage"]);
     for camera in ["Garage", "Porch"] {
-        let out = tempfile::tempdir().expect("tmp");
-        let report = controller::selftest::run(controller::selftest::SelftestOptions {
-            hap_addr: bridge.hap,
-            setup_code: Some(CODE.into()),
-            api_base: bridge.api.clone(),
-            api_token: None,
-            camera_name: camera.into(),
-            out_dir: out.path().to_owned(),
-            timeout: STEP,
-        })
-        .await
-        .expect("selftest");
-        println!("{camera}:\n{report}");
-        assert!(
-            report.passed(),
-            "{camera}: {report}\nbridge log:\n{}",
-            bridge.process.log_text()
-        );
-        let clip = report.clip.clone().expect("clip written");
-        let (ok, errors) = ffmpeg_decode(&clip);
-        assert!(ok && errors.trim().is_empty(), "{camera}: {errors}");
+        selftest_passes(&bridge, camera).await;
     }
     // The API names each camera's AID on the bridge's port.
     let body = reqwest::get(format!("{}/api/cameras", bridge.api))
