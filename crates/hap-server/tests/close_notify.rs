@@ -4,6 +4,8 @@
 //! that is already gone.
 #![allow(clippy::indexing_slicing)] // tests: a panic is a failed check
 
+mod common;
+
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,14 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use common::{Client, WAIT, pair, verify};
 use hap_server::core::{CATEGORY_IP_CAMERA, CloseHook};
 use hap_server::http::Request;
 use hap_server::pairing::SharedSecret;
-use hap_server::pairing::controller::{
-    AccessoryPairing, ControllerIdentity, SetupClient, VerifyClient,
-};
-use hap_server::session::SessionCipher;
+use hap_server::pairing::controller::{AccessoryPairing, ControllerIdentity};
 use hap_server::setup::SetupCode;
 use hap_server::store::MemoryStore;
 use hap_server::{
@@ -26,14 +25,12 @@ use hap_server::{
     Server, ServerOptions, Service, Value,
 };
 use hap_tlv::{Tlv8, TlvType};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
 const CODE: &str = "203-51-874";
 const NAME: HapType = HapType::apple(0x23);
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The accessory: Name reads through a handler that records which connection asked, so the
 /// TCP tests learn the server-side id of their own connection.
@@ -204,109 +201,13 @@ fn hook_on_a_gone_or_closing_connection_runs_at_once() {
 
 // ---- Server (tokio driver, loopback TCP) --------------------------------------------------
 
-struct Client {
-    stream: TcpStream,
-    cipher: Option<SessionCipher>,
-    raw: BytesMut,
-    plain: Vec<u8>,
-}
-
-/// (start line, body) of one message if complete.
-fn take_msg(buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-    let len: usize = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(": "))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    if buf.len() < end + 4 + len {
-        return None;
-    }
-    let body = buf[end + 4..end + 4 + len].to_vec();
-    let start = head.split("\r\n").next().unwrap().to_owned();
-    buf.drain(..end + 4 + len);
-    Some((start, body))
-}
-
-impl Client {
-    async fn connect(port: u16) -> Self {
-        Self {
-            stream: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
-            cipher: None,
-            raw: BytesMut::new(),
-            plain: Vec::new(),
-        }
-    }
-
-    /// Next message, or `None` on EOF.
-    async fn next(&mut self) -> Option<(String, Vec<u8>)> {
-        loop {
-            if let Some(m) = take_msg(&mut self.plain) {
-                return Some(m);
-            }
-            let mut buf = [0u8; 4096];
-            let n = timeout(WAIT, self.stream.read(&mut buf))
-                .await
-                .expect("read timed out")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            match &mut self.cipher {
-                Some(c) => {
-                    self.raw.extend_from_slice(&buf[..n]);
-                    c.decrypt(&mut self.raw, &mut self.plain).unwrap();
-                }
-                None => self.plain.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        let wire = match &mut self.cipher {
-            Some(c) => {
-                let mut w = Vec::new();
-                c.encrypt(&req, &mut w);
-                w
-            }
-            None => req,
-        };
-        self.stream.write_all(&wire).await.unwrap();
-        self.next().await.expect("response")
-    }
-}
-
-async fn pair(port: u16, id: &ControllerIdentity) -> AccessoryPairing {
-    let mut c = Client::connect(port).await;
-    let mut s = SetupClient::new(id.clone(), CODE);
-    let (_, m2) = c.request("POST", "/pair-setup", &s.m1()).await;
-    let m3 = s.handle_m2(&m2, &mut rand::rng()).unwrap();
-    let (_, m4) = c.request("POST", "/pair-setup", &m3).await;
-    let m5 = s.handle_m4(&m4).unwrap();
-    let (_, m6) = c.request("POST", "/pair-setup", &m5).await;
-    s.handle_m6(&m6).unwrap()
-}
-
 /// A verified session and the server's id for it (learnt through the Name read handler).
 async fn session(
     r: &Running,
     id: &ControllerIdentity,
     acc: &AccessoryPairing,
 ) -> (Client, ConnectionId) {
-    let mut c = Client::connect(r.port).await;
-    let mut v = VerifyClient::new(id.clone(), acc.clone(), &mut rand::rng());
-    let m1 = v.m1().unwrap();
-    let (_, m2) = c.request("POST", "/pair-verify", &m1).await;
-    let m3 = v.handle_m2(&m2).unwrap();
-    let (_, m4) = c.request("POST", "/pair-verify", &m3).await;
-    c.cipher = Some(SessionCipher::controller(&v.handle_m4(&m4).unwrap()));
+    let mut c = verify(r.port, id, acc).await;
     *r.last_reader.lock().unwrap() = None;
     let path = format!("/characteristics?id=1.{}", r.name.iid);
     let (start_line, _) = c.request("GET", &path, b"").await;
@@ -373,7 +274,7 @@ async fn assert_pending(fut: impl Future<Output = ()>, what: &str) {
 async fn closed_completes_when_the_socket_closes_and_at_once_afterwards() {
     let r = start().await;
     let admin = ControllerIdentity::generate(&mut rand::rng());
-    let acc = pair(r.port, &admin).await;
+    let acc = pair(r.port, &admin, CODE).await;
     let (client, id) = session(&r, &admin, &acc).await;
 
     let closed = r.server.closed(id);
@@ -402,7 +303,7 @@ async fn closed_completes_when_the_socket_closes_and_at_once_afterwards() {
 async fn closed_completes_when_the_controllers_pairing_is_removed() {
     let r = start().await;
     let admin = ControllerIdentity::generate(&mut rand::rng());
-    let acc = pair(r.port, &admin).await;
+    let acc = pair(r.port, &admin, CODE).await;
     let (mut a, a_id) = session(&r, &admin, &acc).await;
 
     let user = ControllerIdentity::generate(&mut rand::rng());
@@ -440,7 +341,7 @@ async fn closed_completes_when_the_controllers_pairing_is_removed() {
 async fn closed_completes_on_shutdown_and_when_serving_is_cancelled() {
     let r = start().await;
     let admin = ControllerIdentity::generate(&mut rand::rng());
-    let acc = pair(r.port, &admin).await;
+    let acc = pair(r.port, &admin, CODE).await;
     let (_a, a_id) = session(&r, &admin, &acc).await;
     let closed = r.server.closed(a_id);
     r.stop.send(true).unwrap();
@@ -451,7 +352,7 @@ async fn closed_completes_on_shutdown_and_when_serving_is_cancelled() {
 
     // Aborting `serve` drops the connection tasks: their sessions still close.
     let r = start().await;
-    let acc = pair(r.port, &admin).await;
+    let acc = pair(r.port, &admin, CODE).await;
     let (_b, b_id) = session(&r, &admin, &acc).await;
     let closed = r.server.closed(b_id);
     r.task.abort();

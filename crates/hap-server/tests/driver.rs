@@ -3,15 +3,15 @@
 //! closed when idle, and shutdown.
 #![allow(clippy::indexing_slicing)] // tests: a panic is a failed check
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use common::{Client, WAIT, pair, verify};
+
 use hap_server::core::CATEGORY_IP_CAMERA;
-use hap_server::pairing::controller::{
-    AccessoryPairing, ControllerIdentity, SetupClient, VerifyClient,
-};
-use hap_server::session::SessionCipher;
+use hap_server::pairing::controller::{ControllerIdentity, SetupClient};
 use hap_server::setup::SetupCode;
 use hap_server::store::MemoryStore;
 use hap_server::{
@@ -20,7 +20,6 @@ use hap_server::{
 };
 use hap_tlv::{Tlv8, TlvType};
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::timeout;
@@ -28,108 +27,6 @@ use tokio::time::timeout;
 const CODE: &str = "518-08-582";
 const MOTION_SENSOR: HapType = HapType::apple(0x85);
 const MOTION_DETECTED: HapType = HapType::apple(0x22);
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Client {
-    stream: TcpStream,
-    cipher: Option<SessionCipher>,
-    raw: BytesMut,
-    plain: Vec<u8>,
-}
-
-/// (start line, body) of one message if complete.
-fn take_msg(buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-    let len: usize = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(": "))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    if buf.len() < end + 4 + len {
-        return None;
-    }
-    let body = buf[end + 4..end + 4 + len].to_vec();
-    let start = head.split("\r\n").next().unwrap().to_owned();
-    buf.drain(..end + 4 + len);
-    Some((start, body))
-}
-
-impl Client {
-    async fn connect(port: u16) -> Self {
-        Self {
-            stream: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
-            cipher: None,
-            raw: BytesMut::new(),
-            plain: Vec::new(),
-        }
-    }
-
-    /// Next message, or `None` on EOF.
-    async fn next(&mut self) -> Option<(String, Vec<u8>)> {
-        loop {
-            if let Some(m) = take_msg(&mut self.plain) {
-                return Some(m);
-            }
-            let mut buf = [0u8; 4096];
-            let n = timeout(WAIT, self.stream.read(&mut buf))
-                .await
-                .expect("read timed out")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            match &mut self.cipher {
-                Some(c) => {
-                    self.raw.extend_from_slice(&buf[..n]);
-                    c.decrypt(&mut self.raw, &mut self.plain).unwrap();
-                }
-                None => self.plain.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        let wire = match &mut self.cipher {
-            Some(c) => {
-                let mut w = Vec::new();
-                c.encrypt(&req, &mut w);
-                w
-            }
-            None => req,
-        };
-        self.stream.write_all(&wire).await.unwrap();
-        self.next().await.expect("response")
-    }
-}
-
-async fn pair(port: u16, id: &ControllerIdentity) -> AccessoryPairing {
-    let mut c = Client::connect(port).await;
-    let mut s = SetupClient::new(id.clone(), CODE);
-    let (_, m2) = c.request("POST", "/pair-setup", &s.m1()).await;
-    let m3 = s.handle_m2(&m2, &mut rand::rng()).unwrap();
-    let (_, m4) = c.request("POST", "/pair-setup", &m3).await;
-    let m5 = s.handle_m4(&m4).unwrap();
-    let (_, m6) = c.request("POST", "/pair-setup", &m5).await;
-    s.handle_m6(&m6).unwrap()
-}
-
-async fn verify(port: u16, id: &ControllerIdentity, acc: &AccessoryPairing) -> Client {
-    let mut c = Client::connect(port).await;
-    let mut v = VerifyClient::new(id.clone(), acc.clone(), &mut rand::rng());
-    let m1 = v.m1().unwrap();
-    let (_, m2) = c.request("POST", "/pair-verify", &m1).await;
-    let m3 = v.handle_m2(&m2).unwrap();
-    let (_, m4) = c.request("POST", "/pair-verify", &m3).await;
-    c.cipher = Some(SessionCipher::controller(&v.handle_m4(&m4).unwrap()));
-    c
-}
 
 async fn start(
     max_connections: usize,
@@ -195,7 +92,7 @@ async fn start_with(
 async fn events_removal_limit_and_shutdown_over_tcp() {
     let (server, port, stop, task) = start(3).await;
     let admin = ControllerIdentity::generate(&mut rand::rng());
-    let acc = pair(port, &admin).await;
+    let acc = pair(port, &admin, CODE).await;
     let mut a = verify(port, &admin, &acc).await;
     let motion = server
         .lock()
@@ -309,7 +206,7 @@ async fn idle_unverified_connections_are_closed_and_release_pair_setup() {
     );
 
     // Pair-setup is free again, and a verified session outlives the idle timeout.
-    let acc = pair(port, &id).await;
+    let acc = pair(port, &id, CODE).await;
     let mut verified = verify(port, &id, &acc).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let (start_line, _) = verified.request("GET", "/accessories", b"").await;
