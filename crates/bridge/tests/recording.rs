@@ -5,17 +5,18 @@
 //! pushed through the camera's feeder (no wall-clock waits for the ring to fill).
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bridge::camera::{Camera, CameraOptions, MediaInput};
+use bridge::camera::{Camera, CameraOptions};
 use bytes::BytesMut;
 use hap_server::pairing::controller::{
     AccessoryPairing, ControllerIdentity, SetupClient, VerifyClient,
 };
 use hap_server::session::SessionCipher;
-use hap_server::setup::SetupCode;
 use hap_tlv::hksv::{SetupDataStreamRequest, SetupDataStreamResponse};
 use hds::controller::{Controller, ControllerEvent};
 use hds::{Reason, SegmentKind, SessionKeys};
@@ -205,16 +206,8 @@ impl Rig {
         let mut tasks = JoinSet::new();
         let camera = Camera::start(
             CameraOptions {
-                name: "Cam".into(),
-                input: MediaInput::External,
-                bind: "127.0.0.1".parse().unwrap(),
-                port: 0,
-                setup_code: Some(SetupCode::parse(CODE).unwrap()),
                 audio,
-                doorbell: false,
-                max_recording_s: 180,
-                state_dir: dir.path().to_path_buf(),
-                mdns: false,
+                ..common::options(dir.path(), Some(CODE))
             },
             hub.clone(),
             &mut tasks,

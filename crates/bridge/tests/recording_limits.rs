@@ -4,17 +4,18 @@
 //! the camera's feeder, faster than real time.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bridge::camera::{Camera, CameraOptions, Feeder, MediaInput};
+use bridge::camera::{Camera, CameraOptions, Feeder};
 use controller::hds_client::{HdsClient, HdsClientError, RecordingEnd, StopWhen};
 use controller::hksv::{self, HksvIds};
 use controller::{HapClient, pair_setup};
 use hap_server::pairing::controller::ControllerIdentity;
-use hap_server::setup::SetupCode;
 use hds::connection::PREPARED_SESSION_LIFETIME;
 use hds::controller::ControllerEvent;
 use hds::{Reason, SegmentKind};
@@ -56,16 +57,8 @@ impl Rig {
         let mut tasks = JoinSet::new();
         let camera = Camera::start(
             CameraOptions {
-                name: "Cam".into(),
-                input: MediaInput::External,
-                bind: "127.0.0.1".parse().unwrap(),
-                port: 0,
-                setup_code: Some(SetupCode::parse(CODE).unwrap()),
-                audio: false,
-                doorbell: false,
                 max_recording_s,
-                state_dir: dir.path().to_path_buf(),
-                mdns: false,
+                ..common::options(dir.path(), Some(CODE))
             },
             hub.clone(),
             &mut tasks,

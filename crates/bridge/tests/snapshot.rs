@@ -3,15 +3,16 @@
 
 #![allow(clippy::indexing_slicing)]
 
+mod common;
+
 use std::time::Duration;
 
-use bridge::camera::{Camera, CameraOptions, MediaInput};
+use bridge::camera::Camera;
 use controller::hksv::types::{
     ACTIVE, HOMEKIT_CAMERA_ACTIVE, OPERATING_MODE, RTP_STREAM_MANAGEMENT,
 };
 use controller::{AccessoryDb, CharWrite, HapClient, pair_setup};
 use hap_server::pairing::controller::ControllerIdentity;
-use hap_server::setup::SetupCode;
 use motion::{DebounceConfig, MotionHub};
 use recorder::DemoSource;
 use serde_json::{Value as Json, json};
@@ -59,18 +60,7 @@ async fn snapshots_over_hap_follow_the_hksv_rules() {
     let (_stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let camera = Camera::start(
-        CameraOptions {
-            name: "Cam".into(),
-            input: MediaInput::External,
-            bind: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            setup_code: Some(SetupCode::parse(CODE).unwrap()),
-            audio: false,
-            doorbell: false,
-            max_recording_s: 180,
-            state_dir: dir.path().to_path_buf(),
-            mdns: false,
-        },
+        common::options(dir.path(), Some(CODE)),
         hub,
         &mut tasks,
         stop_rx,

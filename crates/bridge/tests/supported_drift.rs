@@ -7,17 +7,18 @@
 //! we did not write). Missing ffmpeg FAILS with "run scripts/test".
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bridge::camera::{Camera, CameraOptions, MediaInput};
+use bridge::camera::Camera;
 use controller::hksv::{self, HksvIds};
 use controller::{HapClient, PairingKeys, pair_setup};
 use hap_server::pairing::controller::ControllerIdentity;
-use hap_server::setup::SetupCode;
 use hap_tlv::hksv::{H264Profile, SupportedVideoRecordingConfiguration};
 use motion::MotionHub;
 use recorder::DemoSource;
@@ -38,25 +39,9 @@ async fn start(dir: &Path) -> Running {
     let hub = MotionHub::new([("Cam", motion::DebounceConfig::default())]).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let camera = Camera::start(
-        CameraOptions {
-            name: "Cam".into(),
-            input: MediaInput::External,
-            bind: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            setup_code: Some(SetupCode::parse(CODE).unwrap()),
-            audio: false,
-            doorbell: false,
-            max_recording_s: 180,
-            state_dir: dir.to_path_buf(),
-            mdns: false,
-        },
-        hub,
-        &mut tasks,
-        stop_rx,
-    )
-    .await
-    .unwrap();
+    let camera = Camera::start(common::options(dir, Some(CODE)), hub, &mut tasks, stop_rx)
+        .await
+        .unwrap();
     Running {
         camera,
         stop,

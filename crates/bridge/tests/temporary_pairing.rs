@@ -2,10 +2,12 @@
 //! interrupted) and at the next start after a crash, while the user's own pairing stays.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
-use bridge::camera::{Camera, CameraOptions, MediaInput, TEMPORARY_PAIRINGS_FILE};
+use bridge::camera::{Camera, TEMPORARY_PAIRINGS_FILE};
 use motion::MotionHub;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -14,25 +16,9 @@ async fn start(dir: &Path) -> (Camera, watch::Sender<bool>, JoinSet<()>) {
     let hub = MotionHub::new([("Cam", motion::DebounceConfig::default())]).unwrap();
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let camera = Camera::start(
-        CameraOptions {
-            name: "Cam".into(),
-            input: MediaInput::External,
-            bind: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            setup_code: None,
-            audio: false,
-            doorbell: false,
-            max_recording_s: 180,
-            state_dir: dir.to_path_buf(),
-            mdns: false,
-        },
-        hub,
-        &mut tasks,
-        stop_rx,
-    )
-    .await
-    .unwrap();
+    let camera = Camera::start(common::options(dir, None), hub, &mut tasks, stop_rx)
+        .await
+        .unwrap();
     (camera, stop, tasks)
 }
 
