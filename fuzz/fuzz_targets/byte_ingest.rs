@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 use recorder::{Fragmenter, FragmenterConfig, H264Framing};
 use source::ingest::{ByteFormat, ByteIngest};
 
@@ -75,14 +75,7 @@ fn run(pieces: &[&[u8]], fragment: bool) -> Outcome {
         while let Some(u) = ingest.pull() {
             units.push(unit_of(&u));
             if let Some(f) = fragmenter.as_mut() {
-                let _ = match u {
-                    MediaUnit::ParameterSets(ps) => {
-                        f.set_parameter_sets(ps);
-                        Ok(())
-                    }
-                    MediaUnit::Video(v) => f.push_video(v),
-                    MediaUnit::Audio(a) => f.push_audio(a),
-                };
+                let _ = f.push(u);
                 while f.poll_event().is_some() {}
             }
         }

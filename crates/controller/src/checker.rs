@@ -349,15 +349,10 @@ fn parse_traf(traf: &[u8], tracks: &[TrackInfo]) -> Result<TrafFacts, String> {
 
 /// The type of the first VCL NAL (1–5) in a length-prefixed (4-byte) sample.
 fn first_vcl_nal_type(sample: &[u8]) -> Option<u8> {
-    let mut p = 0usize;
-    while let Some(len) = be_u32(sample, p) {
-        let t = sample.get(p + 4)? & 0x1F;
-        if (1..=5).contains(&t) {
-            return Some(t);
-        }
-        p = p.checked_add(4 + len as usize)?;
-    }
-    None
+    let framing = recorder::H264Framing::Avcc {
+        length_size_bytes: 4,
+    };
+    recorder::h264::first_slice_type(sample, framing).map(|t| t.id())
 }
 
 /// Checks a received recording. `fragment_length_ms` is the selected fragment length.

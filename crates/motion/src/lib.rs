@@ -13,7 +13,8 @@
 //! - [`hub`]: [`MotionHub`], the registry keyed by camera name, with a timer task per camera.
 //! - [`detector`]: the frame-difference detector and its thread.
 //! - [`mqtt`]: plain topics and Frigate events over `rumqttc`, reconnecting.
-//! - [`annexb`]: H.264 Annex B helpers.
+//!
+//! H.264 NAL units are read with `recorder::h264`.
 //!
 //! It knows nothing about HAP or fMP4.
 //!
@@ -29,7 +30,6 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod annexb;
 pub mod debounce;
 pub mod detector;
 mod error;

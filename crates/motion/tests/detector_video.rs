@@ -368,7 +368,9 @@ fn corrupted_stream_never_panics_and_every_unit_is_accounted_for() {
 
 #[test]
 fn mp4_style_samples_with_out_of_band_parameter_sets_decode_like_annex_b() {
-    use motion::annexb::{length_prefixed_to_annex_b, nal_type, nal_unit_type, nal_units};
+    use bytes::Bytes;
+    use recorder::h264::{self, NalType};
+    use recorder::{H264Framing, ParameterSets};
     let aus = common::access_units(&common::synthetic_clip(320, 180, 10, 8, Some(4), 20), 10);
     // Take SPS/PPS out of band and length-prefix the rest, as an MP4 muxer does.
     let (mut sps, mut pps) = (Vec::new(), Vec::new());
@@ -376,10 +378,11 @@ fn mp4_style_samples_with_out_of_band_parameter_sets_decode_like_annex_b() {
         .iter()
         .map(|(au, idr, ts)| {
             let mut sample = Vec::new();
-            for nal in nal_units(au) {
-                match nal_unit_type(nal) {
-                    Some(nal_type::SPS) => sps = nal.to_vec(),
-                    Some(nal_type::PPS) => pps = nal.to_vec(),
+            for nal in h264::nal_units(au, H264Framing::AnnexB) {
+                let nal = nal.unwrap();
+                match h264::nal_type(nal) {
+                    Some(NalType::SPS) => sps = nal.to_vec(),
+                    Some(NalType::PPS) => pps = nal.to_vec(),
                     _ => {
                         sample.extend_from_slice(&(nal.len() as u32).to_be_bytes());
                         sample.extend_from_slice(nal);
@@ -390,11 +393,20 @@ fn mp4_style_samples_with_out_of_band_parameter_sets_decode_like_annex_b() {
         })
         .collect();
     assert!(!sps.is_empty() && !pps.is_empty());
+    let ps = ParameterSets {
+        sps: Bytes::from(sps),
+        pps: Bytes::from(pps),
+    };
+    let avcc = H264Framing::Avcc {
+        length_size_bytes: 4,
+    };
     let converted: Vec<(Vec<u8>, bool, i64)> = samples
         .iter()
         .map(|(s, idr, ts)| {
-            let ps: &[&[u8]] = if *idr { &[&sps, &pps] } else { &[] };
-            (length_prefixed_to_annex_b(s, 4, ps).unwrap(), *idr, *ts)
+            // Parameter sets go in front of IDR pictures only.
+            let annex_b = h264::to_annex_b(&Bytes::from(s.clone()), avcc, Some(&ps)).unwrap();
+            assert_eq!(h264::contains_idr(&annex_b, H264Framing::AnnexB), *idr);
+            (annex_b.to_vec(), *idr, *ts)
         })
         .collect();
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use recorder::demux::{self, MediaUnit};
+use recorder::demux;
 use recorder::{Fragmenter, FragmenterConfig, PrebufferConfig, PrebufferRing};
 
 /// CPU time of this thread (Linux `/proc/thread-self/schedstat`, first field, ns).
@@ -84,14 +84,7 @@ fn ours(path: &Path) -> (Duration, usize, usize) {
     let ring = PrebufferRing::new(PrebufferConfig::default()).unwrap();
     let mut fragments = 0;
     for unit in file.media_units() {
-        let _ = match unit {
-            MediaUnit::ParameterSets(ps) => {
-                fragmenter.set_parameter_sets(ps);
-                Ok(())
-            }
-            MediaUnit::Video(v) => fragmenter.push_video(v),
-            MediaUnit::Audio(a) => fragmenter.push_audio(a),
-        };
+        let _ = fragmenter.push(unit);
         while let Some(e) = fragmenter.poll_event() {
             fragments += usize::from(matches!(e, recorder::FragmenterEvent::Fragment(_)));
             ring.push_event(e);

@@ -10,10 +10,10 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use recorder::demux::{self, MediaUnit};
 use recorder::{
     Fragmenter, FragmenterConfig, PrebufferConfig, PrebufferRing, ReaderOptions, RingReader,
 };
+use recorder::demux;
 
 /// The demo clip fragmented into a ring that keeps all of it.
 fn ring() -> PrebufferRing {
@@ -29,11 +29,7 @@ fn ring() -> PrebufferRing {
     })
     .unwrap();
     for u in file.media_units() {
-        match u {
-            MediaUnit::ParameterSets(ps) => f.set_parameter_sets(ps),
-            MediaUnit::Video(v) => f.push_video(v).unwrap(),
-            MediaUnit::Audio(a) => f.push_audio(a).unwrap(),
-        }
+        f.push(u).unwrap();
         std::iter::from_fn(|| f.poll_event()).for_each(|e| ring.push_event(e));
     }
     f.finish();

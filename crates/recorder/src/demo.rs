@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use crate::Error;
 use crate::aac::AudioSpecificConfig;
-use crate::demux::{self, MediaUnit};
+use crate::demux;
+use crate::input::MediaUnit;
 
 /// The bundled clip (MIT, from Supereg/secure-video-specification; see `assets/SOURCE.md`).
 pub static DEMO_CLIP_MP4: &[u8] = include_bytes!("../assets/demo.mp4");

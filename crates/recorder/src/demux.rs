@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::Error;
 use crate::aac::AudioSpecificConfig;
-use crate::input::{AudioFrame, H264Framing, ParameterSets, VideoAccessUnit};
+use crate::input::{AudioFrame, H264Framing, MediaUnit, ParameterSets, VideoAccessUnit};
 
 /// What a track carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -643,30 +643,6 @@ fn parse_moof(
         }
     }
     Ok(())
-}
-
-/// An item to feed a [`crate::Fragmenter`].
-#[derive(Debug, Clone)]
-pub enum MediaUnit {
-    /// Out-of-band parameter sets (sent once before the first video unit).
-    ParameterSets(ParameterSets),
-    /// A video access unit.
-    Video(VideoAccessUnit),
-    /// An audio frame.
-    Audio(AudioFrame),
-}
-
-impl MediaUnit {
-    /// The unit's presentation time in 90 kHz (for ordering and pacing).
-    pub fn time_90k(&self, audio_rate_hz: u32) -> i64 {
-        match self {
-            Self::ParameterSets(_) => i64::MIN,
-            Self::Video(v) => v.dts_90k.unwrap_or(v.pts_90k),
-            Self::Audio(a) => {
-                (i128::from(a.pts_samples) * 90_000 / i128::from(audio_rate_hz.max(1))) as i64
-            }
-        }
-    }
 }
 
 impl Mp4File {

@@ -25,8 +25,8 @@ use tracing::{debug, warn};
 use crate::Error;
 use crate::aac::{self, AudioSpecificConfig};
 use crate::fmp4::{self, AudioConfig, FragmentData, InitConfig, SampleInfo, TrackRun, VideoConfig};
-use crate::h264::{self, SpsInfo, nal_type};
-use crate::input::{AudioFrame, H264Framing, ParameterSets, VideoAccessUnit};
+use crate::h264::{self, NalHeader, NalType, SpsInfo};
+use crate::input::{AudioFrame, H264Framing, MediaUnit, ParameterSets, VideoAccessUnit};
 
 /// Fragmenter settings. [`Default`] gives the HKSV values.
 #[derive(Debug, Clone)]
@@ -252,6 +252,23 @@ impl Fragmenter {
         }) + early
     }
 
+    /// Pushes one unit from a source: parameter sets go to [`Fragmenter::set_parameter_sets`],
+    /// video to [`Fragmenter::push_video`], audio to [`Fragmenter::push_audio`].
+    ///
+    /// # Errors
+    /// As [`Fragmenter::push_video`] and [`Fragmenter::push_audio`]: the unit was dropped, the
+    /// fragmenter stays usable. Parameter sets are never refused.
+    pub fn push(&mut self, unit: MediaUnit) -> Result<(), Error> {
+        match unit {
+            MediaUnit::ParameterSets(ps) => {
+                self.set_parameter_sets(ps);
+                Ok(())
+            }
+            MediaUnit::Video(v) => self.push_video(v),
+            MediaUnit::Audio(a) => self.push_audio(a),
+        }
+    }
+
     /// Sets out-of-band parameter sets; they take effect at the next IDR (as in-band ones do).
     pub fn set_parameter_sets(&mut self, ps: ParameterSets) {
         self.sps = Some(ps.sps);
@@ -280,39 +297,31 @@ impl Fragmenter {
     }
 
     fn push_video_inner(&mut self, au: VideoAccessUnit) -> Result<(), Error> {
-        let nals = match au.framing {
-            H264Framing::AnnexB => h264::split_annexb(&au.data)?,
-            H264Framing::Avcc { length_size_bytes } => {
-                h264::split_avcc(&au.data, length_size_bytes)?
-            }
-        };
+        let nals: Vec<&[u8]> = h264::nal_units(&au.data, au.framing).collect::<Result<_, _>>()?;
         let mut is_idr = false;
         let mut has_vcl = false;
         let mut keep_all = true;
         let mut sample_len = 0usize;
-        for nal in &nals {
-            let header = nal.first().copied().unwrap_or(0);
-            if header & 0x80 != 0 {
+        for &nal in &nals {
+            let Some(header) = NalHeader::of(nal) else {
+                continue; // nal_units yields no empty NAL units
+            };
+            if header.forbidden_zero_bit() {
                 return Err(Error::MalformedVideo("forbidden_zero_bit set"));
             }
-            match header & 0x1f {
-                nal_type::SPS => {
+            match header.nal_type() {
+                NalType::SPS => {
                     self.sps = Some(au.data.slice_ref(nal));
                     keep_all = false;
                 }
-                nal_type::PPS => {
+                NalType::PPS => {
                     self.pps = Some(au.data.slice_ref(nal));
                     keep_all = false;
                 }
-                nal_type::AUD
-                | nal_type::END_OF_SEQ
-                | nal_type::END_OF_STREAM
-                | nal_type::FILLER => {
-                    keep_all = false;
-                }
+                t if !kept_in_samples(t) => keep_all = false,
                 t => {
-                    is_idr |= t == nal_type::IDR;
-                    has_vcl |= (nal_type::SLICE..=nal_type::IDR).contains(&t);
+                    is_idr |= t == NalType::IDR;
+                    has_vcl |= t.is_vcl();
                     sample_len += 4 + nal.len();
                 }
             }
@@ -328,17 +337,8 @@ impl Fragmenter {
             au.data.clone()
         } else {
             let mut out = BytesMut::with_capacity(sample_len);
-            for nal in &nals {
-                let t = nal.first().map_or(0, |h| h & 0x1f);
-                if matches!(
-                    t,
-                    nal_type::SPS
-                        | nal_type::PPS
-                        | nal_type::AUD
-                        | nal_type::END_OF_SEQ
-                        | nal_type::END_OF_STREAM
-                        | nal_type::FILLER
-                ) {
+            for &nal in &nals {
+                if !h264::nal_type(nal).is_some_and(kept_in_samples) {
                     continue;
                 }
                 out.put_u32(
@@ -829,6 +829,20 @@ impl Fragmenter {
             payload: payload.freeze(),
         }));
     }
+}
+
+/// Whether NAL units of type `t` stay in a recorded sample: parameter sets live only in
+/// `avcC`, and delimiters, end markers and filler mean nothing inside one MP4 sample.
+fn kept_in_samples(t: NalType) -> bool {
+    !matches!(
+        t,
+        NalType::SPS
+            | NalType::PPS
+            | NalType::AUD
+            | NalType::END_OF_SEQ
+            | NalType::END_OF_STREAM
+            | NalType::FILLER
+    )
 }
 
 /// Converts 90 kHz ticks to sample-rate ticks (rounding toward negative infinity).

@@ -53,6 +53,31 @@ pub struct ParameterSets {
     pub pps: Bytes,
 }
 
+/// One item a camera source produces, to feed a [`crate::Fragmenter`] with
+/// [`crate::Fragmenter::push`].
+#[derive(Debug, Clone)]
+pub enum MediaUnit {
+    /// Out-of-band parameter sets (sent once before the first video unit).
+    ParameterSets(ParameterSets),
+    /// A video access unit.
+    Video(VideoAccessUnit),
+    /// An audio frame.
+    Audio(AudioFrame),
+}
+
+impl MediaUnit {
+    /// The unit's presentation time in 90 kHz (for ordering and pacing).
+    pub fn time_90k(&self, audio_rate_hz: u32) -> i64 {
+        match self {
+            Self::ParameterSets(_) => i64::MIN,
+            Self::Video(v) => v.dts_90k.unwrap_or(v.pts_90k),
+            Self::Audio(a) => {
+                (i128::from(a.pts_samples) * 90_000 / i128::from(audio_rate_hz.max(1))) as i64
+            }
+        }
+    }
+}
+
 /// Unwraps a wrapping clock (32-bit RTP, 33-bit MPEG-TS) into a monotonic `i64`.
 ///
 /// A step is taken as the shortest signed distance modulo `2^bits`, so jumps of less than half

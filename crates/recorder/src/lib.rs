@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  camera source (RTSP / V4L2 / pipe / DemoSource)        src/source/ (later), demo.rs
-//!    │ VideoAccessUnit {pts_90k, dts_90k, Annex B | AVCC}   input.rs
+//!    │ MediaUnit: ParameterSets | Video | Audio            input.rs
+//!    │ VideoAccessUnit {pts_90k, dts_90k, Annex B | AVCC}   (NAL units: h264.rs)
 //!    │ AudioFrame {pts_samples, raw AAC | ADTS}
 //!    ▼
 //!  Fragmenter (sans-IO)                                   fragmenter.rs
@@ -23,7 +24,6 @@
 //!
 //! ```
 //! use recorder::{Fragmenter, FragmenterConfig, PrebufferRing, PrebufferConfig, DemoSource};
-//! use recorder::demux::MediaUnit;
 //!
 //! let mut source = DemoSource::bundled().unwrap();
 //! let mut config = FragmenterConfig::default();
@@ -32,14 +32,7 @@
 //! let ring = PrebufferRing::new(PrebufferConfig::default()).unwrap();
 //! while ring.buffered().as_secs() < 8 {
 //!     let (_due, unit) = source.next_unit(); // a live caller sleeps until `_due`
-//!     let _ = match unit {
-//!         MediaUnit::ParameterSets(ps) => {
-//!             fragmenter.set_parameter_sets(ps);
-//!             Ok(())
-//!         }
-//!         MediaUnit::Video(v) => fragmenter.push_video(v),
-//!         MediaUnit::Audio(a) => fragmenter.push_audio(a),
-//!     };
+//!     let _ = fragmenter.push(unit); // an error drops only this unit
 //!     while let Some(event) = fragmenter.poll_event() {
 //!         ring.push_event(event);
 //!     }
@@ -66,7 +59,9 @@ pub use error::{Error, ReaderError};
 pub use fragmenter::{
     Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment, StreamInfo,
 };
-pub use input::{AudioFrame, H264Framing, ParameterSets, TimestampUnwrapper, VideoAccessUnit};
+pub use input::{
+    AudioFrame, H264Framing, MediaUnit, ParameterSets, TimestampUnwrapper, VideoAccessUnit,
+};
 pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, ReaderOptions, RingReader};
 
 /// Internals exposed for the fuzz targets only; not a stable API.
@@ -74,8 +69,9 @@ pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, ReaderOptions,
 pub mod fuzzing {
     pub use crate::h264::AnnexBSplitter;
 
-    /// Splits Annex B bytes into NAL units (the parser the fragmenter uses).
+    /// Splits Annex B bytes into NAL units (the parser the fragmenter uses); their count.
     pub fn split_annexb(data: &[u8]) -> Result<usize, crate::Error> {
-        crate::h264::split_annexb(data).map(|n| n.len())
+        crate::h264::nal_units(data, crate::H264Framing::AnnexB)
+            .try_fold(0, |n, nal| nal.map(|_| n + 1))
     }
 }

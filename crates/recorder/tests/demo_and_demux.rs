@@ -8,8 +8,8 @@ use common::*;
 use std::time::Duration;
 
 use bytes::Bytes;
-use recorder::demux::{self, MediaUnit};
 use recorder::{DemoSource, Fragmenter, FragmenterConfig, FragmenterEvent};
+use recorder::{MediaUnit, demux};
 
 #[test]
 fn demo_source_loops_with_continuous_timestamps_and_pacing() {
@@ -35,24 +35,19 @@ fn demo_source_loops_with_continuous_timestamps_and_pacing() {
             "pacing never goes back for video"
         );
         last_due = last_due.max(due);
-        let r = match unit {
-            MediaUnit::ParameterSets(ps) => {
-                f.set_parameter_sets(ps);
-                Ok(())
-            }
+        match &unit {
+            MediaUnit::ParameterSets(_) => {}
             MediaUnit::Video(v) => {
                 assert!(v.dts_90k.unwrap() > last_video);
                 last_video = v.dts_90k.unwrap();
                 videos += 1;
-                f.push_video(v)
             }
             MediaUnit::Audio(a) => {
                 assert!(a.pts_samples > last_audio);
                 last_audio = a.pts_samples;
-                f.push_audio(a)
             }
-        };
-        r.unwrap();
+        }
+        f.push(unit).unwrap();
         events.extend(std::iter::from_fn(|| f.poll_event()));
     }
     // Due time tracks media time: the last video frame of loop 3 is due near 3 × 12.003 s.

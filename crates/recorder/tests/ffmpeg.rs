@@ -9,9 +9,9 @@ use common::*;
 use std::path::Path;
 
 use bytes::Bytes;
-use recorder::demux::{self, MediaUnit};
 use recorder::h264::AnnexBSplitter;
 use recorder::{AudioFrame, FragmenterConfig, H264Framing, VideoAccessUnit};
+use recorder::{MediaUnit, demux};
 
 struct Case {
     size: &'static str,

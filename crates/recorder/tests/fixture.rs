@@ -259,14 +259,7 @@ fn sps_facts_and_measured_stream_info() {
     // The real rate, measured from timestamps, is about 16 fps with 4 s GOPs (§5).
     let mut f = recorder::Fragmenter::new(fixture_config()).unwrap();
     for u in file.media_units() {
-        let _ = match u {
-            recorder::demux::MediaUnit::ParameterSets(ps) => {
-                f.set_parameter_sets(ps);
-                Ok(())
-            }
-            recorder::demux::MediaUnit::Video(v) => f.push_video(v),
-            recorder::demux::MediaUnit::Audio(a) => f.push_audio(a),
-        };
+        let _ = f.push(u);
     }
     let s = f.stream_info();
     assert_eq!(s.gop_frames, Some(64));

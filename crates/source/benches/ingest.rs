@@ -3,8 +3,9 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use recorder::demux::MediaUnit;
-use recorder::{DemoSource, Fragmenter, FragmenterConfig, FragmenterEvent, H264Framing};
+use recorder::MediaUnit;
+use recorder::h264;
+use recorder::{DemoSource, Fragmenter, FragmenterConfig, FragmenterEvent};
 use source::ingest::ByteIngest;
 
 /// (fMP4 stream, Annex B stream) of about 12 s of the demo clip.
@@ -19,32 +20,19 @@ fn inputs() -> (Vec<u8>, Vec<u8>) {
     let mut seq = 0;
     while seq < 3 {
         let (_, u) = demo.next_unit();
-        let _ = match u {
+        match &u {
             MediaUnit::ParameterSets(ps) => {
                 for nal in [&ps.sps, &ps.pps] {
                     annexb.extend_from_slice(&[0, 0, 0, 1]);
                     annexb.extend_from_slice(nal);
                 }
-                f.set_parameter_sets(ps);
-                Ok(())
             }
             MediaUnit::Video(v) => {
-                if let H264Framing::Avcc {
-                    length_size_bytes: 4,
-                } = v.framing
-                {
-                    let mut rest = &v.data[..];
-                    while rest.len() >= 4 {
-                        let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-                        annexb.extend_from_slice(&[0, 0, 0, 1]);
-                        annexb.extend_from_slice(&rest[4..4 + n]);
-                        rest = &rest[4 + n..];
-                    }
-                }
-                f.push_video(v)
+                annexb.extend_from_slice(&h264::to_annex_b(&v.data, v.framing, None).unwrap());
             }
-            MediaUnit::Audio(a) => f.push_audio(a),
-        };
+            MediaUnit::Audio(_) => {}
+        }
+        let _ = f.push(u);
         while let Some(ev) = f.poll_event() {
             match ev {
                 FragmenterEvent::Init(i) => fmp4.extend_from_slice(&i.bytes),

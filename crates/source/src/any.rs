@@ -1,7 +1,7 @@
 //! One connector type for every [`SourceSpec`], so the bridge can hold any camera in one
 //! field: [`open`] returns a [`Source`].
 
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 
 use crate::Error;
 use crate::bytestream::{ByteConnector, ByteSession};

@@ -12,9 +12,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use recorder::MediaUnit;
 use recorder::ParameterSets;
 use recorder::aac::AudioSpecificConfig;
-use recorder::demux::MediaUnit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 

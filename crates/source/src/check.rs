@@ -9,17 +9,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use recorder::MediaUnit;
 use recorder::aac::{AOT_AAC_ELD, AOT_AAC_LC, AudioSpecificConfig};
-use recorder::demux::MediaUnit;
 use recorder::fmp4::FragmentTiming;
-use recorder::h264::SpsInfo;
-use recorder::input::{H264Framing, VideoAccessUnit};
+use recorder::h264::{self, NalType, SpsInfo};
+use recorder::input::VideoAccessUnit;
 use recorder::{Fragmenter, FragmenterConfig, FragmenterEvent};
 use tokio::time::Instant;
 
 use crate::Error;
 use crate::camera::{CameraSource, ReconnectPolicy, SourceEvent, StreamParams};
-use crate::ingest::nal_types;
 use crate::spec::SourceSpec;
 
 /// The HKSV fragment length every GOP must fit (protocol-notes §3.4, §6.1).
@@ -284,12 +283,12 @@ struct Stats {
 
 impl Stats {
     fn on_video(&mut self, v: &VideoAccessUnit) {
-        let types = nal_types(&v.data, v.framing);
         let t = v.dts_90k.unwrap_or(v.pts_90k);
-        if types.contains(&7) && self.sps.is_none() {
-            self.sps = first_sps(&v.data, v.framing).and_then(|s| SpsInfo::parse(&s).ok());
+        if self.sps.is_none() {
+            self.sps = h264::find_nal(&v.data, v.framing, NalType::SPS)
+                .and_then(|s| SpsInfo::parse(s).ok());
         }
-        if types.contains(&5) {
+        if h264::contains_idr(&v.data, v.framing) {
             self.idrs.push((t, self.frames));
         } else if self.idrs.is_empty() {
             self.frames_before_first_idr += 1;
@@ -298,44 +297,6 @@ impl Stats {
         self.last_pts = Some(t);
         self.frames += 1;
         self.video_bytes += v.data.len() as u64;
-    }
-}
-
-fn first_sps(data: &[u8], framing: H264Framing) -> Option<Vec<u8>> {
-    match framing {
-        H264Framing::Avcc { length_size_bytes } => {
-            let n = usize::from(length_size_bytes);
-            let mut rest = data;
-            while let Some((len, tail)) = rest.split_at_checked(n) {
-                let len = len.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
-                let (nal, tail) = tail.split_at_checked(len)?;
-                if nal.first().is_some_and(|h| h & 0x1f == 7) {
-                    return Some(nal.to_vec());
-                }
-                rest = tail;
-            }
-            None
-        }
-        H264Framing::AnnexB => {
-            let mut i = 0usize;
-            while let Some(w) = data.get(i..i + 4) {
-                if w.get(..3) == Some(&[0, 0, 1]) && w.get(3).is_some_and(|h| h & 0x1f == 7) {
-                    let start = i + 3;
-                    let rest = data.get(start..)?;
-                    let end = rest
-                        .windows(3)
-                        .position(|w| w == [0, 0, 1])
-                        .map_or(rest.len(), |p| p);
-                    let mut nal = rest.get(..end)?;
-                    while let Some((&0, r)) = nal.split_last() {
-                        nal = r;
-                    }
-                    return Some(nal.to_vec());
-                }
-                i += 1;
-            }
-            None
-        }
     }
 }
 
@@ -519,23 +480,15 @@ async fn run(
                 let Some(fr) = fragmenter.as_mut() else {
                     continue;
                 };
-                let _ = match unit {
-                    MediaUnit::ParameterSets(ps) => {
-                        if stats.sps.is_none() {
-                            stats.sps = SpsInfo::parse(&ps.sps).ok();
-                        }
-                        fr.set_parameter_sets(ps);
-                        Ok(())
+                match &unit {
+                    MediaUnit::ParameterSets(ps) if stats.sps.is_none() => {
+                        stats.sps = SpsInfo::parse(&ps.sps).ok();
                     }
-                    MediaUnit::Video(v) => {
-                        stats.on_video(&v);
-                        fr.push_video(v)
-                    }
-                    MediaUnit::Audio(a) => {
-                        stats.audio_frames += 1;
-                        fr.push_audio(a)
-                    }
-                };
+                    MediaUnit::ParameterSets(_) => {}
+                    MediaUnit::Video(v) => stats.on_video(v),
+                    MediaUnit::Audio(_) => stats.audio_frames += 1,
+                }
+                let _ = fr.push(unit);
                 while let Some(ev) = fr.poll_event() {
                     match ev {
                         FragmenterEvent::Init(init) => {

@@ -1,7 +1,7 @@
 //! `demo:`: the bundled clip ([`recorder::DemoSource`]) paced in real time with tokio sleeps.
 
 use recorder::DemoSource;
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 use tokio::time::Instant;
 
 use crate::Error;

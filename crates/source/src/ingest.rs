@@ -13,10 +13,11 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use recorder::H264Framing;
+use recorder::MediaUnit;
 use recorder::ParameterSets;
 use recorder::aac::AudioSpecificConfig;
-use recorder::demux::{self, MediaUnit, TrackKind};
-use recorder::h264::{AnnexBSplitter, SpsInfo};
+use recorder::demux::{self, TrackKind};
+use recorder::h264::{self, AnnexBSplitter, NalType, SpsInfo};
 use recorder::input::VideoAccessUnit;
 
 use crate::Error;
@@ -35,51 +36,6 @@ pub enum ByteFormat {
     AnnexB,
     /// Fragmented MP4.
     Fmp4,
-}
-
-/// One NAL unit type list of an access unit (for key-frame and codec checks).
-pub(crate) fn nal_types(data: &[u8], framing: H264Framing) -> Vec<u8> {
-    let mut out = Vec::new();
-    match framing {
-        H264Framing::AnnexB => {
-            let mut i = 0usize;
-            while let Some(w) = data.get(i..i + 3) {
-                if w == [0, 0, 1] {
-                    if let Some(h) = data.get(i + 3) {
-                        out.push(h & 0x1f);
-                    }
-                    i += 3;
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        H264Framing::Avcc { length_size_bytes } => {
-            let n = usize::from(length_size_bytes);
-            let mut rest = data;
-            while let Some((len, tail)) = rest.split_at_checked(n) {
-                let len = len.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
-                let Some((nal, tail)) = tail.split_at_checked(len) else {
-                    break;
-                };
-                if let Some(h) = nal.first() {
-                    out.push(h & 0x1f);
-                }
-                rest = tail;
-            }
-        }
-    }
-    out
-}
-
-/// The first NAL of Annex B bytes that are H.265 rather than H.264: their two-byte NAL
-/// header (H.265 §7.3.1.2) puts the type in bits 1..6, so VPS/SPS/PPS/AUD/SEI/IDR read as
-/// H.264 header bytes that H.264 never produces (types 0, 2, 4 or SEI with `nal_ref_idc` ≠ 0).
-fn looks_like_h265(first_nal_header: u8) -> bool {
-    matches!(
-        first_nal_header,
-        0x40 | 0x42 | 0x44 | 0x46 | 0x4e | 0x50 | 0x26 | 0x28 | 0x2a
-    )
 }
 
 enum State {
@@ -246,7 +202,7 @@ impl ByteIngest {
             _ => None,
         };
         if let Some(h) = first_nal {
-            if looks_like_h265(h) {
+            if h264::looks_like_h265(h) {
                 return Err(Error::UnsupportedCodec {
                     camera: self.camera.clone(),
                     found: "H.265".into(),
@@ -455,34 +411,14 @@ fn box_header(buf: &[u8]) -> Result<Option<([u8; 4], u64)>, Error> {
 }
 
 fn au_has_sps(au: &[u8]) -> bool {
-    nal_types(au, H264Framing::AnnexB).contains(&7)
+    h264::find_nal(au, H264Framing::AnnexB, NalType::SPS).is_some()
 }
 
 /// The VUI frame rate of the first SPS in an Annex B access unit.
 fn sps_fps(au: &[u8]) -> Option<f64> {
-    let mut i = 0usize;
-    let mut starts = Vec::new();
-    while let Some(w) = au.get(i..i + 3) {
-        if w == [0, 0, 1] {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    for (k, &s) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(au.len(), |&n| n - 3);
-        let nal = au.get(s..end)?;
-        if nal.first().is_some_and(|h| h & 0x1f == 7) {
-            let mut nal = nal;
-            while let Some((&0, rest)) = nal.split_last() {
-                nal = rest;
-            }
-            return SpsInfo::parse(nal)
-                .ok()?
-                .vui_fps
-                .filter(|f| (1.0..=240.0).contains(f));
-        }
-    }
-    None
+    let sps = h264::find_nal(au, H264Framing::AnnexB, NalType::SPS)?;
+    SpsInfo::parse(sps)
+        .ok()?
+        .vui_fps
+        .filter(|f| (1.0..=240.0).contains(f))
 }

@@ -1,7 +1,7 @@
 //! # source: camera sources for hksv-bridge
 //!
 //! Every camera ends as a stream of timestamped H.264 access units, AAC frames and codec
-//! parameters ([`recorder::demux::MediaUnit`]) for the recorder's fragmenter. This crate
+//! parameters ([`recorder::MediaUnit`]) for the recorder's fragmenter. This crate
 //! opens them from a `source` string ([`SourceSpec`]) and keeps them alive; it does not
 //! fragment, buffer or decode.
 //!
@@ -26,7 +26,7 @@
 //! loop {
 //!     match camera.next_event().await? {
 //!         SourceEvent::Connected { params, .. } => println!("{spec}: {}", params.transport),
-//!         SourceEvent::Unit(_unit) => { /* fragmenter.push_video / push_audio */ }
+//!         SourceEvent::Unit(_unit) => { /* fragmenter.push(_unit) */ }
 //!         SourceEvent::Reconnecting { error, delay, .. } => println!("{error}; retry in {delay:?}"),
 //!     }
 //! }

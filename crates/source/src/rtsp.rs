@@ -14,8 +14,8 @@
 use std::pin::Pin;
 
 use futures_util::StreamExt;
+use recorder::MediaUnit;
 use recorder::aac::AudioSpecificConfig;
-use recorder::demux::MediaUnit;
 use recorder::input::{AudioFrame, H264Framing, ParameterSets, VideoAccessUnit};
 use retina::client::{
     Credentials, Demuxed, PlayOptions, Session, SessionOptions, SetupOptions, Transport,

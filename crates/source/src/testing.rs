@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 
 use crate::Error;
 use crate::camera::{Connector, MediaSession, StreamParams};

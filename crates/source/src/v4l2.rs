@@ -310,7 +310,7 @@ pub use real::{V4l2Connector, V4l2Session};
 #[cfg(feature = "v4l2")]
 mod real {
     use bytes::Bytes;
-    use recorder::demux::MediaUnit;
+    use recorder::MediaUnit;
     use recorder::input::{H264Framing, VideoAccessUnit};
     use tokio::sync::mpsc;
     use v4l::io::traits::CaptureStream;

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 use recorder::{DemoSource, Fragmenter, FragmenterConfig, FragmenterEvent};
 use source::Error;
 use source::ingest::{ByteFormat, ByteIngest};
@@ -23,14 +23,7 @@ fn demo_fmp4() -> (Vec<u8>, usize) {
     let mut video_samples = 0;
     while seq < 3 {
         let (_, u) = demo.next_unit();
-        let _ = match u {
-            MediaUnit::ParameterSets(ps) => {
-                f.set_parameter_sets(ps);
-                Ok(())
-            }
-            MediaUnit::Video(v) => f.push_video(v),
-            MediaUnit::Audio(a) => f.push_audio(a),
-        };
+        let _ = f.push(u);
         while let Some(ev) = f.poll_event() {
             match ev {
                 FragmenterEvent::Init(i) => out.extend_from_slice(&i.bytes),

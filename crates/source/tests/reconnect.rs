@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 use recorder::{H264Framing, VideoAccessUnit};
 use source::testing::{SimConnect, SimConnector, SimStep};
 use source::{CameraSource, Error, ReconnectPolicy, ReconnectingSource, SourceEvent, StreamParams};

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use recorder::demux::MediaUnit;
-use recorder::input::{H264Framing, ParameterSets, VideoAccessUnit};
+use recorder::MediaUnit;
+use recorder::input::{ParameterSets, VideoAccessUnit};
 use recorder::{Fragmenter, FragmenterConfig, FragmenterEvent};
 use source::{CameraSource as _, ReconnectPolicy, SourceEvent, SourceSpec};
 use tokio::sync::watch;
@@ -67,18 +66,12 @@ impl Feeder {
             return;
         };
         self.shared.snapshots.observe(&unit);
-        let r = match unit {
-            MediaUnit::ParameterSets(ps) => {
-                self.parameter_sets = Some(ps.clone());
-                fragmenter.set_parameter_sets(ps);
-                Ok(())
-            }
-            MediaUnit::Video(v) => {
-                detect(&self.shared, self.parameter_sets.as_ref(), &v);
-                fragmenter.push_video(v)
-            }
-            MediaUnit::Audio(a) => fragmenter.push_audio(a),
-        };
+        match &unit {
+            MediaUnit::ParameterSets(ps) => self.parameter_sets = Some(ps.clone()),
+            MediaUnit::Video(v) => detect(&self.shared, self.parameter_sets.as_ref(), v),
+            MediaUnit::Audio(_) => {}
+        }
+        let r = fragmenter.push(unit);
         if let Err(e) = r {
             tracing::debug!(error = %e, "unit dropped by the fragmenter");
         }
@@ -98,29 +91,11 @@ fn detect(shared: &Shared, parameter_sets: Option<&ParameterSets>, v: &VideoAcce
     let Some(detector) = guard.as_ref() else {
         return;
     };
-    let annex_b = match v.framing {
-        H264Framing::AnnexB => v.data.clone(),
-        H264Framing::Avcc { length_size_bytes } => {
-            match motion::annexb::length_prefixed_to_annex_b(&v.data, length_size_bytes, &[]) {
-                Some(b) => Bytes::from(b),
-                None => return,
-            }
-        }
-    };
-    let is_idr = motion::annexb::contains_idr(&annex_b);
     // Out-of-band parameter sets go in front of each IDR so the decoder can start there.
-    let annex_b = match (parameter_sets, is_idr) {
-        (Some(ps), true) => {
-            let mut b = Vec::with_capacity(annex_b.len() + ps.sps.len() + ps.pps.len() + 8);
-            for nal in [&ps.sps, &ps.pps] {
-                b.extend_from_slice(&[0, 0, 0, 1]);
-                b.extend_from_slice(nal);
-            }
-            b.extend_from_slice(&annex_b);
-            Bytes::from(b)
-        }
-        _ => annex_b,
+    let Ok(annex_b) = recorder::h264::to_annex_b(&v.data, v.framing, parameter_sets) else {
+        return;
     };
+    let is_idr = recorder::h264::contains_idr(&v.data, v.framing);
     detector.push(motion::OwnedAccessUnit {
         data: annex_b,
         is_idr,

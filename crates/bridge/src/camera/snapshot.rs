@@ -36,8 +36,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hap_server::HapStatus;
 use hap_server::core::ResourceHandler;
-use recorder::demux::MediaUnit;
-use recorder::{H264Framing, ParameterSets, VideoAccessUnit};
+use recorder::MediaUnit;
+use recorder::h264::{self, NalType};
+use recorder::{ParameterSets, VideoAccessUnit};
 use serde_json::Value as Json;
 
 use super::{CameraState, Shared, lock};
@@ -173,88 +174,15 @@ impl Keyframe {
         parameter_sets: Option<&ParameterSets>,
         au: &VideoAccessUnit,
     ) -> Option<Self> {
-        let nals = nal_units(&au.data, au.framing);
-        // Slice types only: stop at the first VCL NAL (ITU-T H.264 Table 7-1: 1–5).
-        let first_vcl = nals
-            .iter()
-            .map(|n| nal_type(n))
-            .find(|t| (1..=5).contains(t))?;
-        if first_vcl != NAL_IDR {
+        if h264::first_slice_type(&au.data, au.framing) != Some(NalType::IDR) {
             return None;
         }
-        let mut out = Vec::with_capacity(au.data.len() + 64);
-        if let Some(ps) = parameter_sets {
-            for nal in [&ps.sps, &ps.pps] {
-                if !nal.is_empty() {
-                    out.extend_from_slice(&START_CODE);
-                    out.extend_from_slice(nal);
-                }
-            }
-        }
-        for nal in nals {
-            out.extend_from_slice(&START_CODE);
-            out.extend_from_slice(nal);
-        }
+        let annexb = h264::to_annex_b(&au.data, au.framing, parameter_sets).ok()?;
         Some(Self {
-            annexb: Bytes::from(out),
+            annexb,
             pts_90k: au.pts_90k,
         })
     }
-}
-
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
-const NAL_IDR: u8 = 5;
-
-fn nal_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| b & 0x1f)
-}
-
-/// The NAL units of an access unit (without start codes / length prefixes). Truncated or
-/// malformed framing ends the list early.
-pub(crate) fn nal_units(data: &[u8], framing: H264Framing) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    match framing {
-        H264Framing::Avcc { length_size_bytes } => {
-            let size = usize::from(length_size_bytes);
-            let mut rest = data;
-            while let Some((len, tail)) = rest.split_at_checked(size) {
-                let n = len
-                    .iter()
-                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-                let Some((nal, tail)) = tail.split_at_checked(n) else {
-                    break;
-                };
-                if !nal.is_empty() {
-                    out.push(nal);
-                }
-                rest = tail;
-            }
-        }
-        H264Framing::AnnexB => {
-            // Positions just after each `00 00 01` (a 4-byte start code ends the same way).
-            let mut starts = Vec::new();
-            let mut i = 0;
-            while let Some(w) = data.get(i..i + 3) {
-                if w == [0, 0, 1] {
-                    starts.push(i + 3);
-                    i += 3;
-                } else {
-                    i += 1;
-                }
-            }
-            for (k, &s) in starts.iter().enumerate() {
-                let end = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
-                if let Some(nal) = data.get(s..end) {
-                    // Trailing zeros belong to the next 4-byte start code.
-                    let trimmed_len = nal.len() - nal.iter().rev().take_while(|b| **b == 0).count();
-                    if let Some(nal) = nal.get(..trimmed_len).filter(|n| !n.is_empty()) {
-                        out.push(nal);
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// A decoded frame, packed RGB (3 bytes a pixel, no padding).
@@ -643,11 +571,7 @@ impl Snapshots {
 
 /// Whether the access unit's first slice is an IDR slice (ITU-T H.264 Table 7-1).
 fn is_idr(au: &VideoAccessUnit) -> bool {
-    nal_units(&au.data, au.framing)
-        .iter()
-        .map(|n| nal_type(n))
-        .find(|t| (1..=5).contains(t))
-        == Some(NAL_IDR)
+    h264::first_slice_type(&au.data, au.framing) == Some(NalType::IDR)
 }
 
 /// Drops sizes not asked for lately and keeps at most [`MAX_CACHED_SIZES`] (latest asked).
@@ -728,6 +652,7 @@ fn refresh_loop(inner: &Inner, name: &str, wake: &mpsc::Receiver<()>) {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use recorder::H264Framing;
     use serde_json::json;
 
     /// `aid` of a camera in accessory mode (its own HAP server).
@@ -844,30 +769,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn nal_units_from_both_framings() {
-        let annexb = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
-        ];
-        assert_eq!(
-            nal_units(&annexb, H264Framing::AnnexB),
-            vec![&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4, 5]]
-        );
-        let avcc = [
-            0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 3, 0x65, 7, 8, 0, 0, 0, 9, 1,
-        ];
-        // The last length runs past the end: ignored, no panic.
-        assert_eq!(
-            nal_units(
-                &avcc,
-                H264Framing::Avcc {
-                    length_size_bytes: 4
-                }
-            ),
-            vec![&[0x09, 0xf0][..], &[0x65, 7, 8]]
-        );
     }
 
     #[test]

@@ -20,9 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use openh264::decoder::{Decoder, DecoderConfig as H264DecoderConfig, Flush};
 use openh264::formats::YUVSource;
+use recorder::H264Framing;
+use recorder::h264;
 use serde::{Deserialize, Serialize};
 
-use crate::annexb;
 use crate::debounce::MotionSource;
 use crate::error::MotionError;
 use crate::hub::MotionHub;
@@ -299,7 +300,10 @@ impl Detector {
         } else if self.awaiting_idr {
             return FrameOutcome::Skipped(SkipReason::AwaitingIdr);
         }
-        if !au.is_idr && !self.is_due(au.timestamp_90k) && annexb::is_disposable(au.data) {
+        if !au.is_idr
+            && !self.is_due(au.timestamp_90k)
+            && h264::is_disposable(au.data, H264Framing::AnnexB)
+        {
             return FrameOutcome::Skipped(SkipReason::NotDue);
         }
         let decoded = match self.decoder.decode(au.data) {
@@ -311,7 +315,7 @@ impl Detector {
                 return FrameOutcome::Rejected;
             }
         };
-        if annexb::contains_slice(au.data) {
+        if h264::contains_slice(au.data, H264Framing::AnnexB) {
             self.pending_90k.push_back(au.timestamp_90k);
             if self.pending_90k.len() > MAX_PENDING_PICTURES {
                 self.pending_90k.pop_front();

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use motion::annexb;
+use recorder::H264Framing;
+use recorder::h264::{self, AnnexBSplitter};
 
 const MISSING: &str =
     "run scripts/test (it installs the test peers: ffmpeg, mosquitto, mosquitto-clients)";
@@ -114,14 +115,24 @@ pub fn fixture_access_units() -> Vec<(Vec<u8>, bool, i64)> {
         .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
         .map(|s| (s * 90_000.0).round() as i64)
         .collect();
-    let aus = annexb::split_access_units(&stream);
+    let aus = split_access_units(&stream);
     assert_eq!(aus.len(), times.len(), "one access unit per packet");
     aus.into_iter()
         .zip(times)
         .map(|(au, ts)| {
-            let idr = annexb::contains_idr(&au);
+            let idr = h264::contains_idr(&au, H264Framing::AnnexB);
             (au, idr, ts)
         })
+        .collect()
+}
+
+/// Splits an Annex B elementary stream (as `ffmpeg -f h264` writes it) into access units.
+pub fn split_access_units(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut splitter = AnnexBSplitter::new(64 << 20);
+    splitter.push(stream).expect("test streams fit the bound");
+    splitter.finish();
+    std::iter::from_fn(|| splitter.pull())
+        .map(|au| au.to_vec())
         .collect()
 }
 
@@ -131,11 +142,11 @@ pub fn fixture_dir() -> PathBuf {
 
 /// Access units with their IDR flag and a 90 kHz timestamp at a constant frame rate.
 pub fn access_units(stream: &[u8], fps: u32) -> Vec<(Vec<u8>, bool, i64)> {
-    annexb::split_access_units(stream)
+    split_access_units(stream)
         .into_iter()
         .enumerate()
         .map(|(i, au)| {
-            let idr = annexb::contains_idr(&au);
+            let idr = h264::contains_idr(&au, H264Framing::AnnexB);
             (au, idr, i as i64 * 90_000 / i64::from(fps))
         })
         .collect()

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::Bytes;
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 use recorder::{Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment};
 
 pub fn be16(b: &[u8], at: usize) -> u16 {
@@ -306,15 +306,7 @@ pub fn run_units(
     let mut events = Vec::new();
     let mut errors = Vec::new();
     for u in units {
-        let r = match u {
-            MediaUnit::ParameterSets(ps) => {
-                f.set_parameter_sets(ps);
-                Ok(())
-            }
-            MediaUnit::Video(v) => f.push_video(v),
-            MediaUnit::Audio(a) => f.push_audio(a),
-        };
-        if let Err(e) = r {
+        if let Err(e) = f.push(u) {
             errors.push(e);
         }
         events.extend(std::iter::from_fn(|| f.poll_event()));

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use recorder::demux::MediaUnit;
+use recorder::MediaUnit;
 use recorder::{Fragment, Fragmenter, FragmenterConfig, FragmenterEvent, InitSegment};
 use source::{CameraSource, SourceEvent};
 
@@ -208,20 +208,12 @@ impl Recorder {
             SourceEvent::Reconnecting { error, .. } => self.reconnect_errors.push(error),
             SourceEvent::Unit(u) => {
                 let f = self.fragmenter.as_mut().unwrap();
-                let _ = match u {
-                    MediaUnit::ParameterSets(ps) => {
-                        f.set_parameter_sets(ps);
-                        Ok(())
-                    }
-                    MediaUnit::Video(v) => {
-                        self.video_units += 1;
-                        f.push_video(v)
-                    }
-                    MediaUnit::Audio(a) => {
-                        self.audio_frames += 1;
-                        f.push_audio(a)
-                    }
-                };
+                match &u {
+                    MediaUnit::Video(_) => self.video_units += 1,
+                    MediaUnit::Audio(_) => self.audio_frames += 1,
+                    MediaUnit::ParameterSets(_) => {}
+                }
+                let _ = f.push(u);
                 while let Some(e) = f.poll_event() {
                     match e {
                         FragmenterEvent::Init(i) => self.inits.push(i),
