@@ -9,3 +9,4 @@ pub mod camera;
 pub mod cli;
 pub mod config;
 pub mod qr;
+pub mod recording;

@@ -10,15 +10,14 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hap_server::core::{CATEGORY_BRIDGE, CATEGORY_IP_CAMERA, CoreConfig, ResourceHandler};
 use hap_server::setup::SetupCode;
 use hap_server::store::{FileStore, Store};
 use hap_server::{Accessory, Core, HapStatus, Server, ServerOptions};
-use hds::PreparedSessions;
 use motion::MotionHub;
 use recorder::{PrebufferConfig, PrebufferRing};
 use serde_json::Value as Json;
@@ -28,11 +27,14 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::{
-    Camera, CameraOptions, CameraState, Control, MediaInput, Shared, control_task, hds_server,
-    media, motion_task, services, snapshot,
+    Camera, CameraOptions, CameraState, Control, MediaInput, Shared, conditions, control_task,
+    media, motion_task, services, snapshot, supported,
 };
 use crate::accessory;
 use crate::config::slug;
+use crate::recording::{
+    self, DataStreamTransport, DriverContext, EventSink, RecordingEvent, SessionOptions,
+};
 
 /// Blob in the bridge's store: `{"<camera slug>": aid, …}`.
 pub const AIDS_FILE: &str = "aids.json";
@@ -174,7 +176,6 @@ pub async fn start_host(
 
     let mut started = Vec::with_capacity(prepared.len());
     for (p, ids) in prepared.into_iter().zip(ids) {
-        let _ = p.shared.server.set(server.clone());
         let camera = Camera {
             shared: p.shared.clone(),
             server: server.clone(),
@@ -183,10 +184,10 @@ pub async fn start_host(
             aid: p.aid,
             ids,
         };
-        info!(camera = %camera.name(), aid = p.aid, port, hds_port = p.shared.hds_port, "camera ready");
-        tasks.spawn(hds_server::accept_loop(
+        info!(camera = %camera.name(), aid = p.aid, port, hds_port = p.shared.transport.port(), "camera ready");
+        tasks.spawn(recording::accept_loop(
             p.hds_listener,
-            p.shared.clone(),
+            driver_context(&p.shared, &server),
             shutdown.clone(),
         ));
         tasks.spawn(control_task(camera.clone(), p.control_rx, shutdown.clone()));
@@ -223,24 +224,19 @@ async fn prepare(options: CameraOptions, motion: &MotionHub, aid: u64) -> anyhow
     let hds_port = hds_listener.local_addr()?.port();
     let ring = PrebufferRing::new(PrebufferConfig::default())?;
     let (control, control_rx) = mpsc::unbounded_channel();
-    let (changes, _) = watch::channel(0);
+    let (conditions, _) = watch::channel(conditions(&state));
     let snapshots = snapshot::Snapshots::new(&options.name);
     let shared = Arc::new(Shared {
         options,
         state: Mutex::new(state),
         store,
         ring,
-        prepared: Mutex::new(PreparedSessions::new()),
-        hds_port,
-        last_transport_response: Mutex::new(Vec::new()),
-        recording: AtomicBool::new(false),
-        hds_tasks: AtomicUsize::new(0),
+        transport: Arc::new(DataStreamTransport::new(hds_port)),
         facts: Mutex::new(facts),
         detector: Mutex::new(None),
         motion: motion.clone(),
-        changes,
+        conditions,
         control,
-        server: OnceLock::new(),
         snapshots,
     });
     Ok(Prepared {
@@ -249,6 +245,39 @@ async fn prepare(options: CameraOptions, motion: &MotionHub, aid: u64) -> anyhow
         control_rx,
         aid,
     })
+}
+
+/// What the camera's HDS connections need; their events are logged with how the selection
+/// differs from what the source delivers.
+fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
+    let weak = weak(shared);
+    let events: EventSink = Arc::new(move |ev| {
+        let (RecordingEvent::Opened { stream_id, .. }, Some(shared)) = (ev, weak.upgrade()) else {
+            return;
+        };
+        let Some(sel) = shared.state().selected_configuration() else {
+            return;
+        };
+        let facts = super::lock(&shared.facts).clone();
+        let diffs = supported::differences(&sel, facts.as_ref());
+        if !diffs.is_empty() {
+            info!(camera = %shared.options.name, stream_id, ?diffs, "the selection differs from the source");
+        }
+    });
+    DriverContext {
+        camera: shared.options.name.clone(),
+        transport: shared.transport.clone(),
+        ring: shared.ring.clone(),
+        options: SessionOptions {
+            audio_configured: shared.options.audio,
+            max_recording: Duration::from_secs(u64::from(shared.options.max_recording_s.max(1))),
+            init_wait: recording::session::INIT_WAIT,
+        },
+        conditions: shared.conditions.subscribe(),
+        motion: shared.motion.clone(),
+        server: server.clone(),
+        events: Some(events),
+    }
 }
 
 /// The bridge accessory (AID 1): AccessoryInformation and ProtocolInformation only.

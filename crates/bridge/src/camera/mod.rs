@@ -4,13 +4,12 @@
 //! [`host`]. Its state dir (`camera-state.json`) is its own either way.
 //!
 //! ```text
-//!  source task ─► Feeder (Fragmenter) ─► PrebufferRing ─► HDS connection task ─► hub
+//!  source task ─► Feeder (Fragmenter) ─► PrebufferRing ─► recording session (crate::recording) ─► hub
 //!  MotionHub watch ─► MotionDetected (immediate event)        ▲ dataSend/open
 //!  HAP writes (handlers, under the Core lock) ─► Shared state ─► control task (persist,
 //!                                                mirror StatusActive, wake streams)
 //! ```
 
-mod hds_server;
 pub mod host;
 mod media;
 mod services;
@@ -20,20 +19,20 @@ pub mod supported;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hap_server::setup::SetupCode;
 use hap_server::store::Store;
-use hap_server::{CharId, ConnectionId, Server, Value};
-use hds::PreparedSessions;
+use hap_server::{CharId, Server, Value};
 use motion::MotionHub;
 use recorder::PrebufferRing;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::warn;
+
+use crate::recording::{Conditions, DataStreamTransport, Selection};
 
 pub use host::{AIDS_FILE, HostOptions, start_host};
 pub use media::Feeder;
@@ -107,21 +106,15 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<CameraState>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) ring: PrebufferRing,
-    pub(crate) prepared: Mutex<PreparedSessions<ConnectionId>>,
-    pub(crate) hds_port: u16,
-    /// 131 read value: the last response without the salt (§3.6).
-    pub(crate) last_transport_response: Mutex<Vec<u8>>,
-    /// A recording stream runs (one per camera).
-    pub(crate) recording: AtomicBool,
-    pub(crate) hds_tasks: AtomicUsize,
+    /// The HDS endpoint: prepared sessions, port, recording slot.
+    pub(crate) transport: Arc<DataStreamTransport>,
     pub(crate) facts: Mutex<Option<SourceFacts>>,
     /// The built-in motion detector, fed video by the [`Feeder`] once attached.
     pub(crate) detector: Mutex<Option<motion::DetectorHandle>>,
     pub(crate) motion: MotionHub,
-    /// Bumped on every state change; recording streams re-check their conditions.
-    pub(crate) changes: watch::Sender<u64>,
+    /// What recording sessions act on, updated with every state change.
+    pub(crate) conditions: watch::Sender<Conditions>,
     pub(crate) control: mpsc::UnboundedSender<Control>,
-    pub(crate) server: OnceLock<Server>,
     /// The latest keyframe and the `/resource` JPEG cache.
     pub(crate) snapshots: snapshot::Snapshots,
 }
@@ -139,21 +132,30 @@ impl Shared {
         lock(&self.state)
     }
 
-    /// What `dataSend/open` checks (§4.9).
-    pub(crate) fn hds_state(&self) -> hds::CameraState {
-        let s = self.state();
-        hds::CameraState {
-            recording_active: s.recording_active,
-            camera_active: s.camera_active,
-            configuration_selected: s.selected.is_some(),
-            recording_elsewhere: self.recording.load(Ordering::SeqCst),
-        }
-    }
-
-    /// Apply `f` to the state, then persist and notify through the control task.
+    /// Apply `f` to the state, hand the new conditions to the recording sessions, then
+    /// persist and notify through the control task.
     pub(crate) fn update(&self, f: impl FnOnce(&mut CameraState)) {
-        f(&mut self.state());
+        let conditions = {
+            let mut state = self.state();
+            f(&mut state);
+            conditions(&state)
+        };
+        self.conditions
+            .send_if_modified(|c| std::mem::replace(c, conditions) != conditions);
         let _ = self.control.send(Control::StateChanged);
+    }
+}
+
+/// What a recording session needs to know of the camera's HomeKit state.
+pub(crate) fn conditions(state: &CameraState) -> Conditions {
+    Conditions {
+        recording_active: state.recording_active,
+        camera_active: state.camera_active,
+        recording_audio_active: state.recording_audio_active,
+        selection: state.selected_configuration().map(|sel| Selection {
+            prebuffer_ms: sel.prebuffer_ms,
+            audio: sel.audio.is_some(),
+        }),
     }
 }
 
@@ -255,7 +257,7 @@ impl Camera {
 
     /// The HDS listener port.
     pub fn hds_port(&self) -> u16 {
-        self.shared.hds_port
+        self.shared.transport.port()
     }
 
     /// Name.
@@ -275,20 +277,17 @@ impl Camera {
 
     /// Whether a recording stream runs.
     pub fn is_recording(&self) -> bool {
-        self.shared.recording.load(Ordering::SeqCst)
+        self.shared.transport.is_recording()
     }
 
     /// Live HDS connection tasks (a leak check for tests).
     pub fn hds_connections(&self) -> usize {
-        self.shared.hds_tasks.load(Ordering::SeqCst)
+        self.shared.transport.connections()
     }
 
     /// Prepared HDS sessions still waiting for their TCP connection.
     pub fn prepared_sessions(&self) -> usize {
-        let mut prepared = lock(&self.shared.prepared);
-        // Expired ones would otherwise count until the next 131 write or HDS connection.
-        prepared.handle_timeout(now());
-        prepared.len()
+        self.shared.transport.prepared_len(now())
     }
 
     /// A copy of the persisted HomeKit state.
@@ -452,7 +451,6 @@ async fn control_task(
                 camera.server.set_value(c205, Value::Bytes(sup.camera.encode()));
                 camera.server.set_value(c206, Value::Bytes(sup.video.encode()));
                 camera.server.set_value(c207, Value::Bytes(sup.audio.encode()));
-                camera.shared.changes.send_modify(|n| *n += 1);
             }
             _ = shutdown.changed() => return,
         }

@@ -7,12 +7,9 @@ use std::sync::Arc;
 
 use hap_server::{Accessory, Characteristic, Database, Format, HapStatus, Perms, Service, Value};
 use hap_tlv::hksv::{
-    self, SelectedCameraRecordingConfiguration, SetupDataStreamRequest, SetupDataStreamResponse,
-    StreamingAudioCodec, StreamingStatus, SupportedAudioStreamConfiguration,
-    SupportedVideoStreamConfiguration,
+    self, SelectedCameraRecordingConfiguration, StreamingAudioCodec, StreamingStatus,
+    SupportedAudioStreamConfiguration, SupportedVideoStreamConfiguration,
 };
-use hds::PreparedSession;
-use rand::Rng as _;
 use tracing::{debug, info, warn};
 
 use super::{CameraState, Ids, Shared, lock, now, supported};
@@ -159,7 +156,7 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
                 Perms::PR | Perms::PW | Perms::WR,
             )
             .value(Value::Bytes(Vec::new()))
-            .on_read(move |_| Ok(Value::Bytes(lock(&dsm_r.last_transport_response).clone())))
+            .on_read(move |_| Ok(Value::Bytes(dsm_r.transport.last_response())))
             .on_write(move |ctx, v| setup_data_stream(&dsm_w, ctx, v)),
         )
         .characteristic(string(VERSION, "1.0"));
@@ -223,32 +220,13 @@ fn setup_data_stream(
     let Value::Bytes(bytes) = v else {
         return Err(HapStatus::INVALID_VALUE_IN_REQUEST);
     };
-    let req = SetupDataStreamRequest::decode(bytes).map_err(|e| {
-        debug!(error = %e, "bad SetupDataStreamTransport write");
-        HapStatus::INVALID_VALUE_IN_REQUEST
-    })?;
-    let mut salt = [0u8; 32];
-    rand::rng().fill_bytes(&mut salt);
-    let session = PreparedSession::new(
-        ctx.shared_secret().as_bytes(),
-        &req.controller_salt,
-        &salt,
+    let reply = shared.transport.setup(
         now(),
-    );
-    {
-        let mut prepared = lock(&shared.prepared);
-        prepared.handle_timeout(now());
-        prepared.insert(session, ctx.connection_id);
-    }
-    let mut resp = SetupDataStreamResponse {
-        status: 0,
-        port: Some(shared.hds_port),
-        accessory_salt: Some(salt),
-    };
-    let reply = resp.encode();
-    resp.accessory_salt = None;
-    *lock(&shared.last_transport_response) = resp.encode();
-    debug!(controller = %ctx.controller_id, port = shared.hds_port, "HDS session prepared");
+        bytes,
+        ctx.shared_secret().as_bytes(),
+        ctx.connection_id,
+    )?;
+    debug!(controller = %ctx.controller_id, port = shared.transport.port(), "HDS session prepared");
     Ok(Some(Value::Bytes(reply)))
 }
 
