@@ -18,8 +18,9 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::api::{AccessoryIdentityInfo, ApiError, ApiState, CameraDirectory, CameraSummary};
-use crate::camera::{Camera, CameraOptions, HostOptions, MediaInput, start_host};
+use crate::camera::{Camera, CameraOptions, MediaInput};
 use crate::config::{CameraConfig, Config};
+use crate::host::start_host;
 
 /// Longest wait for the tasks to finish after the shutdown signal; a task stuck in I/O past
 /// this is aborted so that a service manager's stop never hangs.
@@ -182,23 +183,9 @@ async fn start_all(
             .map(|cam| camera_options(config, cam))
             .collect();
         let host_name = host.name.clone();
-        let started = start_host(
-            HostOptions {
-                name: host.name,
-                bind: config.bind,
-                port: host.port,
-                setup_code: host.setup_code,
-                state_dir: host.state_dir,
-                mdns: config.mdns,
-                bridge: host.bridge,
-            },
-            options,
-            hub.clone(),
-            tasks,
-            stop_rx.clone(),
-        )
-        .await
-        .with_context(|| format!("starting {host_name:?}"))?;
+        let started = start_host(host.clone(), options, hub.clone(), tasks, stop_rx.clone())
+            .await
+            .with_context(|| format!("starting {host_name:?}"))?;
         for (camera, cam) in started.iter().zip(&members) {
             if cam.motion.detector.enabled {
                 match motion::spawn_detector(hub.clone(), &cam.name, &cam.motion.detector) {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use hap_server::Core;
-use hap_server::core::{CATEGORY_BRIDGE, CATEGORY_IP_CAMERA, CoreConfig};
 use hap_server::setup::SetupCode;
 use hap_server::store::{FileStore, Store};
 
@@ -345,17 +344,7 @@ fn read_host_info(host: &HapHostConfig, cameras: &[&CameraConfig]) -> anyhow::Re
     let inner = FileStore::open(&dir)
         .with_context(|| format!("opening state directory {}", dir.display()))?;
     let first_start = inner.load(ACCESSORY_FILE)?.is_none();
-    let core_config = CoreConfig {
-        name: host.name.clone(),
-        model: crate::accessory::MODEL_NAME.to_owned(),
-        category: if host.bridge {
-            CATEGORY_BRIDGE
-        } else {
-            CATEGORY_IP_CAMERA
-        },
-        setup_code: host.setup_code.clone(),
-        firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
-    };
+    let core_config = crate::host::core_config(host);
     let store = PairInfoStore { inner, first_start };
     let core = Core::open(core_config, Arc::new(store), Vec::new(), &mut rand::rng())
         .with_context(|| format!("reading state of {:?} in {}", host.name, dir.display()))?;
@@ -662,13 +651,7 @@ mod tests {
         // The same code next time: it was persisted, and a real Core (as run opens it) agrees.
         assert_eq!(read_pair_info(&config, cam).unwrap(), first);
         let store = Arc::new(FileStore::open(&first.state_dir).unwrap());
-        let core_config = CoreConfig {
-            name: cam.name.clone(),
-            model: "m".into(),
-            category: CATEGORY_IP_CAMERA,
-            setup_code: None,
-            firmware_revision: "1".into(),
-        };
+        let core_config = crate::host::core_config(&config.hap_host_for(cam));
         let core = Core::open(core_config, store.clone(), Vec::new(), &mut rand::rng()).unwrap();
         assert_eq!(core.setup_code().as_str(), first.setup_code);
         drop(core);

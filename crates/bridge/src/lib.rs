@@ -8,5 +8,6 @@ pub mod app;
 pub mod camera;
 pub mod cli;
 pub mod config;
+pub mod host;
 pub mod qr;
 pub mod recording;

@@ -1,7 +1,7 @@
 //! Source → fragmenter → prebuffer ring, per camera. The ring keeps serving readers while the
 //! source reconnects (its timestamps stay continuous, so the fragmenter keeps its timeline).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use recorder::MediaUnit;
 use recorder::input::{ParameterSets, VideoAccessUnit};
@@ -65,7 +65,7 @@ impl Feeder {
         let Some(fragmenter) = self.fragmenter.as_mut() else {
             return;
         };
-        self.shared.snapshots.observe(&unit);
+        self.shared.taps.snapshots.observe(&unit);
         match &unit {
             MediaUnit::ParameterSets(ps) => self.parameter_sets = Some(ps.clone()),
             MediaUnit::Video(v) => detect(&self.shared, self.parameter_sets.as_ref(), v),
@@ -84,10 +84,18 @@ impl Feeder {
     }
 }
 
+/// The consumers of a camera's video besides the fragmenter.
+pub(crate) struct MediaTaps {
+    /// The built-in motion detector, once attached.
+    pub(crate) detector: Mutex<Option<motion::DetectorHandle>>,
+    /// The latest keyframe and the `/resource` JPEG cache.
+    pub(crate) snapshots: super::snapshot::Snapshots,
+}
+
 /// Hands a copy of `v` (as Annex B, SPS/PPS before an IDR) to the camera's motion detector
 /// when one is attached; a full detector queue drops it (see `DetectorHandle::push`).
 fn detect(shared: &Shared, parameter_sets: Option<&ParameterSets>, v: &VideoAccessUnit) {
-    let guard = lock(&shared.detector);
+    let guard = lock(&shared.taps.detector);
     let Some(detector) = guard.as_ref() else {
         return;
     };

@@ -1,7 +1,7 @@
 //! One HKSV camera accessory, its DataStreamManagement service and HDS listener, and the
 //! recording flow. The HAP server it is reached through is its own (accessory mode: own port,
 //! pairing and mDNS record) or a bridge shared with other cameras (bridge mode); see
-//! [`host`]. Its state dir (`camera-state.json`) is its own either way.
+//! [`crate::host`]. Its state dir (`camera-state.json`) is its own either way.
 //!
 //! ```text
 //!  source task ─► Feeder (Fragmenter) ─► PrebufferRing ─► recording session (crate::recording) ─► hub
@@ -10,10 +10,10 @@
 //!                                                mirror StatusActive, wake streams)
 //! ```
 
-pub mod host;
 mod media;
 mod services;
 pub mod snapshot;
+mod start;
 pub mod state;
 pub mod supported;
 
@@ -22,21 +22,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use hap_server::setup::SetupCode;
 use hap_server::store::Store;
 use hap_server::{CharId, Server, Value};
 use motion::MotionHub;
 use recorder::PrebufferRing;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+
 use tracing::warn;
 
-use crate::recording::{Conditions, DataStreamTransport, Selection};
+use crate::recording::DataStreamTransport;
 
-pub use host::{AIDS_FILE, HostOptions, start_host};
 pub use media::Feeder;
+pub(crate) use media::MediaTaps;
+pub(crate) use services::serial_for;
+pub(crate) use start::{PreparedCamera, prepare};
 pub use state::CameraState;
+pub(crate) use state::StateCell;
 pub use supported::SourceFacts;
 
 /// Where a camera's media comes from.
@@ -93,30 +94,19 @@ pub(crate) struct Ids {
     supported: [CharId; 3],
 }
 
-/// Why the control task must look at the state.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// A HAP write changed [`CameraState`].
-    StateChanged,
-}
-
 /// State shared by the HAP handlers, the HDS tasks and the control task.
 pub(crate) struct Shared {
     pub(crate) options: CameraOptions,
-    pub(crate) state: Mutex<CameraState>,
-    pub(crate) store: Arc<dyn Store>,
+    /// The persisted HomeKit state and who is told of its changes.
+    pub(crate) state: StateCell,
     pub(crate) ring: PrebufferRing,
     /// The HDS endpoint: prepared sessions, port, recording slot.
     pub(crate) transport: Arc<DataStreamTransport>,
+    /// What the source delivers (as last seen; persisted in the state too).
     pub(crate) facts: Mutex<Option<SourceFacts>>,
-    /// The built-in motion detector, fed video by the [`Feeder`] once attached.
-    pub(crate) detector: Mutex<Option<motion::DetectorHandle>>,
+    /// Where the [`Feeder`] hands video besides the fragmenter: detector, snapshots.
+    pub(crate) taps: MediaTaps,
     pub(crate) motion: MotionHub,
-    /// What recording sessions act on, updated with every state change.
-    pub(crate) conditions: watch::Sender<Conditions>,
-    pub(crate) control: mpsc::UnboundedSender<Control>,
-    /// The latest keyframe and the `/resource` JPEG cache.
-    pub(crate) snapshots: snapshot::Snapshots,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,38 +119,17 @@ pub(crate) fn now() -> Instant {
 
 impl Shared {
     pub(crate) fn state(&self) -> MutexGuard<'_, CameraState> {
-        lock(&self.state)
+        self.state.lock()
     }
 
-    /// Apply `f` to the state, hand the new conditions to the recording sessions, then
-    /// persist and notify through the control task.
+    /// See [`StateCell::update`].
     pub(crate) fn update(&self, f: impl FnOnce(&mut CameraState)) {
-        let conditions = {
-            let mut state = self.state();
-            f(&mut state);
-            conditions(&state)
-        };
-        self.conditions
-            .send_if_modified(|c| std::mem::replace(c, conditions) != conditions);
-        let _ = self.control.send(Control::StateChanged);
-    }
-}
-
-/// What a recording session needs to know of the camera's HomeKit state.
-pub(crate) fn conditions(state: &CameraState) -> Conditions {
-    Conditions {
-        recording_active: state.recording_active,
-        camera_active: state.camera_active,
-        recording_audio_active: state.recording_audio_active,
-        selection: state.selected_configuration().map(|sel| Selection {
-            prebuffer_ms: sel.prebuffer_ms,
-            audio: sel.audio.is_some(),
-        }),
+        self.state.update(f);
     }
 }
 
 /// A running camera. Dropping it does not stop it: send `true` on the shutdown channel given to
-/// [`Camera::start`].
+/// [`Camera::start`] or [`crate::host::start_host`].
 #[derive(Clone)]
 pub struct Camera {
     shared: Arc<Shared>,
@@ -183,30 +152,6 @@ impl std::fmt::Debug for Camera {
 }
 
 impl Camera {
-    /// Starts the camera in accessory mode: its own HAP server on `options.port`, with the
-    /// identity and pairings in `options.state_dir`; see [`start_host`].
-    ///
-    /// # Errors
-    /// See [`start_host`].
-    pub async fn start(
-        options: CameraOptions,
-        motion: MotionHub,
-        tasks: &mut JoinSet<()>,
-        shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Self> {
-        let host = HostOptions {
-            name: options.name.clone(),
-            bind: options.bind,
-            port: options.port,
-            setup_code: options.setup_code.clone(),
-            state_dir: options.state_dir.clone(),
-            mdns: options.mdns,
-            bridge: false,
-        };
-        let mut cameras = start_host(host, vec![options], motion, tasks, shutdown).await?;
-        cameras.pop().context("no camera started")
-    }
-
     /// The HAP server.
     pub fn server(&self) -> &Server {
         &self.server
@@ -245,7 +190,7 @@ impl Camera {
 
     /// Sends the camera's video access units to `detector` from now on.
     pub fn attach_detector(&self, detector: motion::DetectorHandle) {
-        *lock(&self.shared.detector) = Some(detector);
+        *lock(&self.shared.taps.detector) = Some(detector);
     }
 
     /// Sets MotionDetected directly, bypassing the [`MotionHub`] and its debounce (the
@@ -428,48 +373,3 @@ pub(crate) mod temporary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a doorbell")]
 pub struct NotADoorbell;
-
-/// Persists state changes and mirrors HomeKitCameraActive into StatusActive (§5.5).
-async fn control_task(
-    camera: Camera,
-    mut rx: mpsc::UnboundedReceiver<Control>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            msg = rx.recv() => {
-                let Some(Control::StateChanged) = msg else { return };
-                while rx.try_recv().is_ok() {}
-                let state = camera.shared.state().clone();
-                if let Err(e) = state.save(camera.shared.store.as_ref()) {
-                    warn!(camera = %camera.name(), error = %e, "cannot persist the camera state");
-                }
-                camera.server.set_value(camera.ids.status_active, Value::Bool(state.camera_active));
-                // Unchanged values send no event (hap-server compares).
-                let sup = services::current_supported(&camera.shared);
-                let [c205, c206, c207] = camera.ids.supported;
-                camera.server.set_value(c205, Value::Bytes(sup.camera.encode()));
-                camera.server.set_value(c206, Value::Bytes(sup.video.encode()));
-                camera.server.set_value(c207, Value::Bytes(sup.audio.encode()));
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// MotionHub → MotionDetected.
-async fn motion_task(camera: Camera, mut shutdown: watch::Receiver<bool>) {
-    let Ok(mut rx) = camera.shared.motion.subscribe(camera.name()) else {
-        return;
-    };
-    loop {
-        let detected = rx.borrow_and_update().detected;
-        camera
-            .server
-            .set_value(camera.ids.motion_detected, Value::Bool(detected));
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return },
-            _ = shutdown.changed() => return,
-        }
-    }
-}

@@ -203,7 +203,7 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
 }
 
 /// A stable serial number from the name.
-pub(super) fn serial_for(name: &str) -> String {
+pub(crate) fn serial_for(name: &str) -> String {
     let h = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });

@@ -133,7 +133,11 @@ pub(crate) fn resource_handler_for(shared: Weak<Shared>, aid: u64) -> ResourceHa
             .upgrade()
             .ok_or(HapStatus::SERVICE_COMMUNICATION_FAILURE)?;
         check_allowed(&shared.state(), request.reason)?;
-        match shared.snapshots.jpeg(request.width_px, request.height_px) {
+        match shared
+            .taps
+            .snapshots
+            .jpeg(request.width_px, request.height_px)
+        {
             Ok(jpeg) => Ok(Some(jpeg.to_vec())),
             Err(e) => {
                 tracing::debug!(camera = %shared.options.name, error = %e, "no snapshot");

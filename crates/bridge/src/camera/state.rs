@@ -3,12 +3,78 @@
 //! restarts in `camera-state.json` in the camera's state dir (written atomically, 0600, by
 //! hap-server's [`FileStore`](hap_server::store::FileStore)).
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hap_server::store::Store;
 use hap_tlv::hksv::SelectedCameraRecordingConfiguration;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
 
 use super::SourceFacts;
+use crate::recording::{Conditions, Selection};
+
+/// The camera's [`CameraState`] as the HAP handlers, the recording sessions and the control
+/// task share it. Every change goes through [`StateCell::update`], which hands the recording
+/// [`Conditions`] to the sessions at once and wakes the control task (which persists the state
+/// and mirrors it into StatusActive and 205–207).
+pub(crate) struct StateCell {
+    state: Mutex<CameraState>,
+    store: Arc<dyn Store>,
+    conditions: watch::Sender<Conditions>,
+    changed: mpsc::UnboundedSender<()>,
+}
+
+impl StateCell {
+    /// A cell over `state` (loaded from `store`); the receiver wakes the control task.
+    pub(crate) fn new(
+        state: CameraState,
+        store: Arc<dyn Store>,
+    ) -> (Self, mpsc::UnboundedReceiver<()>) {
+        let (conditions, _) = watch::channel(state.recording_conditions());
+        let (changed, rx) = mpsc::unbounded_channel();
+        let cell = Self {
+            state: Mutex::new(state),
+            store,
+            conditions,
+            changed,
+        };
+        (cell, rx)
+    }
+
+    /// The state (hold the guard briefly: handlers run under the HAP `Core` lock).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CameraState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `f`, then hands the new conditions to the recording sessions and wakes the
+    /// control task.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut CameraState)) {
+        let conditions = {
+            let mut state = self.lock();
+            f(&mut state);
+            state.recording_conditions()
+        };
+        self.conditions
+            .send_if_modified(|c| std::mem::replace(c, conditions) != conditions);
+        let _ = self.changed.send(());
+    }
+
+    /// Writes the current state atomically and returns it.
+    ///
+    /// # Errors
+    /// IO errors of the store; the state in memory is kept.
+    pub(crate) fn persist(&self) -> std::io::Result<CameraState> {
+        let state = self.lock().clone();
+        state.save(self.store.as_ref())?;
+        Ok(state)
+    }
+
+    /// The recording conditions, current and future.
+    pub(crate) fn conditions(&self) -> watch::Receiver<Conditions> {
+        self.conditions.subscribe()
+    }
+}
 
 /// Blob name in the camera's store.
 pub const STATE_FILE: &str = "camera-state.json";
@@ -81,6 +147,19 @@ impl CameraState {
     pub fn save(&self, store: &dyn Store) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         store.save(STATE_FILE, &json)
+    }
+
+    /// What a recording session needs to know of this state.
+    pub fn recording_conditions(&self) -> Conditions {
+        Conditions {
+            recording_active: self.recording_active,
+            camera_active: self.camera_active,
+            recording_audio_active: self.recording_audio_active,
+            selection: self.selected_configuration().map(|sel| Selection {
+                prebuffer_ms: sel.prebuffer_ms,
+                audio: sel.audio.is_some(),
+            }),
+        }
     }
 
     /// The parsed selected recording configuration.

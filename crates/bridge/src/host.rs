@@ -8,73 +8,66 @@
 //! under the AID.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use hap_server::core::{CATEGORY_BRIDGE, CATEGORY_IP_CAMERA, CoreConfig, ResourceHandler};
-use hap_server::setup::SetupCode;
 use hap_server::store::{FileStore, Store};
 use hap_server::{Accessory, Core, HapStatus, Server, ServerOptions};
 use motion::MotionHub;
-use recorder::{PrebufferConfig, PrebufferRing};
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::{
-    Camera, CameraOptions, CameraState, Control, MediaInput, Shared, conditions, control_task,
-    media, motion_task, services, snapshot, supported,
-};
 use crate::accessory;
-use crate::config::slug;
-use crate::recording::{
-    self, DataStreamTransport, DriverContext, EventSink, RecordingEvent, SessionOptions,
-};
+use crate::camera::{self, Camera, CameraOptions, PreparedCamera};
+use crate::config::{HapHostConfig, slug};
 
 /// Blob in the bridge's store: `{"<camera slug>": aid, …}`.
 pub const AIDS_FILE: &str = "aids.json";
 
-/// The HAP server of [`start_host`].
-#[derive(Clone)]
-pub struct HostOptions {
-    /// mDNS instance name; in bridge mode also the bridge accessory's Name.
-    pub name: String,
-    /// HAP listen address.
-    pub bind: IpAddr,
-    /// HAP port (0 = any free port).
-    pub port: u16,
-    /// Setup code; `None` keeps the persisted one or generates one.
-    pub setup_code: Option<SetupCode>,
-    /// Identity, setup code, pairings, IIDs (and AIDs in bridge mode).
-    pub state_dir: PathBuf,
-    /// Advertise over mDNS.
-    pub mdns: bool,
-    /// Bridge mode: a bridge accessory with AID 1, cameras from AID 2.
-    pub bridge: bool,
-}
-
-impl std::fmt::Debug for HostOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostOptions")
-            .field("name", &self.name)
-            .field("port", &self.port)
-            .field("state_dir", &self.state_dir)
-            .field("bridge", &self.bridge)
-            .finish_non_exhaustive()
+impl Camera {
+    /// Starts the camera in accessory mode: its own HAP server on `options.port`, with the
+    /// identity and pairings in `options.state_dir`; see [`start_host`].
+    ///
+    /// # Errors
+    /// See [`start_host`].
+    pub async fn start(
+        options: CameraOptions,
+        motion: MotionHub,
+        tasks: &mut JoinSet<()>,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let host = HapHostConfig {
+            name: options.name.clone(),
+            bind: options.bind,
+            port: options.port,
+            setup_code: options.setup_code.clone(),
+            state_dir: options.state_dir.clone(),
+            mdns: options.mdns,
+            bridge: false,
+        };
+        let mut cameras = start_host(host, vec![options], motion, tasks, shutdown).await?;
+        cameras.pop().context("no camera started")
     }
 }
 
-/// A camera whose state is loaded and whose HDS listener is bound, not yet served.
-struct Prepared {
-    shared: Arc<Shared>,
-    hds_listener: TcpListener,
-    control_rx: mpsc::UnboundedReceiver<Control>,
-    aid: u64,
+/// The HAP server identity [`Core::open`] gets for `host` (also read by `pair-info`).
+pub(crate) fn core_config(host: &HapHostConfig) -> CoreConfig {
+    CoreConfig {
+        name: host.name.clone(),
+        model: accessory::MODEL_NAME.to_owned(),
+        category: if host.bridge {
+            CATEGORY_BRIDGE
+        } else {
+            CATEGORY_IP_CAMERA
+        },
+        setup_code: host.setup_code.clone(),
+        firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
+    }
 }
 
 /// Starts one HAP server for `cameras` and each camera's tasks (HDS listener, control, motion,
@@ -85,7 +78,7 @@ struct Prepared {
 /// No camera, several cameras without `host.bridge`, a state directory that cannot be opened
 /// or is corrupt, or a listener that cannot be bound.
 pub async fn start_host(
-    host: HostOptions,
+    host: HapHostConfig,
     cameras: Vec<CameraOptions>,
     motion: MotionHub,
     tasks: &mut JoinSet<()>,
@@ -110,7 +103,7 @@ pub async fn start_host(
     for (options, aid) in cameras.into_iter().zip(aids) {
         let name = options.name.clone();
         prepared.push(
-            prepare(options, &motion, aid)
+            camera::prepare(options, &motion, aid)
                 .await
                 .with_context(|| format!("camera {name:?}"))?,
         );
@@ -124,39 +117,22 @@ pub async fn start_host(
     if host.bridge {
         accessories.push(bridge_accessory(&host.name));
     }
-    accessories.extend(
-        prepared
-            .iter()
-            .map(|p| services::camera_accessory(&p.shared, p.aid)),
-    );
+    accessories.extend(prepared.iter().map(PreparedCamera::accessory));
     let mut core = Core::open(
-        CoreConfig {
-            name: host.name.clone(),
-            model: accessory::MODEL_NAME.to_owned(),
-            category: if host.bridge {
-                CATEGORY_BRIDGE
-            } else {
-                CATEGORY_IP_CAMERA
-            },
-            setup_code: host.setup_code.clone(),
-            firmware_revision: env!("CARGO_PKG_VERSION").to_owned(),
-        },
+        core_config(&host),
         host_store.clone(),
         accessories,
         &mut rand::rng(),
     )
     .context("loading accessory state")?;
-    let stale = super::temporary::purge(&mut core, host_store.as_ref());
+    let stale = camera::temporary::purge(&mut core, host_store.as_ref());
     if !stale.is_empty() {
         warn!(host = %host.name, controller_ids = ?stale, "removed temporary (selftest) pairings left by an earlier run");
     }
     core.set_resource_handler(resource_handler(host.bridge, &prepared));
     let mut ids = Vec::with_capacity(prepared.len());
     for p in &prepared {
-        ids.push(
-            services::ids(core.database(), p.aid, p.shared.options.doorbell)
-                .context("camera accessory lacks MotionDetected or StatusActive")?,
-        );
+        ids.push(p.ids(core.database())?);
     }
     let server = Server::new(core);
     if host.mdns {
@@ -176,114 +152,16 @@ pub async fn start_host(
 
     let mut started = Vec::with_capacity(prepared.len());
     for (p, ids) in prepared.into_iter().zip(ids) {
-        let camera = Camera {
-            shared: p.shared.clone(),
-            server: server.clone(),
-            host_store: host_store.clone(),
-            port,
-            aid: p.aid,
-            ids,
-        };
-        info!(camera = %camera.name(), aid = p.aid, port, hds_port = p.shared.transport.port(), "camera ready");
-        tasks.spawn(recording::accept_loop(
-            p.hds_listener,
-            driver_context(&p.shared, &server),
-            shutdown.clone(),
-        ));
-        tasks.spawn(control_task(camera.clone(), p.control_rx, shutdown.clone()));
-        tasks.spawn(motion_task(camera.clone(), shutdown.clone()));
-        if let MediaInput::Source(spec) = &p.shared.options.input {
-            tasks.spawn(media::source_task(
-                spec.clone(),
-                camera.feeder(),
-                shutdown.clone(),
-            ));
-        }
+        let camera = p.start(&server, host_store.clone(), port, ids, tasks, &shutdown);
         started.push(camera);
     }
     Ok(started)
 }
 
-/// Loads the camera's state from its own directory and binds its HDS listener.
-async fn prepare(options: CameraOptions, motion: &MotionHub, aid: u64) -> anyhow::Result<Prepared> {
-    if !motion.contains(&options.name) {
-        anyhow::bail!(
-            "camera {:?} is not registered with the motion hub",
-            options.name
-        );
-    }
-    let store: Arc<dyn Store> = Arc::new(
-        FileStore::open(&options.state_dir)
-            .with_context(|| format!("opening state directory {}", options.state_dir.display()))?,
-    );
-    let state = CameraState::load(store.as_ref());
-    let facts = state.source_facts.clone();
-    let hds_listener = TcpListener::bind(SocketAddr::new(options.bind, 0))
-        .await
-        .with_context(|| format!("binding the HDS listener on {}", options.bind))?;
-    let hds_port = hds_listener.local_addr()?.port();
-    let ring = PrebufferRing::new(PrebufferConfig::default())?;
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let (conditions, _) = watch::channel(conditions(&state));
-    let snapshots = snapshot::Snapshots::new(&options.name);
-    let shared = Arc::new(Shared {
-        options,
-        state: Mutex::new(state),
-        store,
-        ring,
-        transport: Arc::new(DataStreamTransport::new(hds_port)),
-        facts: Mutex::new(facts),
-        detector: Mutex::new(None),
-        motion: motion.clone(),
-        conditions,
-        control,
-        snapshots,
-    });
-    Ok(Prepared {
-        shared,
-        hds_listener,
-        control_rx,
-        aid,
-    })
-}
-
-/// What the camera's HDS connections need; their events are logged with how the selection
-/// differs from what the source delivers.
-fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
-    let weak = weak(shared);
-    let events: EventSink = Arc::new(move |ev| {
-        let (RecordingEvent::Opened { stream_id, .. }, Some(shared)) = (ev, weak.upgrade()) else {
-            return;
-        };
-        let Some(sel) = shared.state().selected_configuration() else {
-            return;
-        };
-        let facts = super::lock(&shared.facts).clone();
-        let diffs = supported::differences(&sel, facts.as_ref());
-        if !diffs.is_empty() {
-            info!(camera = %shared.options.name, stream_id, ?diffs, "the selection differs from the source");
-        }
-    });
-    DriverContext {
-        camera: shared.options.name.clone(),
-        transport: shared.transport.clone(),
-        ring: shared.ring.clone(),
-        options: SessionOptions {
-            audio_configured: shared.options.audio,
-            max_recording: Duration::from_secs(u64::from(shared.options.max_recording_s.max(1))),
-            init_wait: recording::session::INIT_WAIT,
-        },
-        conditions: shared.conditions.subscribe(),
-        motion: shared.motion.clone(),
-        server: server.clone(),
-        events: Some(events),
-    }
-}
-
 /// The bridge accessory (AID 1): AccessoryInformation and ProtocolInformation only.
 fn bridge_accessory(name: &str) -> Accessory {
     Accessory::new(1)
-        .service(accessory::information(name, &services::serial_for(name)))
+        .service(accessory::information(name, &camera::serial_for(name)))
         .service(accessory::protocol_information())
 }
 
@@ -318,15 +196,10 @@ pub(crate) fn assign_aids(store: &dyn Store, slugs: &[String]) -> anyhow::Result
 
 /// `/resource` (snapshots): the camera's handler in accessory mode; in bridge mode the handler
 /// of the camera whose AID the request names (no or an unknown AID → -70409).
-fn resource_handler(bridge: bool, cameras: &[Prepared]) -> ResourceHandler {
+fn resource_handler(bridge: bool, cameras: &[PreparedCamera]) -> ResourceHandler {
     let handlers: Vec<(u64, ResourceHandler)> = cameras
         .iter()
-        .map(|p| {
-            (
-                p.aid,
-                snapshot::resource_handler_for(weak(&p.shared), p.aid),
-            )
-        })
+        .map(|p| (p.aid(), p.resource_handler()))
         .collect();
     if !bridge && let Some((_, h)) = handlers.first() {
         return h.clone();
@@ -339,10 +212,6 @@ fn resource_handler(bridge: bool, cameras: &[Prepared]) -> ResourceHandler {
             .ok_or(HapStatus::RESOURCE_DOES_NOT_EXIST)?;
         handler(ctx, body)
     })
-}
-
-fn weak(shared: &Arc<Shared>) -> Weak<Shared> {
-    Arc::downgrade(shared)
 }
 
 #[cfg(test)]

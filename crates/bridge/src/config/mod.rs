@@ -12,6 +12,15 @@
 //! assert_eq!(config.cameras[0].port, 51826);
 //! assert!(config.state_dir_for(&config.cameras[0]).ends_with("front-door"));
 //! ```
+//!
+//! | module | job |
+//! | --- | --- |
+//! | this one | the runtime model ([`Config`], [`CameraConfig`], [`HapHostConfig`]), validation, errors |
+//! | `file` | the TOML file as serde reads it, resolved into the runtime model (default ports) |
+//! | `env` | `HKSV_*` variables and command-line flags ([`Overrides`]) applied over it |
+
+mod env;
+mod file;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -21,7 +30,10 @@ use std::path::{Path, PathBuf};
 
 use hap_server::setup::SetupCode;
 use motion::{CameraMotionConfig, MqttConfig};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+pub use env::Overrides;
+use file::{ConfigFile, default_bind, default_max_recording_s, default_source, default_true};
 
 /// HAP port of the first camera; camera `i` defaults to `DEFAULT_HAP_PORT + i`. 51826 is the
 /// port HAP-NodeJS/homebridge made customary.
@@ -101,15 +113,21 @@ impl Default for BridgeConfig {
 /// bridge in [`Mode::Bridge`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct HapHostConfig {
-    /// mDNS instance name (the camera's or the bridge's name).
+    /// mDNS instance name (the camera's or the bridge's name); in bridge mode also the bridge
+    /// accessory's Name.
     pub name: String,
+    /// HAP listen address ([`Config::bind`]).
+    pub bind: IpAddr,
     /// HAP TCP port (0 = any free port).
     pub port: u16,
     /// Setup code; `None` keeps the persisted one or generates one.
     pub setup_code: Option<SetupCode>,
     /// Where its identity, setup code and pairings are kept.
     pub state_dir: PathBuf,
-    /// Whether this is the bridge of [`Mode::Bridge`].
+    /// Advertise over mDNS ([`Config::mdns`]).
+    pub mdns: bool,
+    /// Whether this is the bridge of [`Mode::Bridge`]: a bridge accessory with AID 1, cameras
+    /// from AID 2.
     pub bridge: bool,
 }
 
@@ -211,164 +229,12 @@ impl CameraConfig {
     }
 }
 
-// ---- the file as serde sees it (ports still unresolved) ----
-
-/// Top level of `hksv-bridge.toml`; defaults are on [`Config`]'s fields.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    state_dir: Option<PathBuf>,
-    #[serde(default = "default_bind")]
-    bind: IpAddr,
-    #[serde(default = "default_true")]
-    mdns: bool,
-    #[serde(default)]
-    api: ApiFile,
-    #[serde(default)]
-    mqtt: Option<MqttConfig>,
-    #[serde(default)]
-    mode: Mode,
-    #[serde(default)]
-    bridge: Option<BridgeFile>,
-    #[serde(default)]
-    cameras: Vec<CameraFile>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BridgeFile {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    port: Option<u16>,
-    #[serde(default, deserialize_with = "deserialize_setup_code")]
-    setup_code: Option<SetupCode>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiFile {
-    #[serde(default = "default_api_listen")]
-    listen: Option<SocketAddr>,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CameraFile {
-    name: String,
-    #[serde(default = "default_source")]
-    source: String,
-    /// `None`: [`DEFAULT_HAP_PORT`] + index, resolved once the index is known.
-    #[serde(default)]
-    port: Option<u16>,
-    #[serde(default, deserialize_with = "deserialize_setup_code")]
-    setup_code: Option<SetupCode>,
-    #[serde(default = "default_true")]
-    audio: bool,
-    #[serde(default)]
-    doorbell: bool,
-    #[serde(default = "default_max_recording_s")]
-    max_recording_s: u32,
-    #[serde(default)]
-    motion: CameraMotionConfig,
-}
-
-fn default_bind() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-}
-fn default_true() -> bool {
-    true
-}
-fn default_api_listen() -> Option<SocketAddr> {
-    Some(DEFAULT_API_LISTEN)
-}
-fn default_source() -> String {
-    "demo:".to_owned()
-}
-fn default_max_recording_s() -> u32 {
-    DEFAULT_MAX_RECORDING_S
-}
-
-fn deserialize_setup_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SetupCode>, D::Error> {
-    let s = String::deserialize(d)?;
-    SetupCode::parse(&s)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format!("setup_code: {e}")))
-}
-
 /// The default index-based HAP port of camera `index`, saturating at 65535.
 pub fn default_port_for(index: usize) -> u16 {
     u16::try_from(index)
         .ok()
         .and_then(|i| DEFAULT_HAP_PORT.checked_add(i))
         .unwrap_or(u16::MAX)
-}
-
-impl TryFrom<ConfigFile> for Config {
-    type Error = ConfigError;
-
-    fn try_from(f: ConfigFile) -> Result<Self, ConfigError> {
-        match f.mode {
-            Mode::Accessory if f.bridge.is_some() => {
-                return Err(ConfigError::Invalid(
-                    "[bridge] is only used with mode = \"bridge\"".into(),
-                ));
-            }
-            Mode::Bridge => {
-                // Silently ignoring a camera's own port or code would leave the user scanning a
-                // code that never works.
-                if let Some(c) = f
-                    .cameras
-                    .iter()
-                    .find(|c| c.port.is_some() || c.setup_code.is_some())
-                {
-                    return Err(ConfigError::Invalid(format!(
-                        "camera {:?}: port and setup_code belong in [bridge] when mode = \"bridge\"",
-                        c.name
-                    )));
-                }
-            }
-            Mode::Accessory => {}
-        }
-        let cameras = f
-            .cameras
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| CameraConfig {
-                port: c.port.unwrap_or_else(|| default_port_for(i)),
-                name: c.name,
-                source: c.source,
-                setup_code: c.setup_code,
-                audio: c.audio,
-                doorbell: c.doorbell,
-                max_recording_s: c.max_recording_s,
-                motion: c.motion,
-            })
-            .collect();
-        let bridge = f
-            .bridge
-            .map_or_else(BridgeConfig::default, |b| BridgeConfig {
-                name: b.name.unwrap_or_else(|| DEFAULT_BRIDGE_NAME.to_owned()),
-                port: b.port.unwrap_or(DEFAULT_HAP_PORT),
-                setup_code: b.setup_code,
-            });
-        Ok(Self {
-            state_dir: f.state_dir,
-            bind: f.bind,
-            mdns: f.mdns,
-            api: ApiConfig {
-                listen: f.api.listen.unwrap_or(DEFAULT_API_LISTEN),
-                token: f.api.token,
-            },
-            mqtt: f.mqtt,
-            mode: f.mode,
-            bridge,
-            cameras,
-        })
-    }
 }
 
 /// Why a configuration was refused. Messages name the key and the camera.
@@ -601,6 +467,8 @@ impl Config {
         match self.mode {
             Mode::Accessory => HapHostConfig {
                 name: camera.name.clone(),
+                bind: self.bind,
+                mdns: self.mdns,
                 port: camera.port,
                 setup_code: camera.setup_code.clone(),
                 state_dir: self.state_dir_for(camera),
@@ -615,6 +483,8 @@ impl Config {
     pub fn bridge_host(&self) -> HapHostConfig {
         HapHostConfig {
             name: self.bridge.name.clone(),
+            bind: self.bind,
+            mdns: self.mdns,
             port: self.bridge.port,
             setup_code: self.bridge.setup_code.clone(),
             state_dir: self.state_root().join(BRIDGE_STATE_DIR),
@@ -637,106 +507,6 @@ impl Config {
     /// The camera called `name`.
     pub fn camera(&self, name: &str) -> Option<&CameraConfig> {
         self.cameras.iter().find(|c| c.name == name)
-    }
-
-    /// Applies the `HKSV_*` variables that `env` returns (`std::env::var` in the binary):
-    /// `HKSV_STATE_DIR`, `HKSV_BIND`, `HKSV_API_LISTEN`, `HKSV_API_TOKEN`, `HKSV_MODE`, and with
-    /// exactly one camera `HKSV_NAME`, `HKSV_SOURCE`, `HKSV_PORT`, `HKSV_SETUP_CODE` (the last
-    /// two set the bridge's in bridge mode). Empty values are ignored. (`HKSV_CONFIG` picks the file; see [`crate::cli::load_config`].)
-    ///
-    /// # Errors
-    /// [`ConfigError::Override`] for a value that does not parse, or a single-camera variable
-    /// with several cameras configured.
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let get = |k: &str| env(k).filter(|v| !v.is_empty());
-        let mut o = Overrides {
-            state_dir: get("HKSV_STATE_DIR").map(PathBuf::from),
-            api_token: get("HKSV_API_TOKEN"),
-            name: get("HKSV_NAME").map(|v| ("HKSV_NAME", v)),
-            source: get("HKSV_SOURCE").map(|v| ("HKSV_SOURCE", v)),
-            ..Overrides::default()
-        };
-        if let Some(v) = get("HKSV_BIND") {
-            o.bind = Some(parse_override("HKSV_BIND", &v)?);
-        }
-        if let Some(v) = get("HKSV_API_LISTEN") {
-            o.api_listen = Some(parse_override("HKSV_API_LISTEN", &v)?);
-        }
-        if let Some(v) = get("HKSV_MODE") {
-            o.mode = Some(parse_override("HKSV_MODE", &v)?);
-        }
-        if let Some(v) = get("HKSV_PORT") {
-            o.port = Some(("HKSV_PORT", parse_override("HKSV_PORT", &v)?));
-        }
-        if let Some(v) = get("HKSV_SETUP_CODE") {
-            let code = SetupCode::parse(&v).map_err(|e| ConfigError::Override {
-                key: "HKSV_SETUP_CODE".into(),
-                reason: e.to_string(),
-            })?;
-            o.setup_code = Some(("HKSV_SETUP_CODE", code));
-        }
-        self.apply(o)
-    }
-
-    /// Applies overrides (from the environment or flags). In bridge mode the port and setup
-    /// code overrides set the bridge's, whatever the number of cameras.
-    ///
-    /// # Errors
-    /// [`ConfigError::Override`] when a single-camera override meets several cameras.
-    pub fn apply(&mut self, mut o: Overrides) -> Result<(), ConfigError> {
-        if let Some(v) = o.mode {
-            self.mode = v;
-        }
-        if self.mode == Mode::Bridge {
-            if let Some((_, v)) = o.port.take() {
-                self.bridge.port = v;
-            }
-            if let Some((_, v)) = o.setup_code.take() {
-                self.bridge.setup_code = Some(v);
-            }
-        }
-        if let Some(v) = o.state_dir {
-            self.state_dir = Some(v);
-        }
-        if let Some(v) = o.bind {
-            self.bind = v;
-        }
-        if o.no_mdns {
-            self.mdns = false;
-        }
-        if let Some(v) = o.api_listen {
-            self.api.listen = v;
-        }
-        if let Some(v) = o.api_token {
-            self.api.token = Some(v);
-        }
-        let single = (o.name.as_ref().map(|x| x.0))
-            .or(o.source.as_ref().map(|x| x.0))
-            .or(o.port.as_ref().map(|x| x.0))
-            .or(o.setup_code.as_ref().map(|x| x.0));
-        let Some(key) = single else { return Ok(()) };
-        let [camera] = self.cameras.as_mut_slice() else {
-            return Err(ConfigError::Override {
-                key: key.to_owned(),
-                reason: format!(
-                    "only applies to a single camera, but {} are configured: set it in the config file",
-                    self.cameras.len()
-                ),
-            });
-        };
-        if let Some((_, v)) = o.name {
-            camera.name = v;
-        }
-        if let Some((_, v)) = o.source {
-            camera.source = v;
-        }
-        if let Some((_, v)) = o.port {
-            camera.port = v;
-        }
-        if let Some((_, v)) = o.setup_code {
-            camera.setup_code = Some(v);
-        }
-        Ok(())
     }
 
     /// Checks everything that can be checked without running: at least one camera, names
@@ -828,59 +598,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-/// Values that override the file: from `HKSV_*` variables or command-line flags. Each
-/// single-camera field carries the key it came from, for error messages.
-#[derive(Default)]
-pub struct Overrides {
-    /// Root state directory.
-    pub state_dir: Option<PathBuf>,
-    /// HAP listen address.
-    pub bind: Option<IpAddr>,
-    /// Turn mDNS off.
-    pub no_mdns: bool,
-    /// HTTP API listen address.
-    pub api_listen: Option<SocketAddr>,
-    /// HTTP API token.
-    pub api_token: Option<String>,
-    /// Accessory or bridge mode.
-    pub mode: Option<Mode>,
-    /// Single camera: name.
-    pub name: Option<(&'static str, String)>,
-    /// Single camera: source.
-    pub source: Option<(&'static str, String)>,
-    /// Single camera: HAP port.
-    pub port: Option<(&'static str, u16)>,
-    /// Single camera: setup code.
-    pub setup_code: Option<(&'static str, SetupCode)>,
-}
-
-impl fmt::Debug for Overrides {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Overrides")
-            .field("state_dir", &self.state_dir)
-            .field("bind", &self.bind)
-            .field("no_mdns", &self.no_mdns)
-            .field("api_listen", &self.api_listen)
-            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
-            .field("mode", &self.mode)
-            .field("name", &self.name)
-            .field("source", &self.source)
-            .field("port", &self.port)
-            .field("setup_code", &self.setup_code)
-            .finish()
-    }
-}
-
-fn parse_override<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    v.trim().parse().map_err(|e: T::Err| ConfigError::Override {
-        key: key.to_owned(),
-        reason: format!("{v:?}: {e}"),
-    })
 }
 
 #[cfg(test)]

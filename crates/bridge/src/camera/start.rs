@@ -1,0 +1,228 @@
+//! Building a camera: [`prepare`] loads its state and binds its HDS listener; the host (see
+//! [`crate::host`]) puts its accessory into a HAP server, then [`PreparedCamera::start`] spawns
+//! its tasks (HDS listener, control, motion, media).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hap_server::core::ResourceHandler;
+use hap_server::store::{FileStore, Store};
+use hap_server::{Accessory, Database, Server, Value};
+use motion::MotionHub;
+use recorder::{PrebufferConfig, PrebufferRing};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use super::{
+    Camera, CameraOptions, CameraState, Ids, MediaInput, MediaTaps, Shared, StateCell, lock, media,
+    services, snapshot, supported,
+};
+use crate::recording::{
+    self, DataStreamTransport, DriverContext, EventSink, RecordingEvent, SessionOptions,
+};
+
+/// A camera whose state is loaded and whose HDS listener is bound, not yet served.
+pub(crate) struct PreparedCamera {
+    shared: Arc<Shared>,
+    hds_listener: TcpListener,
+    control_rx: mpsc::UnboundedReceiver<()>,
+    aid: u64,
+}
+
+impl PreparedCamera {
+    /// The accessory with its AID.
+    pub(crate) fn aid(&self) -> u64 {
+        self.aid
+    }
+
+    /// The camera's HAP accessory (services and handlers).
+    pub(crate) fn accessory(&self) -> Accessory {
+        services::camera_accessory(&self.shared, self.aid)
+    }
+
+    /// Its `/resource` (snapshot) handler.
+    pub(crate) fn resource_handler(&self) -> ResourceHandler {
+        snapshot::resource_handler_for(weak(&self.shared), self.aid)
+    }
+
+    /// The characteristic ids the camera updates, from the HAP database it was put in.
+    ///
+    /// # Errors
+    /// The accessory lacks MotionDetected or StatusActive.
+    pub(crate) fn ids(&self, db: &Database) -> anyhow::Result<Ids> {
+        services::ids(db, self.aid, self.shared.options.doorbell)
+            .context("camera accessory lacks MotionDetected or StatusActive")
+    }
+
+    /// Serves the camera through `server` (listening on `port`; `host_store` keeps its
+    /// temporary-pairing list) and spawns its tasks into `tasks` until `shutdown`.
+    pub(crate) fn start(
+        self,
+        server: &Server,
+        host_store: Arc<dyn Store>,
+        port: u16,
+        ids: Ids,
+        tasks: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Camera {
+        let camera = Camera {
+            shared: self.shared.clone(),
+            server: server.clone(),
+            host_store,
+            port,
+            aid: self.aid,
+            ids,
+        };
+        info!(camera = %camera.name(), aid = self.aid, port, hds_port = self.shared.transport.port(), "camera ready");
+        tasks.spawn(recording::accept_loop(
+            self.hds_listener,
+            driver_context(&self.shared, server),
+            shutdown.clone(),
+        ));
+        tasks.spawn(control_task(
+            camera.clone(),
+            self.control_rx,
+            shutdown.clone(),
+        ));
+        tasks.spawn(motion_task(camera.clone(), shutdown.clone()));
+        if let MediaInput::Source(spec) = &self.shared.options.input {
+            tasks.spawn(media::source_task(
+                spec.clone(),
+                camera.feeder(),
+                shutdown.clone(),
+            ));
+        }
+        camera
+    }
+}
+
+/// Loads the camera's state from its own directory and binds its HDS listener.
+pub(crate) async fn prepare(
+    options: CameraOptions,
+    motion: &MotionHub,
+    aid: u64,
+) -> anyhow::Result<PreparedCamera> {
+    if !motion.contains(&options.name) {
+        anyhow::bail!(
+            "camera {:?} is not registered with the motion hub",
+            options.name
+        );
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        FileStore::open(&options.state_dir)
+            .with_context(|| format!("opening state directory {}", options.state_dir.display()))?,
+    );
+    let state = CameraState::load(store.as_ref());
+    let facts = state.source_facts.clone();
+    let hds_listener = TcpListener::bind(SocketAddr::new(options.bind, 0))
+        .await
+        .with_context(|| format!("binding the HDS listener on {}", options.bind))?;
+    let hds_port = hds_listener.local_addr()?.port();
+    let ring = PrebufferRing::new(PrebufferConfig::default())?;
+    let (cell, control_rx) = StateCell::new(state, store);
+    let snapshots = snapshot::Snapshots::new(&options.name);
+    let shared = Arc::new(Shared {
+        options,
+        state: cell,
+        ring,
+        transport: Arc::new(DataStreamTransport::new(hds_port)),
+        facts: Mutex::new(facts),
+        taps: MediaTaps {
+            detector: Mutex::new(None),
+            snapshots,
+        },
+        motion: motion.clone(),
+    });
+    Ok(PreparedCamera {
+        shared,
+        hds_listener,
+        control_rx,
+        aid,
+    })
+}
+
+/// What the camera's HDS connections need; their events are logged with how the selection
+/// differs from what the source delivers.
+fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
+    let weak = weak(shared);
+    let events: EventSink = Arc::new(move |ev| {
+        let (RecordingEvent::Opened { stream_id, .. }, Some(shared)) = (ev, weak.upgrade()) else {
+            return;
+        };
+        let Some(sel) = shared.state().selected_configuration() else {
+            return;
+        };
+        let facts = lock(&shared.facts).clone();
+        let diffs = supported::differences(&sel, facts.as_ref());
+        if !diffs.is_empty() {
+            info!(camera = %shared.options.name, stream_id, ?diffs, "the selection differs from the source");
+        }
+    });
+    DriverContext {
+        camera: shared.options.name.clone(),
+        transport: shared.transport.clone(),
+        ring: shared.ring.clone(),
+        options: SessionOptions {
+            audio_configured: shared.options.audio,
+            max_recording: Duration::from_secs(u64::from(shared.options.max_recording_s.max(1))),
+            init_wait: recording::session::INIT_WAIT,
+        },
+        conditions: shared.state.conditions(),
+        motion: shared.motion.clone(),
+        server: server.clone(),
+        events: Some(events),
+    }
+}
+
+fn weak(shared: &Arc<Shared>) -> Weak<Shared> {
+    Arc::downgrade(shared)
+}
+
+/// Persists state changes and mirrors HomeKitCameraActive into StatusActive (§5.5).
+async fn control_task(
+    camera: Camera,
+    mut rx: mpsc::UnboundedReceiver<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(()) = msg else { return };
+                while rx.try_recv().is_ok() {}
+                let state = camera.shared.state.persist().unwrap_or_else(|e| {
+                    warn!(camera = %camera.name(), error = %e, "cannot persist the camera state");
+                    camera.shared.state().clone()
+                });
+                camera.server.set_value(camera.ids.status_active, Value::Bool(state.camera_active));
+                // Unchanged values send no event (hap-server compares).
+                let sup = services::current_supported(&camera.shared);
+                let [c205, c206, c207] = camera.ids.supported;
+                camera.server.set_value(c205, Value::Bytes(sup.camera.encode()));
+                camera.server.set_value(c206, Value::Bytes(sup.video.encode()));
+                camera.server.set_value(c207, Value::Bytes(sup.audio.encode()));
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// MotionHub → MotionDetected.
+async fn motion_task(camera: Camera, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut rx) = camera.shared.motion.subscribe(camera.name()) else {
+        return;
+    };
+    loop {
+        let detected = rx.borrow_and_update().detected;
+        camera
+            .server
+            .set_value(camera.ids.motion_detected, Value::Bool(detected));
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
