@@ -16,6 +16,9 @@
 //!    │ each reader gets its own moof (sequence 1, tfdt 0) over the shared payload Bytes
 //!    ▼
 //!  HDS dataSend (bridge / hds crates): ClipFragment::chunks(262144)
+//!
+//!  LiveFeed (live view, live.rs): the access units since the newest IDR, one reader per
+//!    viewer that starts there and follows live
 //! ```
 //!
 //! The fMP4 byte layout (module [`fmp4`]) follows a real HKSV camera recording; the rules
@@ -52,6 +55,7 @@ pub mod fmp4;
 pub mod fragmenter;
 pub mod h264;
 pub mod input;
+pub mod live;
 pub mod prebuffer;
 
 pub use demo::DemoSource;
@@ -62,6 +66,7 @@ pub use fragmenter::{
 pub use input::{
     AudioFrame, H264Framing, MediaUnit, ParameterSets, TimestampUnwrapper, VideoAccessUnit,
 };
+pub use live::{LiveFeed, LiveFeedConfig, LiveReader, LiveUnit};
 pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, ReaderOptions, RingReader};
 
 /// Internals exposed for the fuzz targets only; not a stable API.
