@@ -42,6 +42,7 @@ use crate::frame::{self, FrameOpener, FrameSealer, Role, SessionKeys};
 use crate::message::{
     self, ChunkMeta, HdsStatus, Kind, Message, Reason, SegmentKind, protocol, topic,
 };
+use crate::segment::{Chunker, Segment};
 
 /// A prepared session lives this long waiting for its TCP connection (§4.4).
 pub const PREPARED_SESSION_LIFETIME: Duration = Duration::from_secs(10);
@@ -225,12 +226,46 @@ enum State {
 #[derive(Debug)]
 enum Outgoing {
     Payload(Vec<u8>),
-    Chunk {
-        stream_id: i64,
-        before: Vec<u8>,
-        chunk: Bytes,
-        after: Vec<u8>,
-    },
+    /// A segment, cut into one chunk per `poll_transmit` call.
+    Segment(SegmentOut),
+}
+
+#[derive(Debug)]
+struct SegmentOut {
+    stream_id: i64,
+    kind: SegmentKind,
+    data_sequence_number: i64,
+    end_of_stream: bool,
+    /// dataChunkSequenceNumber of the next chunk (1-based).
+    next_chunk: i64,
+    chunks: Chunker,
+}
+
+impl SegmentOut {
+    /// Seal the next chunk as one `dataSend/data` frame into `out`.
+    fn seal_next(&mut self, sealer: &mut FrameSealer, out: &mut Vec<u8>) -> Result<(), Error> {
+        let first = self.next_chunk == 1;
+        let is_last = self.chunks.next_is_last();
+        let meta = ChunkMeta {
+            stream_id: self.stream_id,
+            kind: self.kind,
+            data_sequence_number: self.data_sequence_number,
+            data_chunk_sequence_number: self.next_chunk,
+            is_last_data_chunk: is_last,
+            data_total_size_bytes: first.then_some(self.chunks.segment_len() as u64),
+            end_of_stream: is_last.then_some(self.end_of_stream),
+        };
+        let chunk = self.chunks.next_chunk();
+        let reserve = chunk.len() + message::DATA_EVENT_OVERHEAD_BYTES;
+        // The only copy of the chunk's bytes: from the caller's parts into the frame, where
+        // they are encrypted in place.
+        sealer.seal_with(out, reserve, |buf| {
+            message::write_data_event(&meta, chunk, buf)
+        })?;
+        self.chunks.advance();
+        self.next_chunk += 1;
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -583,7 +618,7 @@ impl Connection {
     fn end_stream(&mut self, stream_id: i64) {
         self.stream = None;
         self.transmits
-            .retain(|t| !matches!(t, Outgoing::Chunk { stream_id: s, .. } if *s == stream_id));
+            .retain(|t| !matches!(t, Outgoing::Segment(s) if s.stream_id == stream_id));
     }
 
     fn fail(&mut self, e: Error) -> Error {
@@ -608,11 +643,13 @@ impl Connection {
     }
 
     /// Queue one segment of the recording on `stream_id`, split into chunks of at most
-    /// [`MAX_CHUNK_BYTES`] (zero-copy `Bytes` slices). The first segment must be the init
-    /// segment (dataSequenceNumber 1), every later one a fragment (2, 3, …). With
-    /// `end_of_stream`, its last chunk carries `endOfStream: true` and the 12 s wait for the
-    /// hub's ack starts at `now` (HAP-NodeJS starts it once the chunks are written to the socket
-    /// buffer; a driver that drains `poll_transmit` promptly sees the same).
+    /// [`MAX_CHUNK_BYTES`]. `segment` is a `Bytes` or a multi-part [`Segment`] (e.g. a ring
+    /// fragment's header and payload); a chunk may span parts, and nothing is copied until
+    /// [`poll_transmit`](Self::poll_transmit) writes the chunk into its frame. The first
+    /// segment must be the init segment (dataSequenceNumber 1), every later one a fragment
+    /// (2, 3, …). With `end_of_stream`, its last chunk carries `endOfStream: true` and the 12 s
+    /// wait for the hub's ack starts at `now` (HAP-NodeJS starts it once the chunks are written
+    /// to the socket buffer; a driver that drains `poll_transmit` promptly sees the same).
     ///
     /// # Errors
     /// [`Error::UnknownStream`] when the stream is not open (e.g. the hub closed it: stop the
@@ -623,9 +660,10 @@ impl Connection {
         now: Instant,
         stream_id: i64,
         kind: SegmentKind,
-        segment: Bytes,
+        segment: impl Into<Segment>,
         end_of_stream: bool,
     ) -> Result<(), Error> {
+        let segment = segment.into();
         if self.state != State::Ready {
             return Err(Error::NotReady {
                 what: "no hello yet, or closed",
@@ -654,30 +692,14 @@ impl Connection {
         if end_of_stream {
             stream.end_deadline = Some(now + END_OF_STREAM_TIMEOUT);
         }
-        let total = segment.len();
-        let chunk_count = total.div_ceil(max_chunk);
-        for (i, start) in (0..total).step_by(max_chunk).enumerate() {
-            let end = (start + max_chunk).min(total);
-            let is_last = i + 1 == chunk_count;
-            let meta = ChunkMeta {
-                stream_id,
-                kind,
-                data_sequence_number: seq,
-                data_chunk_sequence_number: i as i64 + 1,
-                is_last_data_chunk: is_last,
-                data_total_size_bytes: (i == 0).then_some(total as u64),
-                end_of_stream: is_last.then_some(end_of_stream),
-            };
-            let mut before = Vec::with_capacity(96);
-            let mut after = Vec::with_capacity(128);
-            message::encode_data_event(&meta, end - start, &mut before, &mut after)?;
-            self.transmits.push_back(Outgoing::Chunk {
-                stream_id,
-                before,
-                chunk: segment.slice(start..end),
-                after,
-            });
-        }
+        self.transmits.push_back(Outgoing::Segment(SegmentOut {
+            stream_id,
+            kind,
+            data_sequence_number: seq,
+            end_of_stream,
+            next_chunk: 1,
+            chunks: Chunker::new(segment, max_chunk),
+        }));
         Ok(())
     }
 
@@ -749,20 +771,20 @@ impl Connection {
         let Some(sealer) = self.sealer.as_mut() else {
             return false;
         };
-        let Some(next) = self.transmits.pop_front() else {
+        let Some(next) = self.transmits.front_mut() else {
             return false;
         };
-        let sealed = match &next {
-            Outgoing::Payload(p) => sealer.seal(p, out),
-            Outgoing::Chunk {
-                before,
-                chunk,
-                after,
-                ..
-            } => sealer.seal_parts(&[before, chunk, after], out),
+        let (sealed, done) = match next {
+            Outgoing::Payload(p) => (sealer.seal(p, out), true),
+            Outgoing::Segment(s) => (s.seal_next(sealer, out), s.chunks.is_done()),
         };
         match sealed {
-            Ok(()) => true,
+            Ok(()) => {
+                if done {
+                    self.transmits.pop_front();
+                }
+                true
+            }
             Err(e) => {
                 // A chunk is at most 0x40000 bytes, so only nonce exhaustion gets here.
                 let _ = self.fail(e);
@@ -774,11 +796,201 @@ impl Connection {
     /// Frames queued and not yet handed out by `poll_transmit` (backpressure hint).
     #[must_use]
     pub fn queued_frames(&self) -> usize {
-        self.transmits.len()
+        self.transmits
+            .iter()
+            .map(|t| match t {
+                Outgoing::Payload(_) => 1,
+                Outgoing::Segment(s) => s.chunks.remaining_chunks(),
+            })
+            .sum()
     }
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+}
+
+#[cfg(test)]
+impl Connection {
+    /// Every queued chunk as (address, length) of the slices it will be written from.
+    fn queued_chunk_slices(&self) -> Vec<Vec<(usize, usize)>> {
+        self.transmits
+            .iter()
+            .flat_map(|t| match t {
+                Outgoing::Payload(_) => Vec::new(),
+                Outgoing::Segment(s) => s.chunks.plan(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::unwrap_used)]
+
+    use std::ops::Range;
+
+    use super::*;
+    use crate::controller::Controller;
+
+    fn ready(now: Instant) -> Connection {
+        let keys = SessionKeys::from_raw([1; 32], [2; 32]);
+        let mut conn = Connection::with_keys(&keys, now);
+        conn.set_camera_state(CameraState {
+            recording_active: true,
+            camera_active: true,
+            configuration_selected: true,
+            recording_elsewhere: false,
+        });
+        let mut hub = Controller::new(&keys);
+        hub.hello();
+        hub.open(1);
+        let mut wire = Vec::new();
+        while hub.poll_transmit(&mut wire) {}
+        conn.handle_incoming(now, &mut BytesMut::from(&wire[..]))
+            .unwrap();
+        drain(&mut conn);
+        conn
+    }
+
+    fn drain(conn: &mut Connection) -> usize {
+        let mut out = Vec::new();
+        while conn.poll_transmit(&mut out) {}
+        out.len()
+    }
+
+    fn memory(b: &Bytes) -> Range<usize> {
+        b.as_ptr() as usize..b.as_ptr() as usize + b.len()
+    }
+
+    /// Queued chunk bytes that do not point into any of `sources`: bytes copied before sealing.
+    fn bytes_outside(conn: &Connection, sources: &[Range<usize>]) -> usize {
+        conn.queued_chunk_slices()
+            .iter()
+            .flatten()
+            .filter(|(ptr, len)| {
+                !sources
+                    .iter()
+                    .any(|r| r.contains(ptr) && ptr + len <= r.end)
+            })
+            .map(|(_, len)| len)
+            .sum()
+    }
+
+    /// The demo clip's fragments as one ring reader sees them (recorder's doc example).
+    fn ring_fragments() -> Vec<recorder::ClipFragment> {
+        let mut source = recorder::DemoSource::bundled().unwrap();
+        let mut fragmenter = recorder::Fragmenter::new(recorder::FragmenterConfig {
+            audio_config: source.audio_config().cloned(),
+            ..Default::default()
+        })
+        .unwrap();
+        let ring = recorder::PrebufferRing::new(recorder::PrebufferConfig::default()).unwrap();
+        while ring.buffered().as_secs() < 8 {
+            let (_due, unit) = source.next_unit();
+            let _ = fragmenter.push(unit);
+            while let Some(event) = fragmenter.poll_event() {
+                ring.push_event(event);
+            }
+        }
+        let mut reader = ring.reader(Duration::from_secs(8)).unwrap();
+        std::iter::from_fn(|| reader.try_next().unwrap()).collect()
+    }
+
+    #[test]
+    fn chunks_inside_one_part_are_slices_of_it() {
+        let now = Instant::now();
+        let mut conn = ready(now);
+        let header = Bytes::from(vec![1u8; 1024]);
+        let payload = Bytes::from(vec![2u8; 600 * 1024]);
+        conn.send_segment(
+            now,
+            1,
+            SegmentKind::MediaInitialization,
+            header.clone(),
+            false,
+        )
+        .unwrap();
+        let plan = conn.queued_chunk_slices();
+        assert_eq!(plan, vec![vec![(header.as_ptr() as usize, 1024)]]);
+        drain(&mut conn);
+
+        let seg = Segment::from_parts([header.clone(), Bytes::new(), payload.clone()]);
+        conn.send_segment(now, 1, SegmentKind::MediaFragment, seg, false)
+            .unwrap();
+        let plan = conn.queued_chunk_slices();
+        assert_eq!(plan.len(), 3);
+        // Chunk 1 spans the seam: all of the header, then the start of the payload.
+        assert_eq!(
+            plan[0],
+            vec![
+                (header.as_ptr() as usize, 1024),
+                (payload.as_ptr() as usize, MAX_CHUNK_BYTES - 1024),
+            ]
+        );
+        // Chunks 2 and 3 are one slice of the payload each.
+        let mut next = payload.as_ptr() as usize + MAX_CHUNK_BYTES - 1024;
+        for chunk in &plan[1..] {
+            let &[(ptr, len)] = &chunk[..] else {
+                panic!("chunk inside one part must be one slice: {chunk:?}");
+            };
+            assert_eq!(ptr, next);
+            assert!(ptr + len <= memory(&payload).end);
+            next += len;
+        }
+        assert_eq!(next, memory(&payload).end);
+        // poll_transmit takes one chunk per frame; the rest stay slices of the same memory.
+        let mut out = Vec::new();
+        assert!(conn.poll_transmit(&mut out));
+        assert_eq!(conn.queued_chunk_slices(), plan[1..].to_vec());
+        assert_eq!(conn.queued_frames(), 2);
+    }
+
+    #[test]
+    fn ring_fragment_parts_reach_the_frame_uncopied_and_to_bytes_copies_all() {
+        let now = Instant::now();
+        let frags = ring_fragments();
+        assert!(
+            frags.len() >= 2,
+            "demo ring holds {} fragments",
+            frags.len()
+        );
+        let mut conn = ready(now);
+        conn.send_segment(
+            now,
+            1,
+            SegmentKind::MediaInitialization,
+            Bytes::from_static(b"init"),
+            false,
+        )
+        .unwrap();
+        drain(&mut conn);
+        for f in &frags {
+            let ring_memory = f.parts().map(|p| memory(&p));
+            conn.send_segment(
+                now,
+                1,
+                SegmentKind::MediaFragment,
+                Segment::from_parts(f.parts()),
+                false,
+            )
+            .unwrap();
+            assert_eq!(bytes_outside(&conn, &ring_memory), 0, "parts: no copy");
+            let parts_frames = drain(&mut conn);
+
+            conn.send_segment(now, 1, SegmentKind::MediaFragment, f.to_bytes(), false)
+                .unwrap();
+            assert_eq!(
+                bytes_outside(&conn, &ring_memory),
+                f.len(),
+                "to_bytes copies"
+            );
+            assert_eq!(
+                drain(&mut conn),
+                parts_frames,
+                "same frame sizes either way"
+            );
+        }
     }
 }

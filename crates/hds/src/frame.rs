@@ -182,7 +182,7 @@ impl FrameSealer {
         self.seal_parts(&[payload], out)
     }
 
-    /// Like [`seal`](Self::seal) for a payload given in pieces (saves copying a data chunk twice).
+    /// Like [`seal`](Self::seal) for a payload given in pieces (saves joining them first).
     ///
     /// # Errors
     /// As [`seal`](Self::seal).
@@ -191,22 +191,53 @@ impl FrameSealer {
         if payload_bytes > MAX_PAYLOAD_BYTES {
             return Err(Error::PayloadTooLarge { payload_bytes });
         }
+        self.seal_with(out, payload_bytes, |buf| {
+            parts.iter().for_each(|p| buf.extend_from_slice(p));
+            Ok(())
+        })
+    }
+
+    /// Append one frame whose plaintext payload `write` appends to the buffer it is given; the
+    /// payload is then encrypted where it lies. `reserve` is the expected payload size, reserved
+    /// up front so the payload is not moved again by the buffer growing.
+    ///
+    /// On any error nothing is appended and the counter does not move.
+    pub(crate) fn seal_with(
+        &mut self,
+        out: &mut Vec<u8>,
+        reserve: usize,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let next = self.counter.checked_add(1).ok_or(Error::NonceExhausted)?;
-        let hdr = header(payload_bytes);
-        out.reserve(HEADER_BYTES + payload_bytes + TAG_BYTES);
-        out.extend_from_slice(&hdr);
+        let frame_start = out.len();
+        out.reserve(HEADER_BYTES + reserve + TAG_BYTES);
+        out.extend_from_slice(&[0; HEADER_BYTES]);
         let start = out.len();
-        for p in parts {
-            out.extend_from_slice(p);
+        let sealed = write(out).and_then(|()| {
+            let payload_bytes = out.len() - start;
+            if payload_bytes > MAX_PAYLOAD_BYTES {
+                return Err(Error::PayloadTooLarge { payload_bytes });
+            }
+            let hdr = header(payload_bytes);
+            if let Some(h) = out.get_mut(frame_start..start) {
+                h.copy_from_slice(&hdr);
+            }
+            let body = out.get_mut(start..).unwrap_or_default();
+            self.cipher
+                .encrypt_inout_detached(&nonce(self.counter), &hdr, body.into())
+                .map_err(|_| Error::PayloadTooLarge { payload_bytes })
+        });
+        match sealed {
+            Ok(tag) => {
+                out.extend_from_slice(tag.as_slice());
+                self.counter = next;
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(frame_start);
+                Err(e)
+            }
         }
-        let body = out.get_mut(start..).unwrap_or_default();
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(&nonce(self.counter), &hdr, body.into())
-            .map_err(|_| Error::PayloadTooLarge { payload_bytes })?;
-        out.extend_from_slice(tag.as_slice());
-        self.counter = next;
-        Ok(())
     }
 }
 

@@ -2,8 +2,8 @@
 //! `dataSend` recording streams of an HKSV camera.
 //!
 //! ```text
-//!  recorder (init segment, fragments as Bytes)
-//!        │ send_segment(now, stream_id, kind, Bytes, end_of_stream)
+//!  recorder (init segment as Bytes, fragments as moof header + shared payload)
+//!        │ send_segment(now, stream_id, kind, Segment (Bytes or parts), end_of_stream)
 //!        ▼
 //!  connection::Connection ── message ── codec ── frame (ChaCha20-Poly1305) ──► poll_transmit ──► TCP
 //!        ▲                                                                       handle_incoming ◄── TCP
@@ -19,6 +19,18 @@
 //! (the OPACK-style values), [`message`] (header + body, statuses, reasons, data events),
 //! [`connection`] (accessory state machine), [`controller`] (the hub's side, for tests, the
 //! bridge's hub simulator and `selftest`).
+//!
+//! # Copies on the send path
+//! A segment's bytes are copied once: [`Connection::poll_transmit`] writes each chunk's slices
+//! (of the parts given to [`Connection::send_segment`]) straight into the caller's frame
+//! buffer, between the data event's head and metadata, and ChaCha20-Poly1305 encrypts them
+//! there in place. That copy stays because the ciphertext must not overwrite the caller's
+//! plaintext, which other prebuffer readers share. Before it nothing is copied: a
+//! [`Segment`] keeps its parts (`Bytes`) apart, and a chunk, cut only when its frame is
+//! sealed, is the list of sub-slices of the parts it covers, so a chunk across a part
+//! boundary needs no join. The per-chunk metadata is encoded into the frame buffer as well,
+//! so a chunk allocates nothing unless the caller's buffer must grow (reuse it). Joining the
+//! parts before the call, as `recorder`'s `ClipFragment::to_bytes` does, adds a copy.
 //!
 //! # Quirks of HAP-NodeJS 2.2.3 we deliberately do not copy
 //! Protocol notes §4.6 and §7; our cross-check test runs its parser.
@@ -69,6 +81,7 @@ pub mod controller;
 mod error;
 pub mod frame;
 pub mod message;
+mod segment;
 
 pub use codec::Value;
 pub use connection::{
@@ -77,3 +90,4 @@ pub use connection::{
 pub use error::{Blame, Error};
 pub use frame::{Role, SessionKeys};
 pub use message::{HdsStatus, Kind, Message, Reason, SegmentKind};
+pub use segment::Segment;

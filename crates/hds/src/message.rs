@@ -344,6 +344,10 @@ pub struct ChunkMeta {
     pub end_of_stream: Option<bool>,
 }
 
+/// Upper bound of a data event's payload bytes other than the chunk (header, keys, metadata);
+/// 176 for the fixture's chunks (§7).
+pub(crate) const DATA_EVENT_OVERHEAD_BYTES: usize = 256;
+
 /// Plaintext payload bytes of a data event that come before the chunk's bytes, and after.
 ///
 /// Writing the chunk bytes between the two pieces avoids building a [`Value`] (or copying the
@@ -359,8 +363,33 @@ pub fn encode_data_event(
     before: &mut Vec<u8>,
     after: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    encode_header(before, protocol::DATA_SEND, topic::DATA, Kind::Event)?;
-    let mut e = Encoder::new(before);
+    data_event_head(meta, chunk_bytes, before)?;
+    data_event_tail(meta, after);
+    Ok(())
+}
+
+/// Append the whole plaintext payload of one data event to `out`, its chunk given as slices
+/// (the parts of a multi-part segment it covers), written in place between the head and the
+/// metadata: the chunk's bytes are copied once, into `out`.
+///
+/// # Errors
+/// As [`encode_data_event`].
+pub fn write_data_event<'a, I>(meta: &ChunkMeta, chunk: I, out: &mut Vec<u8>) -> Result<(), Error>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: Clone,
+{
+    let chunk = chunk.into_iter();
+    let chunk_bytes = chunk.clone().map(<[u8]>::len).sum();
+    data_event_head(meta, chunk_bytes, out)?;
+    chunk.for_each(|s| out.extend_from_slice(s));
+    data_event_tail(meta, out);
+    Ok(())
+}
+
+fn data_event_head(meta: &ChunkMeta, chunk_bytes: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    encode_header(out, protocol::DATA_SEND, topic::DATA, Kind::Event)?;
+    let mut e = Encoder::new(out);
     e.dict_start(if meta.end_of_stream.is_some() { 3 } else { 2 });
     e.string("streamId");
     e.int(meta.stream_id);
@@ -369,7 +398,11 @@ pub fn encode_data_event(
     e.dict_start(2);
     e.string("data");
     e.data_header(chunk_bytes);
-    let mut e = Encoder::new(after);
+    Ok(())
+}
+
+fn data_event_tail(meta: &ChunkMeta, out: &mut Vec<u8>) {
+    let mut e = Encoder::new(out);
     e.string("metadata");
     e.dict_start(if meta.data_total_size_bytes.is_some() {
         5
@@ -392,7 +425,6 @@ pub fn encode_data_event(
         e.string("endOfStream");
         e.bool(eos);
     }
-    Ok(())
 }
 
 /// The whole plaintext payload of one data event carrying `chunk`.
@@ -400,12 +432,9 @@ pub fn encode_data_event(
 /// # Errors
 /// As [`encode_data_event`].
 pub fn data_event_payload(meta: &ChunkMeta, chunk: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut before = Vec::with_capacity(chunk.len() + 192);
-    let mut after = Vec::with_capacity(128);
-    encode_data_event(meta, chunk.len(), &mut before, &mut after)?;
-    before.extend_from_slice(chunk);
-    before.extend_from_slice(&after);
-    Ok(before)
+    let mut out = Vec::with_capacity(chunk.len() + DATA_EVENT_OVERHEAD_BYTES);
+    write_data_event(meta, [chunk], &mut out)?;
+    Ok(out)
 }
 
 /// Parse a `dataSend/data` event body into its chunk (zero-copy) and metadata.

@@ -4,9 +4,10 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::{Pair, recording};
-use hds::SegmentKind;
 use hds::controller::ControllerEvent;
+use hds::{Segment, SegmentKind};
 use sha2::{Digest, Sha256};
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -51,10 +52,37 @@ const FULLY_ASSEMBLED_SHA256: &str =
 
 #[test]
 fn fixture_chunks_and_reassembly_match_upstream_byte_for_byte() {
+    let segments: Vec<Segment> = recording().into_iter().map(Segment::from).collect();
+    send_and_check_upstream(segments);
+}
+
+#[test]
+fn fixture_as_ring_style_parts_gives_the_upstream_chunks() {
+    // Each segment as the ring hands it over: the first box (ftyp / moof) in one allocation,
+    // the rest (moov / mdat) in another; fragments also with the mdat header apart.
+    let segments = recording()
+        .into_iter()
+        .map(|seg| {
+            let first_box = u32::from_be_bytes(seg[..4].try_into().unwrap()) as usize;
+            let own = |r: std::ops::Range<usize>| Bytes::copy_from_slice(&seg[r]);
+            if &seg[4..8] == b"moof" {
+                Segment::from_parts([
+                    own(0..first_box),
+                    own(first_box..first_box + 8),
+                    own(first_box + 8..seg.len()),
+                ])
+            } else {
+                Segment::from_parts([own(0..first_box), own(first_box..seg.len())])
+            }
+        })
+        .collect();
+    send_and_check_upstream(segments);
+}
+
+fn send_and_check_upstream(segments: Vec<Segment>) {
     let mut pair = Pair::new();
     pair.hello_and_open(1);
     pair.take_controller_events();
-    let segments = recording();
     let n = segments.len();
     for (i, seg) in segments.iter().enumerate() {
         let kind = if i == 0 {
@@ -119,10 +147,13 @@ fn fixture_chunks_and_reassembly_match_upstream_byte_for_byte() {
     assert_eq!(seqs, vec![(1, false), (2, false), (3, false), (4, true)]);
     assert_eq!(assembled.len(), 1_250_076);
     assert_eq!(sha256_hex(&assembled), FULLY_ASSEMBLED_SHA256);
-    for (seg, got) in segments.iter().zip(events.iter().filter_map(|e| match e {
-        ControllerEvent::Segment { data, .. } => Some(data),
-        _ => None,
-    })) {
+    for (seg, got) in recording()
+        .iter()
+        .zip(events.iter().filter_map(|e| match e {
+            ControllerEvent::Segment { data, .. } => Some(data),
+            _ => None,
+        }))
+    {
         assert_eq!(seg, got);
     }
 }

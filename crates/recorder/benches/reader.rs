@@ -10,10 +10,10 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use recorder::demux;
 use recorder::{
     Fragmenter, FragmenterConfig, PrebufferConfig, PrebufferRing, ReaderOptions, RingReader,
 };
-use recorder::demux;
 
 /// The demo clip fragmented into a ring that keeps all of it.
 fn ring() -> PrebufferRing {

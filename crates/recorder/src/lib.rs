@@ -15,7 +15,8 @@
 //!    │ reader(prebuffer) → init segment, stored fragments from T, then live ones;
 //!    │ each reader gets its own moof (sequence 1, tfdt 0) over the shared payload Bytes
 //!    ▼
-//!  HDS dataSend (bridge / hds crates): ClipFragment::chunks(262144)
+//!  HDS dataSend (bridge / hds crates): ClipFragment::parts() → hds::Segment, chunked
+//!    into ≤ 262144-byte slices without copying the payload
 //!
 //!  LiveFeed (live view, live.rs): the access units since the newest IDR, one reader per
 //!    viewer that starts there and follows live

@@ -481,7 +481,15 @@ impl ClipFragment {
         self.len() == 0
     }
 
-    /// The fragment as one contiguous buffer (copies the payload).
+    /// The fragment as its two parts, `moof` + `mdat` header and the payload shared with the
+    /// ring and other readers (cheap `Bytes` clones, nothing copied). Hand them to a multi-part
+    /// sender so the payload is copied only where it is finally written out.
+    pub fn parts(&self) -> [Bytes; 2] {
+        [self.header.clone(), self.payload.clone()]
+    }
+
+    /// The fragment as one contiguous buffer: copies the whole fragment, payload included. The
+    /// HDS send path uses [`parts`](Self::parts) instead; this is for callers that need one slice.
     pub fn to_bytes(&self) -> Bytes {
         let mut v = Vec::with_capacity(self.len());
         v.extend_from_slice(&self.header);

@@ -41,8 +41,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use hds::{CloseCause, Connection, Event, Initiator, PreparedSessions, Reason, SegmentKind};
+use bytes::BytesMut;
+use hds::{
+    CloseCause, Connection, Event, Initiator, PreparedSessions, Reason, Segment, SegmentKind,
+};
 use recorder::{ClipFragment, PrebufferRing, ReaderError, ReaderOptions, RingReader};
 
 use super::slot::{RecordingSlot, SlotGuard};
@@ -658,9 +660,11 @@ impl RecordingSession {
     }
 }
 
-/// The bytes of one fragment as hds sends them.
-fn segment(f: &ClipFragment) -> Bytes {
-    f.to_bytes()
+/// One fragment as hds sends it: its fresh `moof` and the ring's shared `mdat` payload as two
+/// parts, so no payload byte is copied before encryption (hds crate docs, "Copies on the send
+/// path").
+fn segment(f: &ClipFragment) -> Segment {
+    Segment::from_parts(f.parts())
 }
 
 #[cfg(test)]
