@@ -1,4 +1,5 @@
-//! In-process recording flow against a real camera accessory on loopback TCP: pair (pair-setup
+//! In-process recording flow against a real camera accessory on loopback TCP, driven by the
+//! controller crate's HAP client and `hds::controller`: pair (pair-setup
 //! M1–M6), pair-verify, select a recording configuration, SetupDataStreamTransport, HDS hello and
 //! `dataSend/open`, init segment + prebuffer + live fragments, endOfStream, ack, the rejections,
 //! and release of every resource on each exit path. The media comes from the bundled demo clip
@@ -7,19 +8,18 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bridge::camera::{Camera, CameraOptions};
 use bytes::BytesMut;
-use hap_server::pairing::controller::{
-    AccessoryPairing, ControllerIdentity, SetupClient, VerifyClient,
-};
-use hap_server::session::SessionCipher;
+use controller::{AccessoryDb, CharWrite, HapClient, pair_setup};
+use hap_server::pairing::controller::ControllerIdentity;
 use hap_tlv::hksv::{SetupDataStreamRequest, SetupDataStreamResponse};
 use hds::controller::{Controller, ControllerEvent};
-use hds::{Reason, SegmentKind, SessionKeys};
+use hds::{Reason, SegmentKind};
 use motion::{DebounceConfig, MotionHub, MotionSource};
 use recorder::DemoSource;
 use serde_json::{Value as Json, json};
@@ -34,144 +34,10 @@ const WAIT: Duration = Duration::from_secs(10);
 /// HAP-NodeJS 209 vector (protocol-notes §3.4): prebuffer 4000 ms, motion, Main 4.0, AAC-LC.
 const SELECTED: &str = "AR0BBKAPAAACCAEAAAAAAAAAAwsBAQACBgEEoA8AAAIkAQEAAhIBAQECAQIDBNAHAAAEBKAPAAADCwECsAQCAkAGAwEYAxQBAQACDwEBAQIBAAMBAwQEQAAAAA==";
 
-struct Client {
-    stream: TcpStream,
-    cipher: Option<SessionCipher>,
-    raw: BytesMut,
-    plain: Vec<u8>,
-}
-
-fn take_msg(buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-    let len: usize = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(": "))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    if buf.len() < end + 4 + len {
-        return None;
-    }
-    let body = buf[end + 4..end + 4 + len].to_vec();
-    let start = head.split("\r\n").next().unwrap().to_owned();
-    buf.drain(..end + 4 + len);
-    Some((start, body))
-}
-
-impl Client {
-    async fn connect(port: u16) -> Self {
-        Self {
-            stream: TcpStream::connect(("127.0.0.1", port)).await.unwrap(),
-            cipher: None,
-            raw: BytesMut::new(),
-            plain: Vec::new(),
-        }
-    }
-
-    async fn next(&mut self) -> Option<(String, Vec<u8>)> {
-        loop {
-            if let Some(m) = take_msg(&mut self.plain) {
-                return Some(m);
-            }
-            let mut buf = [0u8; 8192];
-            let n = timeout(WAIT, self.stream.read(&mut buf))
-                .await
-                .expect("read timed out")
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
-            match &mut self.cipher {
-                Some(c) => {
-                    self.raw.extend_from_slice(&buf[..n]);
-                    c.decrypt(&mut self.raw, &mut self.plain).unwrap();
-                }
-                None => self.plain.extend_from_slice(&buf[..n]),
-            }
-        }
-    }
-
-    /// Next HTTP response, skipping EVENT/1.0 messages.
-    async fn request(&mut self, method: &str, path: &str, body: &[u8]) -> (String, Vec<u8>) {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        let wire = match &mut self.cipher {
-            Some(c) => {
-                let mut w = Vec::new();
-                c.encrypt(&req, &mut w);
-                w
-            }
-            None => req,
-        };
-        self.stream.write_all(&wire).await.unwrap();
-        loop {
-            let m = self.next().await.expect("response");
-            if !m.0.starts_with("EVENT") {
-                return m;
-            }
-        }
-    }
-
-    async fn put(&mut self, writes: Json) -> (String, Json) {
-        let (status, body) = self
-            .request(
-                "PUT",
-                "/characteristics",
-                json!({ "characteristics": writes }).to_string().as_bytes(),
-            )
-            .await;
-        (status, serde_json::from_slice(&body).unwrap_or(Json::Null))
-    }
-}
-
-async fn pair_and_verify(
-    port: u16,
-    id: &ControllerIdentity,
-) -> (AccessoryPairing, Client, [u8; 32]) {
-    let mut c = Client::connect(port).await;
-    let mut s = SetupClient::new(id.clone(), CODE);
-    let (_, m2) = c.request("POST", "/pair-setup", &s.m1()).await;
-    let m3 = s.handle_m2(&m2, &mut rand::rng()).unwrap();
-    let (_, m4) = c.request("POST", "/pair-setup", &m3).await;
-    let m5 = s.handle_m4(&m4).unwrap();
-    let (_, m6) = c.request("POST", "/pair-setup", &m5).await;
-    let acc = s.handle_m6(&m6).unwrap();
-    let (c, secret) = verify(port, id, &acc).await;
-    (acc, c, secret)
-}
-
-async fn verify(port: u16, id: &ControllerIdentity, acc: &AccessoryPairing) -> (Client, [u8; 32]) {
-    let mut c = Client::connect(port).await;
-    let mut v = VerifyClient::new(id.clone(), acc.clone(), &mut rand::rng());
-    let m1 = v.m1().unwrap();
-    let (_, m2) = c.request("POST", "/pair-verify", &m1).await;
-    let m3 = v.handle_m2(&m2).unwrap();
-    let (_, m4) = c.request("POST", "/pair-verify", &m3).await;
-    let shared = v.handle_m4(&m4).unwrap();
-    let secret = *shared.as_bytes();
-    c.cipher = Some(SessionCipher::controller(&shared));
-    (c, secret)
-}
-
-/// iid of characteristic `ch` in the service of type `svc` (short UUIDs).
-fn iid(accessories: &Json, svc: &str, ch: &str) -> u64 {
-    for s in accessories["accessories"][0]["services"]
-        .as_array()
-        .unwrap()
-    {
-        if s["type"] == svc {
-            for c in s["characteristics"].as_array().unwrap() {
-                if c["type"] == ch {
-                    return c["iid"].as_u64().unwrap();
-                }
-            }
-        }
-    }
-    panic!("no {ch} in {svc}");
+/// (aid, iid) of characteristic `ch` in the service of type `svc` (short UUIDs).
+fn id(db: &AccessoryDb, svc: &str, ch: &str) -> (u64, u64) {
+    db.id_of(svc, ch)
+        .unwrap_or_else(|| panic!("no {ch} in {svc}"))
 }
 
 struct Rig {
@@ -179,9 +45,8 @@ struct Rig {
     hub: MotionHub,
     feeder: bridge::camera::Feeder,
     demo: DemoSource,
-    client: Client,
-    secret: [u8; 32],
-    ids: Json,
+    client: HapClient,
+    db: AccessoryDb,
     _dir: tempfile::TempDir,
     _stop: watch::Sender<bool>,
     _tasks: JoinSet<()>,
@@ -223,18 +88,18 @@ impl Rig {
         while camera.ring().buffered() < Duration::from_secs(8) {
             feeder.push(demo.next_unit().1);
         }
-        let id = ControllerIdentity::generate(&mut rand::rng());
-        let (_, mut client, secret) = pair_and_verify(camera.port(), &id).await;
-        let (_, body) = client.request("GET", "/accessories", b"").await;
-        let ids: Json = serde_json::from_slice(&body).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], camera.port()));
+        let identity = ControllerIdentity::generate(&mut rand::rng());
+        let keys = pair_setup(addr, &identity, CODE, WAIT).await.unwrap();
+        let mut client = HapClient::connect(addr, &keys, WAIT).await.unwrap();
+        let db = client.accessories().await.unwrap();
         Self {
             camera,
             hub,
             feeder,
             demo,
             client,
-            secret,
-            ids,
+            db,
             _dir: dir,
             _stop: stop,
             _tasks: tasks,
@@ -254,39 +119,27 @@ impl Rig {
         }
     }
 
-    async fn write(&mut self, svc: &str, ch: &str, value: Json) -> (String, Json) {
-        let iid = iid(&self.ids, svc, ch);
-        self.client
-            .put(json!([{ "aid": 1, "iid": iid, "value": value }]))
+    /// Writes `value` and returns the entry's HAP status (0 = written).
+    async fn write(&mut self, svc: &str, ch: &str, value: Json) -> i64 {
+        let (aid, iid) = id(&self.db, svc, ch);
+        let r = self
+            .client
+            .write(&[CharWrite::value(aid, iid, value)], None)
             .await
+            .unwrap();
+        r[0].status
     }
 
     /// A timed write (`/prepare` then the write with its pid), as hubs write `tw`
     /// characteristics such as RecordingAudioActive.
-    async fn timed_write(&mut self, svc: &str, ch: &str, value: Json) -> String {
-        let pid = 0x5eed_u64;
-        let prepare = json!({ "ttl": 10_000, "pid": pid }).to_string();
-        let (status, body) = self
+    async fn timed_write(&mut self, svc: &str, ch: &str, value: Json) {
+        let (aid, iid) = id(&self.db, svc, ch);
+        let r = self
             .client
-            .request("PUT", "/prepare", prepare.as_bytes())
-            .await;
-        assert!(status.contains("200"), "{status}");
-        assert_eq!(serde_json::from_slice::<Json>(&body).unwrap()["status"], 0);
-        let iid = iid(&self.ids, svc, ch);
-        let write = json!({
-            "characteristics": [{ "aid": 1, "iid": iid, "value": value }],
-            "pid": pid,
-        });
-        let (status, body) = self
-            .client
-            .request("PUT", "/characteristics", write.to_string().as_bytes())
-            .await;
-        assert!(
-            status.contains("204"),
-            "{status} {}",
-            String::from_utf8_lossy(&body)
-        );
-        status
+            .timed_write(&[CharWrite::value(aid, iid, value)], 10_000)
+            .await
+            .unwrap();
+        assert_eq!(r[0].status, 0, "{r:?}");
     }
 
     /// Writes 131 and connects an HDS controller to the returned port.
@@ -296,17 +149,24 @@ impl Rig {
             controller_salt: salt,
         }
         .encode();
-        let iid = iid(&self.ids, "129", "131");
-        let (status, body) = self
+        let (aid, iid) = id(&self.db, "129", "131");
+        let r = self
             .client
-            .put(json!([{ "aid": 1, "iid": iid, "value": B64.encode(req), "r": true }]))
-            .await;
-        assert!(status.contains("207"), "{status}");
-        let v = body["characteristics"][0]["value"].as_str().unwrap();
+            .write(
+                &[CharWrite {
+                    response: true,
+                    ..CharWrite::value(aid, iid, json!(B64.encode(req)))
+                }],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r[0].status, 0, "{r:?}");
+        let v = r[0].value.as_ref().and_then(Json::as_str).unwrap();
         let resp = SetupDataStreamResponse::decode(&B64.decode(v).unwrap()).unwrap();
         assert_eq!(resp.status, 0);
         assert_eq!(resp.port, Some(self.camera.hds_port()));
-        let keys = SessionKeys::derive(&self.secret, &salt, &resp.accessory_salt.unwrap());
+        let keys = self.client.hds_keys(&salt, &resp.accessory_salt.unwrap());
         let mut hub = Controller::new(&keys);
         let mut tcp = Link {
             tcp: TcpStream::connect(("127.0.0.1", resp.port.unwrap()))
@@ -386,21 +246,21 @@ async fn recording_flow_end_to_end_in_process() {
     let cam = rig.camera.clone();
 
     // 209 read before any write → -70402 (HAP-NodeJS).
-    let sel_iid = iid(&rig.ids, "204", "209");
-    let (_, body) = rig
-        .client
-        .request("GET", &format!("/characteristics?id=1.{sel_iid}"), b"")
-        .await;
-    let body: Json = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["characteristics"][0]["status"], -70402, "{body}");
+    let selected = id(&rig.db, "204", "209");
+    let r = rig.client.read(&[selected]).await.unwrap();
+    assert_eq!(r[0].status, -70402, "{r:?}");
 
     // Malformed and unknown-codec selections → -70410, nothing stored.
     let mut bad = B64.decode(SELECTED).unwrap();
     bad[35] = 1; // H.265
-    let (_, r) = rig.write("204", "209", json!(B64.encode(&bad))).await;
-    assert_eq!(r["characteristics"][0]["status"], -70410, "{r}");
-    let (_, r) = rig.write("204", "209", json!(B64.encode(&bad[..20]))).await;
-    assert_eq!(r["characteristics"][0]["status"], -70410, "{r}");
+    assert_eq!(
+        rig.write("204", "209", json!(B64.encode(&bad))).await,
+        -70410
+    );
+    assert_eq!(
+        rig.write("204", "209", json!(B64.encode(&bad[..20]))).await,
+        -70410
+    );
     assert!(cam.state().selected.is_none());
 
     // Open before recording is allowed → not allowed (1).
@@ -413,10 +273,8 @@ async fn recording_flow_end_to_end_in_process() {
     }
 
     // Select, Active = 1.
-    let (status, _) = rig.write("204", "209", json!(SELECTED)).await;
-    assert!(status.contains("204"), "{status}");
-    let (status, _) = rig.write("204", "B0", json!(1)).await;
-    assert!(status.contains("204"), "{status}");
+    assert_eq!(rig.write("204", "209", json!(SELECTED)).await, 0);
+    assert_eq!(rig.write("204", "B0", json!(1)).await, 0);
     assert!(cam.state().recording_active && cam.state().selected.is_some());
 
     // Motion → MotionDetected; then open → init + prebuffer.
@@ -539,8 +397,7 @@ async fn recording_flow_end_to_end_in_process() {
         next_event(&mut hub, &mut tcp).await,
         ControllerEvent::OpenAccepted { stream_id: 3 }
     );
-    let (status, _) = rig.write("21A", "21B", json!(0)).await;
-    assert!(status.contains("204"), "{status}");
+    assert_eq!(rig.write("21A", "21B", json!(0)).await, 0);
     loop {
         match next_event(&mut hub, &mut tcp).await {
             ControllerEvent::Segment { .. } => {}
@@ -558,8 +415,7 @@ async fn recording_flow_end_to_end_in_process() {
     })
     .await
     .unwrap();
-    let (status, _) = rig.write("21A", "21B", json!(1)).await;
-    assert!(status.contains("204"), "{status}");
+    assert_eq!(rig.write("21A", "21B", json!(1)).await, 0);
 
     // Hub disconnects mid-recording → reader, slot and task released.
     hub.open(4);
@@ -667,10 +523,8 @@ async fn record_prebuffer(rig: &mut Rig, stream_id: i64) -> (Vec<u8>, Vec<Vec<u8
 async fn recording_audio_active_decides_the_audio_track() {
     let mut rig = Rig::with_audio(true).await;
     let cam = rig.camera.clone();
-    let (status, _) = rig.write("204", "209", json!(SELECTED)).await;
-    assert!(status.contains("204"), "{status}");
-    let (status, _) = rig.write("204", "B0", json!(1)).await;
-    assert!(status.contains("204"), "{status}");
+    assert_eq!(rig.write("204", "209", json!(SELECTED)).await, 0);
+    assert_eq!(rig.write("204", "B0", json!(1)).await, 0);
     let sel = cam.state().selected_configuration().unwrap();
     assert!(sel.audio.is_some(), "the 209 vector selects AAC-LC");
     rig.hub.trigger("Cam", true, MotionSource::Mqtt).unwrap();
@@ -706,10 +560,8 @@ async fn recording_audio_active_decides_the_audio_track() {
 async fn removing_the_hubs_pairing_mid_recording_closes_its_hds_connection() {
     let mut rig = Rig::new().await;
     let cam = rig.camera.clone();
-    let (status, _) = rig.write("204", "209", json!(SELECTED)).await;
-    assert!(status.contains("204"), "{status}");
-    let (status, _) = rig.write("204", "B0", json!(1)).await;
-    assert!(status.contains("204"), "{status}");
+    assert_eq!(rig.write("204", "209", json!(SELECTED)).await, 0);
+    assert_eq!(rig.write("204", "B0", json!(1)).await, 0);
     rig.hub.trigger("Cam", true, MotionSource::Mqtt).unwrap();
     let readers_before = cam.ring().reader_count();
     let (mut hub, mut tcp) = rig.hds().await;
@@ -722,19 +574,9 @@ async fn removing_the_hubs_pairing_mid_recording_closes_its_hds_connection() {
     assert!(cam.is_recording());
 
     let hub_id = cam.server().lock().pairings()[0].controller_id.clone();
-    let mut remove = hap_tlv::Tlv8::new();
-    remove
-        .push_u8(hap_tlv::TlvType::STATE, 1)
-        .push_u8(hap_tlv::TlvType::METHOD, 4)
-        .push(hap_tlv::TlvType::IDENTIFIER, hub_id.as_bytes());
-    let (_, reply) = rig
-        .client
-        .request("POST", "/pairings", &remove.encode())
-        .await;
-    let reply = hap_tlv::Tlv8::decode(&reply).unwrap();
-    assert_eq!(reply.get(hap_tlv::TlvType::ERROR), None);
+    rig.client.remove_pairing(&hub_id).await.unwrap();
     assert!(!cam.is_paired());
-    assert!(rig.client.next().await.is_none(), "HAP session closed");
+    assert!(rig.client.closed(WAIT).await, "HAP session closed");
 
     // Drain what the camera already sent; then it must close the socket.
     timeout(WAIT, async {

@@ -731,6 +731,16 @@ impl HapClient {
         self.json_request("POST", "/resource", body).await
     }
 
+    /// Waits at most `wait` for the accessory to close this session; `true` if it did.
+    /// Responses still queued are discarded.
+    pub async fn closed(&mut self, wait: Duration) -> bool {
+        timeout(wait, async {
+            while self.responses.recv().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
+
     /// The next `EVENT/1.0` notification, waiting at most `wait`.
     pub async fn next_event(&mut self, wait: Duration) -> Option<Vec<EventValue>> {
         timeout(wait, self.events.recv()).await.ok().flatten()
