@@ -248,12 +248,13 @@ fn rtp_service(shared: &Arc<Shared>) -> Service {
             .first()
             .map(|c| c.levels.clone())
             .unwrap_or_default(),
-        attributes: sup
-            .video
-            .codecs
-            .first()
-            .map(|c| c.attributes.clone())
-            .unwrap_or_default(),
+        attributes: streaming_attributes(
+            &sup.video
+                .codecs
+                .first()
+                .map(|c| c.attributes.clone())
+                .unwrap_or_default(),
+        ),
     };
     // iOS requires some audio codec; HAP-NodeJS advertises Opus 16/24 kHz without audio.
     let audio = SupportedAudioStreamConfiguration {
@@ -316,6 +317,41 @@ fn rtp_service(shared: &Arc<Shared>) -> Service {
         )
 }
 
+/// Small live-view sizes every camera offers besides its recording resolutions: the Apple Watch
+/// asks for 320x240@15 and shows "No Response" without it (live-view-notes §2, go2rtc PR #949);
+/// 640x360 and 480x270 cover small tiles. Passthrough sends the source's own size anyway.
+const SMALL_STREAM_SIZES: [hksv::VideoAttributes; 3] = [
+    hksv::VideoAttributes {
+        width: 640,
+        height: 360,
+        fps: 30,
+    },
+    hksv::VideoAttributes {
+        width: 480,
+        height: 270,
+        fps: 30,
+    },
+    hksv::VideoAttributes {
+        width: 320,
+        height: 240,
+        fps: 15,
+    },
+];
+
+/// 114's resolutions: the recording ones, then the small sizes not already listed.
+fn streaming_attributes(recording: &[hksv::VideoAttributes]) -> Vec<hksv::VideoAttributes> {
+    let mut all = recording.to_vec();
+    for a in SMALL_STREAM_SIZES {
+        if !all
+            .iter()
+            .any(|r| (r.width, r.height, r.fps) == (a.width, a.height, a.fps))
+        {
+            all.push(a);
+        }
+    }
+    all
+}
+
 /// Finds the ids the camera sets from outside requests.
 pub(super) fn ids(db: &Database, aid: u64, doorbell: bool) -> Option<Ids> {
     Some(Ids {
@@ -347,4 +383,27 @@ pub(super) fn ids(db: &Database, aid: u64, doorbell: bool) -> Option<Ids> {
             )?,
         ],
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn va(width: u16, height: u16, fps: u8) -> hksv::VideoAttributes {
+        hksv::VideoAttributes { width, height, fps }
+    }
+
+    #[test]
+    fn live_view_offers_the_watch_size_and_small_tiles_after_the_recording_sizes() {
+        let rec = [va(1920, 1080, 30), va(1280, 720, 30), va(640, 360, 30)];
+        let all = streaming_attributes(&rec);
+        assert_eq!(&all[..3], &rec, "recording sizes first, in order");
+        assert_eq!(
+            &all[3..],
+            &[va(480, 270, 30), va(320, 240, 15)],
+            "640x360@30 is not listed twice"
+        );
+        assert_eq!(streaming_attributes(&[]), SMALL_STREAM_SIZES.to_vec());
+    }
 }
