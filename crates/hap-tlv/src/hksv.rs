@@ -31,7 +31,7 @@ pub enum Error {
 
 const SEP: TlvType = TlvType(0);
 
-fn t(n: u8) -> TlvType {
+pub(crate) fn t(n: u8) -> TlvType {
     TlvType(n)
 }
 
@@ -64,7 +64,11 @@ fn decode_codec_list<T>(
     Tlv8::decode(bytes)?.get_all(t(1)).map(decode).collect()
 }
 
-fn uint<T: TryFrom<u64>>(tlv: &Tlv8, ty: TlvType, field: &'static str) -> Result<T, Error> {
+pub(crate) fn uint<T: TryFrom<u64>>(
+    tlv: &Tlv8,
+    ty: TlvType,
+    field: &'static str,
+) -> Result<T, Error> {
     let v = tlv.require_uint(ty)?;
     T::try_from(v).map_err(|_| Error::Unknown { field, value: v })
 }

@@ -24,6 +24,7 @@
 mod error;
 pub mod hksv;
 mod reader;
+pub mod rtp;
 mod tlv8;
 mod types;
 mod writer;
