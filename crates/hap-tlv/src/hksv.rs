@@ -45,7 +45,7 @@ fn push_list<'a>(tlv: &mut Tlv8, ty: TlvType, values: impl IntoIterator<Item = &
     }
 }
 
-fn require_nested(tlv: &Tlv8, ty: TlvType) -> Result<Tlv8, Error> {
+pub(crate) fn require_nested(tlv: &Tlv8, ty: TlvType) -> Result<Tlv8, Error> {
     Ok(Tlv8::decode(tlv.require(ty)?)?)
 }
 
@@ -172,6 +172,7 @@ macro_rules! code_enum {
         }
     };
 }
+pub(crate) use code_enum;
 
 code_enum!(H264Profile, "H.264 profile", [Baseline, Main, High]);
 code_enum!(H264Level, "H.264 level", [L3_1, L3_2, L4_0]);

@@ -5,7 +5,9 @@
 //! `ch117_selected_stream.go` / `ch118_setup_endpoints.go`). All integers little-endian; items
 //! are read in any order (iOS puts the SRTP suite after key and salt). Parsing never panics.
 
-use crate::hksv::{Error, H264Level, H264Profile, SampleRate, VideoAttributes, t, uint};
+use crate::hksv::{
+    Error, H264Level, H264Profile, SampleRate, VideoAttributes, code_enum, require_nested, t, uint,
+};
 use crate::{Tlv8, TlvType};
 
 /// Default max MTU for IPv4 when 117 carries none.
@@ -15,10 +17,6 @@ pub const DEFAULT_MTU_IPV6: u16 = 1228;
 
 fn nested(tlv: &Tlv8, ty: TlvType) -> Result<Option<Tlv8>, Error> {
     Ok(tlv.nested(ty)?)
-}
-
-fn require_nested(tlv: &Tlv8, ty: TlvType) -> Result<Tlv8, Error> {
-    Ok(Tlv8::decode(tlv.require(ty)?)?)
 }
 
 fn opt_uint<T: TryFrom<u64>>(
@@ -112,26 +110,6 @@ pub enum SetupEndpointsStatus {
     Busy = 1,
     /// Error (2).
     Error = 2,
-}
-
-macro_rules! code_enum {
-    ($ty:ident, $field:literal, [$($v:ident),+]) => {
-        impl $ty {
-            /// The wire code.
-            pub fn code(self) -> u8 {
-                self as u8
-            }
-
-            /// From the wire code.
-            ///
-            /// # Errors
-            /// [`Error::Unknown`] for a code the protocol does not define.
-            pub fn from_code(code: u8) -> Result<Self, Error> {
-                $(if code == Self::$v as u8 { return Ok(Self::$v); })+
-                Err(Error::Unknown { field: $field, value: u64::from(code) })
-            }
-        }
-    };
 }
 
 code_enum!(IpVersion, "IP version", [V4, V6]);

@@ -2,13 +2,15 @@
 //! header and metadata. Run: `cargo bench -p hds --bench hds`.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hds::message::{ChunkMeta, encode_data_event};
-use hds::{Connection, SegmentKind, SessionKeys};
+use hds::{SegmentKind, SessionKeys};
 
 const CHUNK_BYTES: usize = 262_144;
 
@@ -54,7 +56,7 @@ fn connection_segment(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(frag.len() as u64));
     g.bench_function("send_segment_and_poll_transmit_371381_bytes", |b| {
         b.iter_batched(
-            || ready_connection(&keys),
+            || common::ready_connection(&keys),
             |mut conn| {
                 let now = Instant::now();
                 conn.send_segment(
@@ -75,28 +77,6 @@ fn connection_segment(c: &mut Criterion) {
         )
     });
     g.finish();
-}
-
-fn ready_connection(keys: &SessionKeys) -> Connection {
-    use hds::controller::Controller;
-    let now = Instant::now();
-    let mut conn = Connection::with_keys(keys, now);
-    conn.set_camera_state(hds::CameraState {
-        recording_active: true,
-        camera_active: true,
-        configuration_selected: true,
-        recording_elsewhere: false,
-    });
-    let mut hub = Controller::new(keys);
-    hub.hello();
-    hub.open(1);
-    let mut wire = Vec::new();
-    while hub.poll_transmit(&mut wire) {}
-    let mut buf = bytes::BytesMut::from(&wire[..]);
-    conn.handle_incoming(now, &mut buf).unwrap();
-    let mut sink = Vec::new();
-    while conn.poll_transmit(&mut sink) {}
-    conn
 }
 
 fn encode_metadata(c: &mut Criterion) {

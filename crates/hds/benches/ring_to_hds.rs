@@ -12,40 +12,24 @@
 //! Run: `cargo bench -p hds --bench ring_to_hds`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::hint::black_box;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hds::controller::Controller;
-use hds::{CameraState, Connection, Segment, SegmentKind, SessionKeys};
-use recorder::{
-    ClipFragment, DemoSource, Fragmenter, FragmenterConfig, PrebufferConfig, PrebufferRing,
-    RingReader,
-};
+use hds::{Connection, Segment, SegmentKind, SessionKeys};
+use recorder::{ClipFragment, DemoSource, PrebufferConfig, PrebufferRing, RingReader};
 
-/// A ring holding `secs` of the looped demo clip (recorder's doc example).
+/// A ring holding `secs` of the looped demo clip.
 fn ring(secs: u64) -> PrebufferRing {
-    let mut source = DemoSource::bundled().unwrap();
-    let mut fragmenter = Fragmenter::new(FragmenterConfig {
-        audio_config: source.audio_config().cloned(),
-        ..Default::default()
-    })
-    .unwrap();
-    let ring = PrebufferRing::new(PrebufferConfig {
+    DemoSource::bundled_ring(PrebufferConfig {
         keep: Duration::from_secs(secs),
         ..PrebufferConfig::default()
     })
-    .unwrap();
-    while ring.buffered().as_secs() < secs {
-        let (_due, unit) = source.next_unit();
-        let _ = fragmenter.push(unit);
-        while let Some(event) = fragmenter.poll_event() {
-            ring.push_event(event);
-        }
-    }
-    ring
+    .unwrap()
 }
 
 /// Ring fragments in a loop: a reader from the oldest, a new one when it runs dry.
@@ -71,22 +55,8 @@ impl Feed {
 
 /// An accessory connection with stream 1 open and its init segment sent.
 fn streaming_connection(init: Bytes) -> Connection {
-    let keys = SessionKeys::from_raw([1; 32], [2; 32]);
     let now = Instant::now();
-    let mut conn = Connection::with_keys(&keys, now);
-    conn.set_camera_state(CameraState {
-        recording_active: true,
-        camera_active: true,
-        configuration_selected: true,
-        recording_elsewhere: false,
-    });
-    let mut hub = Controller::new(&keys);
-    hub.hello();
-    hub.open(1);
-    let mut wire = Vec::new();
-    while hub.poll_transmit(&mut wire) {}
-    conn.handle_incoming(now, &mut BytesMut::from(&wire[..]))
-        .unwrap();
+    let mut conn = common::ready_connection(&SessionKeys::from_raw([1; 32], [2; 32]));
     conn.send_segment(now, 1, SegmentKind::MediaInitialization, init, false)
         .unwrap();
     let mut sink = Vec::new();

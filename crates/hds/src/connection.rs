@@ -878,22 +878,10 @@ mod tests {
             .sum()
     }
 
-    /// The demo clip's fragments as one ring reader sees them (recorder's doc example).
+    /// The demo clip's fragments as one ring reader sees them.
     fn ring_fragments() -> Vec<recorder::ClipFragment> {
-        let mut source = recorder::DemoSource::bundled().unwrap();
-        let mut fragmenter = recorder::Fragmenter::new(recorder::FragmenterConfig {
-            audio_config: source.audio_config().cloned(),
-            ..Default::default()
-        })
-        .unwrap();
-        let ring = recorder::PrebufferRing::new(recorder::PrebufferConfig::default()).unwrap();
-        while ring.buffered().as_secs() < 8 {
-            let (_due, unit) = source.next_unit();
-            let _ = fragmenter.push(unit);
-            while let Some(event) = fragmenter.poll_event() {
-                ring.push_event(event);
-            }
-        }
+        let ring =
+            recorder::DemoSource::bundled_ring(recorder::PrebufferConfig::default()).unwrap();
         let mut reader = ring.reader(Duration::from_secs(8)).unwrap();
         std::iter::from_fn(|| reader.try_next().unwrap()).collect()
     }

@@ -130,20 +130,7 @@ fn empty_parts_only_is_an_empty_segment_and_refused() {
 
 #[test]
 fn ring_fragment_parts_go_out_like_to_bytes() {
-    let mut source = recorder::DemoSource::bundled().unwrap();
-    let mut fragmenter = recorder::Fragmenter::new(recorder::FragmenterConfig {
-        audio_config: source.audio_config().cloned(),
-        ..Default::default()
-    })
-    .unwrap();
-    let ring = recorder::PrebufferRing::new(recorder::PrebufferConfig::default()).unwrap();
-    while ring.buffered().as_secs() < 8 {
-        let (_due, unit) = source.next_unit();
-        let _ = fragmenter.push(unit);
-        while let Some(event) = fragmenter.poll_event() {
-            ring.push_event(event);
-        }
-    }
+    let ring = recorder::DemoSource::bundled_ring(recorder::PrebufferConfig::default()).unwrap();
     let mut reader = ring.reader(Duration::from_secs(8)).unwrap();
     let init = reader.init_segment();
     let frags: Vec<_> = std::iter::from_fn(|| reader.try_next().unwrap()).collect();

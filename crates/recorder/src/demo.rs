@@ -11,7 +11,9 @@ use bytes::Bytes;
 use crate::Error;
 use crate::aac::AudioSpecificConfig;
 use crate::demux;
+use crate::fragmenter::{Fragmenter, FragmenterConfig};
 use crate::input::MediaUnit;
+use crate::prebuffer::{PrebufferConfig, PrebufferRing};
 
 /// The bundled clip (MIT, from Supereg/secure-video-specification; see `assets/SOURCE.md`).
 pub static DEMO_CLIP_MP4: &[u8] = include_bytes!("../assets/demo.mp4");
@@ -118,5 +120,35 @@ impl DemoSource {
         }
         let due_90k = (unit.time_90k(self.audio_rate_hz) - self.start_90k).max(0);
         (Duration::from_micros(due_90k as u64 * 100 / 9), unit)
+    }
+
+    /// A ring filled at once (no clock) from the bundled clip, looped as needed, through a
+    /// default fragmenter with the clip's audio, until it buffers `config.keep` — or until
+    /// `config.max_bytes` stops it growing (at most two loops more than `keep` needs). For
+    /// examples, tests and benches that want a full prebuffer.
+    ///
+    /// # Errors
+    /// As [`PrebufferRing::new`] and [`Fragmenter::new`].
+    pub fn bundled_ring(config: PrebufferConfig) -> Result<PrebufferRing, Error> {
+        let mut source = Self::bundled()?;
+        let keep = config.keep;
+        let ring = PrebufferRing::new(config)?;
+        let mut fragmenter = Fragmenter::new(FragmenterConfig {
+            audio_config: source.audio_config().cloned(),
+            ..FragmenterConfig::default()
+        })?;
+        let loops = keep.as_micros() * 9 / 100 / source.loop_90k.max(1) as u128 + 2;
+        let max_units = source.units.len().saturating_mul(loops as usize);
+        for _ in 0..max_units {
+            if ring.buffered() >= keep {
+                break;
+            }
+            // A unit the fragmenter refuses is dropped, as a live camera's would be.
+            let _ = fragmenter.push(source.next_unit().1);
+            while let Some(event) = fragmenter.poll_event() {
+                ring.push_event(event);
+            }
+        }
+        Ok(ring)
     }
 }

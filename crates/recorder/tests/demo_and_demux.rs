@@ -134,3 +134,24 @@ fn demuxer_survives_truncation_and_corruption() {
         3
     );
 }
+
+#[test]
+fn bundled_ring_fills_to_keep_and_stops_when_max_bytes_caps_it() {
+    let ring = DemoSource::bundled_ring(recorder::PrebufferConfig::default()).unwrap();
+    assert!(
+        ring.buffered() >= Duration::from_secs(8),
+        "{:?}",
+        ring.buffered()
+    );
+    let mut reader = ring.reader(Duration::from_secs(8)).unwrap();
+    assert!(reader.try_next().unwrap().is_some());
+
+    // A byte cap below one fragment keeps one fragment: the fill must still end.
+    let capped = DemoSource::bundled_ring(recorder::PrebufferConfig {
+        max_bytes: 1,
+        ..recorder::PrebufferConfig::default()
+    })
+    .unwrap();
+    assert!(capped.buffered() < Duration::from_secs(8));
+    assert!(capped.buffered() > Duration::ZERO);
+}
