@@ -9,5 +9,6 @@ pub mod camera;
 pub mod cli;
 pub mod config;
 pub mod host;
+pub mod live;
 pub mod qr;
 pub mod recording;
