@@ -284,6 +284,8 @@ fn camera_options(config: &Config, cam: &CameraConfig) -> CameraOptions {
         audio: cam.audio,
         doorbell: cam.doorbell,
         max_recording_s: cam.max_recording_s,
+        live_streams: cam.live_streams,
+        live: crate::live::LiveConfig::default(),
         state_dir: config.state_dir_for(cam),
         mdns: config.mdns,
     }

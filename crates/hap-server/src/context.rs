@@ -1,6 +1,7 @@
 //! What a characteristic handler learns about the connection that called it.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::pairing::SharedSecret;
@@ -19,6 +20,11 @@ pub struct ConnectionContext {
     pub controller_id: String,
     /// Whether that controller is an admin (§1.8).
     pub admin: bool,
+    /// Our end of the TCP connection, when the driver knows it: live view binds its UDP
+    /// sockets on this address (same interface and IP family as the controller reached).
+    pub local_addr: Option<SocketAddr>,
+    /// The controller's end of the TCP connection, when known.
+    pub peer_addr: Option<SocketAddr>,
     shared_secret: Arc<SharedSecret>,
 }
 
@@ -34,8 +40,17 @@ impl ConnectionContext {
             connection_id,
             controller_id,
             admin,
+            local_addr: None,
+            peer_addr: None,
             shared_secret,
         }
+    }
+
+    /// The same context with the TCP connection's addresses.
+    pub fn with_addresses(mut self, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> Self {
+        self.local_addr = local;
+        self.peer_addr = peer;
+        self
     }
 
     /// The X25519 shared secret of this session's pair-verify: the input key material for the
@@ -51,6 +66,8 @@ impl fmt::Debug for ConnectionContext {
             .field("connection_id", &self.connection_id)
             .field("controller_id", &self.controller_id)
             .field("admin", &self.admin)
+            .field("local_addr", &self.local_addr)
+            .field("peer_addr", &self.peer_addr)
             .field("shared_secret", &"<redacted>")
             .finish()
     }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,8 @@ struct Session {
     waker: Option<Waker>,
     /// Taken and run when the session is closed or asked to close.
     close_hooks: Vec<CloseHook>,
+    /// Local and peer TCP addresses, when the driver set them.
+    addresses: (Option<SocketAddr>, Option<SocketAddr>),
 }
 
 struct VerifiedSession {
@@ -145,6 +148,7 @@ impl Session {
             close_requested: false,
             waker: None,
             close_hooks: Vec::new(),
+            addresses: (None, None),
         }
     }
 
@@ -473,6 +477,19 @@ impl Core {
         id
     }
 
+    /// Records `conn`'s local and peer TCP addresses, which handlers see in their
+    /// [`ConnectionContext`].
+    pub fn set_connection_addresses(
+        &mut self,
+        conn: ConnectionId,
+        local: Option<SocketAddr>,
+        peer: Option<SocketAddr>,
+    ) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.addresses = (local, peer);
+        }
+    }
+
     /// Sets the function that wakes `conn`'s driver when events are queued or a close is
     /// requested.
     pub fn set_waker(&mut self, conn: ConnectionId, waker: Waker) {
@@ -521,18 +538,22 @@ impl Core {
     }
 
     fn context(&self, conn: ConnectionId) -> Option<ConnectionContext> {
-        let v = self.sessions.get(&conn)?.verified.as_ref()?;
+        let session = self.sessions.get(&conn)?;
+        let v = session.verified.as_ref()?;
         let admin = self
             .pairings
             .iter()
             .find(|p| p.controller_id == v.controller_id)
             .is_some_and(|p| p.admin);
-        Some(ConnectionContext::new(
-            conn,
-            v.controller_id.clone(),
-            admin,
-            v.shared_secret.clone(),
-        ))
+        Some(
+            ConnectionContext::new(
+                conn,
+                v.controller_id.clone(),
+                admin,
+                v.shared_secret.clone(),
+            )
+            .with_addresses(session.addresses.0, session.addresses.1),
+        )
     }
 
     /// Whether `conn` completed pair-verify.

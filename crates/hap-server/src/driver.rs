@@ -202,11 +202,13 @@ impl Server {
         // HAP wants Nagle off (§1.1): responses and events are small and latency-bound.
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
+        let local = stream.local_addr().ok();
         let wake = Arc::new(Notify::new());
         let (closed_tx, closed_rx) = watch::channel(false);
         let mut conn = {
             let mut core = self.lock();
             let conn = Connection::new(&mut core, limits);
+            core.set_connection_addresses(conn.id(), local, peer);
             let w = wake.clone();
             core.set_waker(conn.id(), Arc::new(move || w.notify_one()));
             core.on_close(

@@ -66,6 +66,7 @@ impl Feeder {
             return;
         };
         self.shared.taps.snapshots.observe(&unit);
+        self.shared.live.feed.push(&unit);
         match &unit {
             MediaUnit::ParameterSets(ps) => self.parameter_sets = Some(ps.clone()),
             MediaUnit::Video(v) => detect(&self.shared, self.parameter_sets.as_ref(), v),

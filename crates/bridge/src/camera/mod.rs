@@ -70,6 +70,11 @@ pub struct CameraOptions {
     pub max_recording_s: u32,
     /// Keys, pairings, IDs and `camera-state.json`.
     pub state_dir: PathBuf,
+    /// CameraRTPStreamManagement services, i.e. concurrent live viewers (1–4; default 2:
+    /// an iPhone and an Apple TV).
+    pub live_streams: u8,
+    /// Live-view settings.
+    pub live: crate::live::LiveConfig,
     /// Advertise over mDNS.
     pub mdns: bool,
 }
@@ -85,13 +90,15 @@ impl std::fmt::Debug for CameraOptions {
 }
 
 /// Characteristic ids the camera updates from outside a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Ids {
     motion_detected: CharId,
     status_active: CharId,
     switch_event: Option<CharId>,
     /// 205, 206, 207: re-derived when the source changes.
     supported: [CharId; 3],
+    /// StreamingStatus (120) of each RTP service, in service order.
+    streaming_status: Vec<CharId>,
 }
 
 /// State shared by the HAP handlers, the HDS tasks and the control task.
@@ -107,6 +114,8 @@ pub(crate) struct Shared {
     /// Where the [`Feeder`] hands video besides the fragmenter: detector, snapshots.
     pub(crate) taps: MediaTaps,
     pub(crate) motion: MotionHub,
+    /// Live view: the feed, the RTP services and their streams.
+    pub(crate) live: Arc<crate::live::LiveView>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -218,6 +227,16 @@ impl Camera {
     /// A feeder that turns media units into ring fragments for this camera.
     pub fn feeder(&self) -> Feeder {
         Feeder::new(self.shared.clone())
+    }
+
+    /// Live-view streams running now.
+    pub fn live_viewers(&self) -> usize {
+        self.shared.live.viewers()
+    }
+
+    /// The live-view feed (readers start at its newest IDR).
+    pub fn live_feed(&self) -> &recorder::LiveFeed {
+        &self.shared.live.feed
     }
 
     /// Whether a recording stream runs.

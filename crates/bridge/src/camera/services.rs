@@ -173,15 +173,17 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
                 .value(Value::Bool(camera_active)),
         );
 
-    let rtp = rtp_service(shared);
-
     let mut accessory = Accessory::new(aid)
         .service(information(name, &serial_for(name)))
         .service(protocol_information())
-        .service(rtp)
+        .service(rtp_service(shared, 0))
         .service(operating)
         .service(recording)
         .service(data_stream);
+    // Further RTP services go after the others (IIDs are stable either way; see hap-server).
+    for index in 1..shared.live.services.len() {
+        accessory = accessory.service(rtp_service(shared, index));
+    }
     if shared.options.doorbell {
         accessory = accessory.service(
             Service::new(DOORBELL).primary().characteristic(
@@ -230,10 +232,32 @@ fn setup_data_stream(
     Ok(Some(Value::Bytes(reply)))
 }
 
-/// CameraRTPStreamManagement with Active and its static configuration. Live view is a later
-/// issue: SetupEndpoints and SelectedRTPStreamConfiguration writes answer -70412 while the
-/// camera or RTP is inactive (HAP-NodeJS, §3.7) and -70402 otherwise (no streaming yet).
-fn rtp_service(shared: &Arc<Shared>) -> Service {
+/// Whether live view may run: HomeKitCameraActive and the RTP services' Active.
+fn streaming_enabled(shared: &Shared) -> bool {
+    let s = shared.state();
+    s.camera_active && s.rtp_active
+}
+
+fn caller(ctx: &hap_server::ConnectionContext) -> crate::live::Caller {
+    crate::live::Caller {
+        connection_id: ctx.connection_id,
+        local_addr: ctx.local_addr,
+    }
+}
+
+/// The subtype of RTP service `index` (the first keeps the empty subtype it always had).
+fn rtp_subtype(index: usize) -> String {
+    if index == 0 {
+        String::new()
+    } else {
+        index.to_string()
+    }
+}
+
+/// CameraRTPStreamManagement service `index` (live-view notes §7.1): the supported
+/// configurations, StreamingStatus, SetupEndpoints and SelectedRTPStreamConfiguration of
+/// [`crate::live::StreamService`]. `Active` is one switch shared by the camera's RTP services.
+fn rtp_service(shared: &Arc<Shared>, index: usize) -> Service {
     let sup = current_supported(shared);
     let video = SupportedVideoStreamConfiguration {
         profiles: sup
@@ -256,7 +280,8 @@ fn rtp_service(shared: &Arc<Shared>) -> Service {
                 .unwrap_or_default(),
         ),
     };
-    // iOS requires some audio codec; HAP-NodeJS advertises Opus 16/24 kHz without audio.
+    // iOS requires some audio codec; HAP-NodeJS advertises Opus 16/24 kHz without audio
+    // (video-only until live audio lands).
     let audio = SupportedAudioStreamConfiguration {
         codecs: vec![(
             StreamingAudioCodec::Opus,
@@ -264,17 +289,18 @@ fn rtp_service(shared: &Arc<Shared>) -> Service {
         )],
         comfort_noise: false,
     };
-    let refuse = |shared: Arc<Shared>| {
-        move |_: &hap_server::ConnectionContext, _: &Value| -> Result<Option<Value>, HapStatus> {
-            let s = shared.state();
-            if !s.camera_active || !s.rtp_active {
-                Err(HapStatus::NOT_ALLOWED_IN_CURRENT_STATE)
-            } else {
-                Err(HapStatus::SERVICE_COMMUNICATION_FAILURE)
-            }
-        }
+    let Some(service) = shared.live.services.get(index).cloned() else {
+        return Service::new(CAMERA_RTP_STREAM_MANAGEMENT).subtype(rtp_subtype(index));
     };
+    let (status_r, setup_r, setup_w, sel_r, sel_w) = (
+        service.clone(),
+        (shared.clone(), service.clone()),
+        (shared.clone(), service.clone()),
+        (shared.clone(), service.clone()),
+        (shared.clone(), service),
+    );
     Service::new(CAMERA_RTP_STREAM_MANAGEMENT)
+        .subtype(rtp_subtype(index))
         .characteristic(switch(
             shared,
             ACTIVE,
@@ -298,22 +324,66 @@ fn rtp_service(shared: &Arc<Shared>) -> Service {
             Perms::PR,
             hksv::supported_rtp_configuration(&[0]),
         ))
-        .characteristic(tlv8(
-            STREAMING_STATUS,
-            Perms::PR | Perms::EV,
-            StreamingStatus::Unavailable.encode(),
-        ))
+        .characteristic(
+            tlv8(
+                STREAMING_STATUS,
+                Perms::PR | Perms::EV,
+                StreamingStatus::Available.encode(),
+            )
+            .on_read(move |_| Ok(Value::Bytes(status_r.status().encode()))),
+        )
         .characteristic(
             tlv8(
                 SELECTED_RTP_STREAM_CONFIGURATION,
                 Perms::PR | Perms::PW,
                 Vec::new(),
             )
-            .on_write(refuse(shared.clone())),
+            .on_read(move |_| {
+                Ok(Value::Bytes(
+                    sel_r.1.read_selected(streaming_enabled(&sel_r.0)),
+                ))
+            })
+            .on_write(move |ctx, v| {
+                let Value::Bytes(bytes) = v else {
+                    return Err(HapStatus::INVALID_VALUE_IN_REQUEST);
+                };
+                let (shared, service) = &sel_w;
+                let (order, changed) =
+                    service.select(now(), caller(ctx), bytes, streaming_enabled(shared))?;
+                if let Some(order) = order {
+                    debug!(controller = %ctx.controller_id, service = index, "live view START");
+                    shared.live.start(order);
+                }
+                if changed {
+                    shared.state.wake();
+                }
+                Ok(None)
+            }),
         )
         .characteristic(
             tlv8(SETUP_ENDPOINTS, Perms::PR | Perms::PW, Vec::new())
-                .on_write(refuse(shared.clone())),
+                .on_read(move |_| {
+                    Ok(Value::Bytes(
+                        setup_r
+                            .1
+                            .read_setup_endpoints(streaming_enabled(&setup_r.0)),
+                    ))
+                })
+                .on_write(move |ctx, v| {
+                    let Value::Bytes(bytes) = v else {
+                        return Err(HapStatus::INVALID_VALUE_IN_REQUEST);
+                    };
+                    let (shared, service) = &setup_w;
+                    if service.setup_endpoints(
+                        now(),
+                        caller(ctx),
+                        bytes,
+                        streaming_enabled(shared),
+                    )? {
+                        shared.state.wake();
+                    }
+                    Ok(None)
+                }),
         )
 }
 
@@ -353,8 +423,19 @@ fn streaming_attributes(recording: &[hksv::VideoAttributes]) -> Vec<hksv::VideoA
 }
 
 /// Finds the ids the camera sets from outside requests.
-pub(super) fn ids(db: &Database, aid: u64, doorbell: bool) -> Option<Ids> {
+pub(super) fn ids(db: &Database, aid: u64, doorbell: bool, rtp_services: usize) -> Option<Ids> {
+    let streaming_status = (0..rtp_services)
+        .map(|i| {
+            db.find(
+                aid,
+                CAMERA_RTP_STREAM_MANAGEMENT,
+                &rtp_subtype(i),
+                STREAMING_STATUS,
+            )
+        })
+        .collect::<Option<Vec<_>>>()?;
     Some(Ids {
+        streaming_status,
         motion_detected: db.find(aid, MOTION_SENSOR, "", MOTION_DETECTED)?,
         status_active: db.find(aid, MOTION_SENSOR, "", STATUS_ACTIVE)?,
         switch_event: if doorbell {

@@ -11,7 +11,7 @@ use hap_server::core::ResourceHandler;
 use hap_server::store::{FileStore, Store};
 use hap_server::{Accessory, Database, Server, Value};
 use motion::MotionHub;
-use recorder::{PrebufferConfig, PrebufferRing};
+use recorder::{LiveFeed, LiveFeedConfig, PrebufferConfig, PrebufferRing};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -21,6 +21,7 @@ use super::{
     Camera, CameraOptions, CameraState, Ids, MediaInput, MediaTaps, Shared, StateCell, lock, media,
     services, snapshot, supported,
 };
+use crate::live::{LiveEnd, LiveView, StreamService};
 use crate::recording::{
     self, DataStreamTransport, DriverContext, EventSink, RecordingEvent, SessionOptions,
 };
@@ -54,8 +55,13 @@ impl PreparedCamera {
     /// # Errors
     /// The accessory lacks MotionDetected or StatusActive.
     pub(crate) fn ids(&self, db: &Database) -> anyhow::Result<Ids> {
-        services::ids(db, self.aid, self.shared.options.doorbell)
-            .context("camera accessory lacks MotionDetected or StatusActive")
+        services::ids(
+            db,
+            self.aid,
+            self.shared.options.doorbell,
+            self.shared.live.services.len(),
+        )
+        .context("camera accessory lacks MotionDetected or StatusActive")
     }
 
     /// Serves the camera through `server` (listening on `port`; `host_store` keeps its
@@ -89,6 +95,18 @@ impl PreparedCamera {
             shutdown.clone(),
         ));
         tasks.spawn(motion_task(camera.clone(), shutdown.clone()));
+        let wake = weak(&self.shared);
+        let on_status: crate::live::StatusHook = Arc::new(move || {
+            if let Some(shared) = wake.upgrade() {
+                shared.state.wake();
+            }
+        });
+        tasks.spawn(self.shared.live.run(
+            self.shared.options.name.clone(),
+            server.clone(),
+            on_status,
+            shutdown.clone(),
+        ));
         if let MediaInput::Source(spec) = &self.shared.options.input {
             tasks.spawn(media::source_task(
                 spec.clone(),
@@ -125,6 +143,13 @@ pub(crate) async fn prepare(
     let ring = PrebufferRing::new(PrebufferConfig::default())?;
     let (cell, control_rx) = StateCell::new(state, store);
     let snapshots = snapshot::Snapshots::new(&options.name);
+    let live_services = (0..usize::from(options.live_streams.clamp(1, 4)))
+        .map(|i| Arc::new(StreamService::new(i, options.live, options.bind)))
+        .collect();
+    let live = Arc::new(LiveView::new(
+        LiveFeed::new(LiveFeedConfig::default()),
+        live_services,
+    ));
     let shared = Arc::new(Shared {
         options,
         state: cell,
@@ -136,6 +161,7 @@ pub(crate) async fn prepare(
             snapshots,
         },
         motion: motion.clone(),
+        live,
     });
     Ok(PreparedCamera {
         shared,
@@ -204,6 +230,16 @@ async fn control_task(
                 camera.server.set_value(c205, Value::Bytes(sup.camera.encode()));
                 camera.server.set_value(c206, Value::Bytes(sup.video.encode()));
                 camera.server.set_value(c207, Value::Bytes(sup.audio.encode()));
+                // Live view: Active = 0 or HomeKitCameraActive = 0 ends every stream (HAP-NodeJS).
+                let live = &camera.shared.live;
+                if !(state.camera_active && state.rtp_active) {
+                    for s in &live.services {
+                        s.stop(LiveEnd::Disabled);
+                    }
+                }
+                for (s, id) in live.services.iter().zip(&camera.ids.streaming_status) {
+                    camera.server.set_value(*id, Value::Bytes(s.status().encode()));
+                }
             }
             _ = shutdown.changed() => return,
         }

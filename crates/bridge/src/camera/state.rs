@@ -60,6 +60,11 @@ impl StateCell {
         let _ = self.changed.send(());
     }
 
+    /// Wakes the control task without a state change (a StreamingStatus changed).
+    pub(crate) fn wake(&self) {
+        let _ = self.changed.send(());
+    }
+
     /// Writes the current state atomically and returns it.
     ///
     /// # Errors

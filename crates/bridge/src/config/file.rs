@@ -71,6 +71,8 @@ struct CameraFile {
     doorbell: bool,
     #[serde(default = "default_max_recording_s")]
     max_recording_s: u32,
+    #[serde(default = "default_live_streams")]
+    live_streams: u8,
     #[serde(default)]
     motion: CameraMotionConfig,
 }
@@ -89,6 +91,9 @@ pub(super) fn default_source() -> String {
 }
 pub(super) fn default_max_recording_s() -> u32 {
     DEFAULT_MAX_RECORDING_S
+}
+pub(super) fn default_live_streams() -> u8 {
+    super::DEFAULT_LIVE_STREAMS
 }
 
 fn deserialize_setup_code<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SetupCode>, D::Error> {
@@ -136,6 +141,7 @@ impl TryFrom<ConfigFile> for Config {
                 audio: c.audio,
                 doorbell: c.doorbell,
                 max_recording_s: c.max_recording_s,
+                live_streams: c.live_streams,
                 motion: c.motion,
             })
             .collect();

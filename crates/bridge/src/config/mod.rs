@@ -42,6 +42,10 @@ pub const DEFAULT_HAP_PORT: u16 = 51826;
 pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8280);
 /// Default cap on one recording, seconds.
 pub const DEFAULT_MAX_RECORDING_S: u32 = 180;
+/// Default `live_streams`: two RTP services, so an iPhone and an Apple TV can watch at once.
+pub const DEFAULT_LIVE_STREAMS: u8 = 2;
+/// Accepted `live_streams`.
+pub const LIVE_STREAMS_RANGE: std::ops::RangeInclusive<u8> = 1..=4;
 /// Accepted `max_recording_s`. The lower bound leaves room for the 4 s prebuffer plus two
 /// 4000 ms fragments (protocol-notes §3.4); the upper bound stops a stuck motion sensor from
 /// streaming for hours. Our policy, not a HomeKit rule.
@@ -209,6 +213,9 @@ pub struct CameraConfig {
     /// Longest recording, seconds, within [`MAX_RECORDING_S_RANGE`]. Default
     /// [`DEFAULT_MAX_RECORDING_S`].
     pub max_recording_s: u32,
+    /// Concurrent live viewers (CameraRTPStreamManagement services), within
+    /// [`LIVE_STREAMS_RANGE`]. Default [`DEFAULT_LIVE_STREAMS`] (an iPhone and an Apple TV).
+    pub live_streams: u8,
     /// Motion debounce and the built-in detector. Defaults: see [`CameraMotionConfig`].
     pub motion: CameraMotionConfig,
 }
@@ -224,6 +231,7 @@ impl CameraConfig {
             audio: default_true(),
             doorbell: false,
             max_recording_s: default_max_recording_s(),
+            live_streams: DEFAULT_LIVE_STREAMS,
             motion: CameraMotionConfig::default(),
         }
     }
@@ -550,6 +558,15 @@ impl Config {
                     camera: c.name.clone(),
                     value: c.max_recording_s,
                 });
+            }
+            if !LIVE_STREAMS_RANGE.contains(&c.live_streams) {
+                return Err(ConfigError::Invalid(format!(
+                    "camera {:?}: live_streams = {} is outside {}–{}",
+                    c.name,
+                    c.live_streams,
+                    LIVE_STREAMS_RANGE.start(),
+                    LIVE_STREAMS_RANGE.end()
+                )));
             }
             if c.source.trim().is_empty() {
                 return Err(ConfigError::Invalid(format!(

@@ -6,9 +6,13 @@
 //!                                              ▲ RTCP from the controller (liveness)
 //! ```
 
+mod driver;
+pub mod service;
 pub mod session;
 
+pub use driver::{FIRST_IDR_WAIT, LiveView, StatusHook};
+pub use service::{Caller, LiveConfig, StartOrder, StreamService};
 pub use session::{
     DEFAULT_CATCH_UP_SPEED, DEFAULT_LIVENESS_TIMEOUT, LiveEnd, LiveEvent, LiveParams, LiveSession,
-    LiveSetupError,
+    LiveSetupError, MIN_MTU,
 };

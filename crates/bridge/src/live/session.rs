@@ -40,6 +40,9 @@ use rtp::{Packetizer, PacketizerConfig, is_rtcp};
 pub const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default catch-up speed through the GOP backlog (see the module docs and D17).
 pub const DEFAULT_CATCH_UP_SPEED: u32 = 4;
+/// Smallest MTU a session accepts (an RTP header, an FU-A header, the SRTP tag and some
+/// payload).
+pub const MIN_MTU: usize = 40;
 /// The CNAME in our SDES items.
 const CNAME: &str = "hksv-bridge";
 /// Most datagrams queued for the driver; beyond it the oldest RTP packets are dropped (the
@@ -211,7 +214,7 @@ impl LiveSession {
     /// A stream that reads `reader` from `now`.
     ///
     /// # Errors
-    /// [`LiveSetupError`] for an MTU below 40 bytes or a payload type above 127.
+    /// [`LiveSetupError`] for an MTU below [`MIN_MTU`] or a payload type above 127.
     pub fn new(
         now: Instant,
         params: LiveParams,
@@ -219,7 +222,7 @@ impl LiveSession {
     ) -> Result<Self, LiveSetupError> {
         let tx = Srtp::new(params.suite, &params.send_key);
         let rx = Srtp::new(params.suite, &params.receive_key);
-        if params.mtu < 40 {
+        if params.mtu < MIN_MTU {
             return Err(LiveSetupError::Mtu(params.mtu));
         }
         let packetizer = Packetizer::new(PacketizerConfig {

@@ -21,5 +21,7 @@ pub(crate) fn options(dir: &Path, code: Option<&str>) -> CameraOptions {
         max_recording_s: 180,
         state_dir: dir.to_path_buf(),
         mdns: false,
+        live_streams: 2,
+        live: bridge::live::LiveConfig::default(),
     }
 }

@@ -1,0 +1,293 @@
+//! The tokio side of live view: a camera's [`LiveView`] (its feed, its RTP services and the
+//! task that starts streams) and one task per stream that owns the UDP socket and drives a
+//! [`LiveSession`]. Everything the stream decides is in the session; this file only moves
+//! datagrams and time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use hap_server::Server;
+use recorder::{LiveFeed, LiveReader, LiveUnit, ReaderError};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::service::{StartOrder, StreamService};
+use super::session::{LiveEnd, LiveEvent, LiveSession};
+
+/// How long a START waits for the camera's first IDR (a source still connecting).
+pub const FIRST_IDR_WAIT: Duration = Duration::from_secs(10);
+/// Largest datagram we read from the controller (RTCP is small; anything larger is dropped).
+const RECV_BUFFER_BYTES: usize = 2048;
+/// Consecutive send errors after which the stream ends (the controller's network is gone).
+const MAX_SEND_ERRORS: u32 = 50;
+
+/// Called when a service's StreamingStatus may have changed (the camera re-sends 120).
+pub type StatusHook = Arc<dyn Fn() + Send + Sync>;
+
+/// A camera's live view: the feed every viewer reads, its RTP services, and where 117 START
+/// hands streams to be run.
+pub struct LiveView {
+    /// The GOP in progress and the readers (fed by `camera::Feeder`).
+    pub feed: LiveFeed,
+    /// One per CameraRTPStreamManagement service.
+    pub services: Vec<Arc<StreamService>>,
+    starts: mpsc::UnboundedSender<StartOrder>,
+    starts_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<StartOrder>>>,
+}
+
+impl std::fmt::Debug for LiveView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveView")
+            .field("services", &self.services.len())
+            .field("feed", &self.feed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveView {
+    /// A live view with `services`.
+    pub fn new(feed: LiveFeed, services: Vec<Arc<StreamService>>) -> Self {
+        let (starts, rx) = mpsc::unbounded_channel();
+        Self {
+            feed,
+            services,
+            starts,
+            starts_rx: std::sync::Mutex::new(Some(rx)),
+        }
+    }
+
+    /// Hands a START to the task of [`LiveView::run`].
+    pub fn start(&self, order: StartOrder) {
+        if let Err(e) = self.starts.send(order) {
+            // No task (shutting down): the order and its sockets are dropped.
+            debug!("live view is not running: {}", e.0.service);
+        }
+    }
+
+    /// Streams running or prepared.
+    pub fn viewers(&self) -> usize {
+        self.services.iter().filter(|s| s.is_streaming()).count()
+    }
+
+    /// Runs the camera's streams until `shutdown`: each START becomes a stream task. Call
+    /// once (later calls return at once).
+    pub fn run(
+        self: &Arc<Self>,
+        camera: String,
+        server: Server,
+        on_status: StatusHook,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let rx = self
+            .starts_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let view = Arc::clone(self);
+        async move {
+            let Some(mut rx) = rx else { return };
+            let mut shutdown_rx = shutdown.clone();
+            let mut tasks = JoinSet::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    order = rx.recv() => {
+                        let Some(order) = order else { break };
+                        let Some(service) = view.services.get(order.service).cloned() else { continue };
+                        tasks.spawn(stream_task(StreamContext {
+                            camera: camera.clone(),
+                            feed: view.feed.clone(),
+                            service,
+                            closed: Box::pin(server.closed(order.connection_id)),
+                            on_status: on_status.clone(),
+                            shutdown: shutdown.clone(),
+                        }, order));
+                    }
+                    _ = tick.tick() => {
+                        let now = tokio::time::Instant::now().into_std();
+                        if view.services.iter().any(|s| s.expire(now)) {
+                            on_status();
+                        }
+                    }
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    _ = shutdown_rx.changed() => break,
+                }
+            }
+            for s in &view.services {
+                s.stop(LiveEnd::Shutdown);
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+struct StreamContext {
+    camera: String,
+    feed: LiveFeed,
+    service: Arc<StreamService>,
+    closed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    on_status: StatusHook,
+    shutdown: watch::Receiver<bool>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The reader's next unit, or never when the session wants none.
+fn next_unit(
+    mut reader: Option<&mut LiveReader>,
+) -> impl Future<Output = Result<Arc<LiveUnit>, ReaderError>> + '_ {
+    std::future::poll_fn(move |cx| match reader {
+        Some(ref mut r) => r.poll_next(cx),
+        None => Poll::Pending,
+    })
+}
+
+/// Waits up to [`FIRST_IDR_WAIT`] for the feed's first IDR.
+async fn first_reader(
+    feed: &LiveFeed,
+    stop: &mut watch::Receiver<Option<LiveEnd>>,
+) -> Option<LiveReader> {
+    let deadline = tokio::time::Instant::now() + FIRST_IDR_WAIT;
+    loop {
+        if let Some(r) = feed.reader() {
+            return Some(r);
+        }
+        if tokio::time::Instant::now() >= deadline || stop.borrow().is_some() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stream_task(mut ctx: StreamContext, mut order: StartOrder) {
+    let service_index = order.service;
+    let generation = order.generation;
+    let end = run_stream(&mut ctx, &mut order).await;
+    if let Err(why) = end {
+        info!(camera = %ctx.camera, service = service_index, ?why, "live view did not start");
+    }
+    // Dropping `order` closes both sockets.
+    drop(order);
+    if ctx.service.stream_ended(generation) || ctx.service.connection().is_none() {
+        (ctx.on_status)();
+    }
+}
+
+async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(), LiveEnd> {
+    let started = now();
+    let Some(reader) = first_reader(&ctx.feed, &mut order.stop).await else {
+        return Err(LiveEnd::SourceGone);
+    };
+    let std_socket = order
+        .video_socket
+        .try_clone()
+        .map_err(|_| LiveEnd::SocketFailed)?;
+    let socket = UdpSocket::from_std(std_socket).map_err(|_| LiveEnd::SocketFailed)?;
+    let mut session = LiveSession::new(now(), order.params.clone(), reader).map_err(|e| {
+        warn!(camera = %ctx.camera, error = %e, "live view refused");
+        LiveEnd::SocketFailed
+    })?;
+    info!(
+        camera = %ctx.camera,
+        service = order.service,
+        destination = %order.destination,
+        requested = ?order.requested,
+        mtu = order.params.mtu,
+        "live view started"
+    );
+    let destination = order.destination;
+    let mut out = Vec::with_capacity(order.params.mtu);
+    let mut rbuf = vec![0u8; RECV_BUFFER_BYTES];
+    let mut send_errors = 0u32;
+    loop {
+        while session.poll_transmit(&mut out) {
+            match socket.send_to(&out, destination).await {
+                Ok(_) => send_errors = 0,
+                Err(e) => {
+                    send_errors += 1;
+                    debug!(error = %e, "live view send failed");
+                    if send_errors >= MAX_SEND_ERRORS {
+                        session.stop(now(), LiveEnd::SocketFailed);
+                    }
+                }
+            }
+        }
+        while let Some(ev) = session.poll_event() {
+            log_event(&ctx.camera, order.service, started, &ev);
+        }
+        if session.is_ended() {
+            return Ok(());
+        }
+        let timer = session
+            .poll_timeout()
+            .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        tokio::select! {
+            r = socket.recv_from(&mut rbuf) => {
+                if let Ok((n, _from)) = r
+                    && let Some(d) = rbuf.get_mut(..n)
+                {
+                    // Source addresses are not trusted: only an authenticated SRTCP packet counts.
+                    session.handle_datagram(now(), d);
+                }
+            }
+            u = next_unit(session.live_reader()) => session.handle_unit(now(), u),
+            _ = tokio::time::sleep_until(timer.into()) => session.handle_timeout(now()),
+            r = order.stop.changed() => {
+                let why = if r.is_ok() { (*order.stop.borrow()).unwrap_or(LiveEnd::Stopped) } else { LiveEnd::Stopped };
+                session.stop(now(), why);
+            }
+            () = &mut ctx.closed => session.stop(now(), LiveEnd::HapSessionClosed),
+            _ = ctx.shutdown.changed() => session.stop(now(), LiveEnd::Shutdown),
+        }
+    }
+}
+
+fn log_event(camera: &str, service: usize, started: Instant, ev: &LiveEvent) {
+    match ev {
+        LiveEvent::FirstFrame {
+            latency,
+            backlog_units,
+        } => {
+            let since_start = now().saturating_duration_since(started);
+            info!(
+                camera,
+                service,
+                latency_ms = since_start.max(*latency).as_millis() as u64,
+                backlog_units,
+                "live view: first frame sent"
+            );
+        }
+        LiveEvent::CaughtUp { after, units } => {
+            debug!(
+                camera,
+                service,
+                after_ms = after.as_millis() as u64,
+                units,
+                "live view caught up with the camera"
+            );
+        }
+        LiveEvent::Ended {
+            why,
+            packets,
+            bytes,
+            units,
+            duration,
+        } => info!(
+            camera,
+            service,
+            ?why,
+            packets,
+            bytes,
+            units,
+            duration_s = duration.as_secs_f32(),
+            "live view ended"
+        ),
+    }
+}
