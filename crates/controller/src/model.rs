@@ -137,6 +137,22 @@ impl AccessoryDb {
         })
     }
 
+    /// `(aid, iid)` of characteristic `char_type` in every service of type `service_type`, in
+    /// database order (e.g. each CameraRTPStreamManagement of a camera).
+    pub fn ids_in_each(&self, service_type: &str, char_type: &str) -> Vec<(u64, u64)> {
+        let (st, ct) = (short_type(service_type), short_type(char_type));
+        self.accessories
+            .iter()
+            .flat_map(|a| {
+                a.services
+                    .iter()
+                    .filter(|s| s.ty == st)
+                    .filter_map(|s| s.characteristics.iter().find(|c| c.ty == ct))
+                    .map(move |c| (a.aid, c.iid))
+            })
+            .collect()
+    }
+
     /// `(aid, iid)` of [`AccessoryDb::find`].
     pub fn id_of(&self, service_type: &str, char_type: &str) -> Option<(u64, u64)> {
         self.find(service_type, char_type).map(|(a, c)| (a, c.iid))

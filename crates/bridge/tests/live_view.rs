@@ -1,0 +1,524 @@
+//! Live view end to end on loopback: a camera accessory fed the bundled demo clip in real time,
+//! the controller crate playing the iPhone (pair-setup, pair-verify, 118 with a known key, 117
+//! START/END), and receivers we did not write: libsrtp (`tests/peers/srtp_viewer.py`, through
+//! pylibsrtp) decrypts and checks every packet and answers sender reports as iOS does, and
+//! ffprobe decodes what it reassembled. Negative paths: receiver reports stop → the stream ends
+//! and StreamingStatus returns to available; END → silence; the HAP session closes → the
+//! stream ends; a busy service; malformed 117/118 writes.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bridge::camera::{Camera, CameraOptions};
+use bridge::live::LiveConfig;
+use controller::{AccessoryDb, CharWrite, HapClient, PairingKeys, pair_setup};
+use hap_server::pairing::controller::ControllerIdentity;
+use hap_tlv::hksv::{H264Level, H264Profile, StreamingStatus, VideoAttributes};
+use hap_tlv::rtp::{
+    EndpointAddress, IpVersion, RtpParameters, SelectedRtpStreamConfiguration,
+    SelectedVideoParameters, SessionCommand, SessionId, SetupEndpointsRequest,
+    SetupEndpointsResponse, SetupEndpointsStatus, SrtpParameters, SrtpSuite,
+};
+use motion::MotionHub;
+use recorder::{DemoSource, MediaUnit};
+use serde_json::{Value as Json, json};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+const CODE: &str = "518-08-583";
+const WAIT: Duration = Duration::from_secs(10);
+const KEY: [u8; 16] = [0x11; 16];
+const SALT: [u8; 14] = [0x22; 14];
+/// Liveness timeout of the camera under test (the default is 30 s).
+const SILENCE: Duration = Duration::from_secs(3);
+
+const RTP_SERVICE: &str = "110";
+const SETUP_ENDPOINTS: &str = "118";
+const SELECTED: &str = "117";
+const STREAMING_STATUS: &str = "120";
+
+fn python() -> PathBuf {
+    let path = std::env::var_os("HKSV_TEST_PYTHON").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python"),
+        PathBuf::from,
+    );
+    let ok = Command::new(&path)
+        .args(["-c", "import pylibsrtp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "pylibsrtp missing at {}: run scripts/test",
+        path.display()
+    );
+    path
+}
+
+struct Rig {
+    camera: Camera,
+    addr: SocketAddr,
+    keys: PairingKeys,
+    client: HapClient,
+    db: AccessoryDb,
+    dir: tempfile::TempDir,
+    _stop: watch::Sender<bool>,
+    _tasks: JoinSet<()>,
+}
+
+impl Rig {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = MotionHub::new([("Cam", motion::DebounceConfig::default())]).unwrap();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let camera = Camera::start(
+            CameraOptions {
+                live: LiveConfig {
+                    liveness_timeout: SILENCE,
+                    ..LiveConfig::default()
+                },
+                ..common::options(dir.path(), Some(CODE))
+            },
+            hub,
+            &mut tasks,
+            stop_rx,
+        )
+        .await
+        .unwrap();
+        // The demo clip in real time, as a camera would deliver it.
+        let mut feeder = camera.feeder();
+        let mut stop_feed = stop.subscribe();
+        tasks.spawn(async move {
+            let mut demo = DemoSource::bundled().unwrap();
+            let start = tokio::time::Instant::now();
+            loop {
+                let (due, unit) = demo.next_unit();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(start + due) => feeder.push(unit),
+                    _ = stop_feed.changed() => return,
+                }
+            }
+        });
+        let addr = SocketAddr::from(([127, 0, 0, 1], camera.port()));
+        let identity = ControllerIdentity::generate(&mut rand::rng());
+        let keys = pair_setup(addr, &identity, CODE, WAIT).await.unwrap();
+        let mut client = HapClient::connect(addr, &keys, WAIT).await.unwrap();
+        let db = client.accessories().await.unwrap();
+        Self {
+            camera,
+            addr,
+            keys,
+            client,
+            db,
+            dir,
+            _stop: stop,
+            _tasks: tasks,
+        }
+    }
+
+    /// `(aid, iid)` of `ch` in RTP service `n`.
+    fn id(&self, n: usize, ch: &str) -> (u64, u64) {
+        self.db.ids_in_each(RTP_SERVICE, ch)[n]
+    }
+}
+
+fn setup_request(id: u8, port: u16) -> Vec<u8> {
+    let srtp = SrtpParameters {
+        suite: SrtpSuite::AesCm128HmacSha1_80,
+        master_key: KEY.to_vec(),
+        master_salt: SALT.to_vec(),
+    };
+    SetupEndpointsRequest {
+        session_id: SessionId([id; 16]),
+        controller_address: EndpointAddress {
+            ip_version: IpVersion::V4,
+            address: "127.0.0.1".into(),
+            video_rtp_port: port,
+            audio_rtp_port: port + 2,
+        },
+        video_srtp: srtp.clone(),
+        audio_srtp: srtp,
+    }
+    .encode()
+}
+
+fn select(id: u8, command: SessionCommand) -> Vec<u8> {
+    SelectedRtpStreamConfiguration {
+        session_id: SessionId([id; 16]),
+        command,
+        video: Some(SelectedVideoParameters {
+            codec: 0,
+            profile: Some(H264Profile::Main),
+            level: Some(H264Level::L4_0),
+            packetization_mode: Some(0),
+            attributes: Some(VideoAttributes {
+                width: 1280,
+                height: 720,
+                fps: 30,
+            }),
+            rtp: Some(RtpParameters {
+                payload_type: 99,
+                ssrc: 0x0abc_def0,
+                max_bitrate_kbps: 299,
+                rtcp_interval_s: 0.5,
+                max_mtu: Some(1378),
+                comfort_noise_payload_type: None,
+            }),
+        }),
+        audio: None,
+    }
+    .encode()
+}
+
+async fn write(client: &mut HapClient, id: (u64, u64), bytes: &[u8]) -> i64 {
+    let r = client
+        .write(
+            &[CharWrite::value(id.0, id.1, json!(B64.encode(bytes)))],
+            None,
+        )
+        .await
+        .unwrap();
+    r[0].status
+}
+
+async fn read_bytes(client: &mut HapClient, id: (u64, u64)) -> Vec<u8> {
+    let v = client.read_one(id.0, id.1).await.unwrap();
+    B64.decode(v.as_str().unwrap()).unwrap()
+}
+
+fn status_of(v: &Json) -> Option<StreamingStatus> {
+    let b = B64.decode(v.as_str()?).ok()?;
+    match b.as_slice() {
+        [1, 1, 0] => Some(StreamingStatus::Available),
+        [1, 1, 1] => Some(StreamingStatus::InUse),
+        [1, 1, 2] => Some(StreamingStatus::Unavailable),
+        _ => None,
+    }
+}
+
+/// The demo clip's most common frame spacing, 90 kHz.
+fn demo_frame_step() -> u64 {
+    let mut demo = DemoSource::bundled().unwrap();
+    let mut steps: HashMap<i64, u32> = HashMap::new();
+    let mut last = None;
+    for _ in 0..400 {
+        if let (_, MediaUnit::Video(v)) = demo.next_unit() {
+            if let Some(l) = last {
+                *steps.entry(v.pts_90k - l).or_default() += 1;
+            }
+            last = Some(v.pts_90k);
+        }
+    }
+    steps.into_iter().max_by_key(|(_, n)| *n).unwrap().0 as u64
+}
+
+fn ffprobe(path: &Path) -> Json {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,profile,width,height,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (Debian ffmpeg) must be installed: run scripts/test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Json>(&out.stdout).unwrap()["streams"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libsrtp_viewer_gets_parameter_sets_then_an_idr_and_the_stream_ends_when_reports_stop() {
+    let mut rig = Rig::new().await;
+    let (setup, selected, status) = (
+        rig.id(0, SETUP_ENDPOINTS),
+        rig.id(0, SELECTED),
+        rig.id(0, STREAMING_STATUS),
+    );
+    rig.client.subscribe(&[status], true).await.unwrap();
+    assert_eq!(
+        status_of(&rig.client.read_one(status.0, status.1).await.unwrap()),
+        Some(StreamingStatus::Available)
+    );
+    // Let the camera get its first IDR into the live feed.
+    let t = Instant::now();
+    while rig.camera.live_feed().gop_len().0 == 0 {
+        assert!(t.elapsed() < WAIT, "no IDR from the demo feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let ready = rig.dir.path().join("viewer.port");
+    let h264 = rig.dir.path().join("live.h264");
+    let key = B64.encode([KEY.as_slice(), SALT.as_slice()].concat());
+    // Reports are answered for 3 s, then the viewer listens silently to its end.
+    let viewer = Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/srtp_viewer.py"))
+        .args([
+            "--rx-key",
+            &key,
+            "--tx-key",
+            &key,
+            "--seconds",
+            "4",
+            "--rr-until",
+            "3",
+        ])
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--out")
+        .arg(&h264)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let port: u16 = loop {
+        if let Ok(s) = std::fs::read_to_string(&ready)
+            && let Ok(p) = s.trim().parse()
+        {
+            break p;
+        }
+        assert!(t.elapsed() < WAIT, "viewer did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(1, port)).await,
+        0
+    );
+    let answer = SetupEndpointsResponse::decode(&read_bytes(&mut rig.client, setup).await).unwrap();
+    assert_eq!(answer.status, SetupEndpointsStatus::Success);
+    let ssrc = answer.video_ssrc.unwrap();
+    assert!(ssrc < 1 << 31);
+    assert_eq!(
+        answer.accessory_address.as_ref().unwrap().address,
+        "127.0.0.1"
+    );
+    let in_use = rig
+        .client
+        .wait_for_event(status.0, status.1, WAIT, |v| {
+            status_of(v) == Some(StreamingStatus::InUse)
+        })
+        .await;
+    assert!(in_use.is_some(), "StreamingStatus did not become in use");
+
+    assert_eq!(
+        write(&mut rig.client, selected, &select(1, SessionCommand::Start)).await,
+        0
+    );
+    assert_eq!(rig.camera.live_viewers(), 1);
+
+    let out = tokio::task::spawn_blocking(move || viewer.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let s: Json = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("viewer: {s}");
+    assert!(s["rtp_packets"].as_u64().unwrap() > 20, "{s}");
+    assert_eq!(s["rejected"], 0, "every packet decrypts with the 118 key");
+    assert_eq!(s["payload_types"], json!([99]));
+    assert_eq!(s["ssrcs"], json!([ssrc]));
+    assert_eq!(s["seq_gaps"], 0);
+    assert_eq!(s["first_unit_has_sps_pps"], true, "{s}");
+    assert_eq!(s["first_unit_is_idr"], true, "{s}");
+    assert_eq!(s["first_nal_types"][0], 7, "SPS first");
+    assert!(s["max_datagram"].as_u64().unwrap() <= 1378);
+    assert_eq!(s["markers"], s["access_units"]);
+    assert!(s["access_units"].as_u64().unwrap() > 20, "{s}");
+    // The first SR came with the first frame; then every 0.5 s.
+    let first_packet = s["first_packet_s"].as_f64().unwrap();
+    assert!(
+        s["first_sr_s"].as_f64().unwrap() - first_packet < 1.0,
+        "{s}"
+    );
+    assert!(s["sender_reports"].as_u64().unwrap() >= 5, "{s}");
+    assert!(s["receiver_reports_sent"].as_u64().unwrap() >= 4, "{s}");
+    // Live frames follow the source's spacing (the catch-up steps are a quarter of it).
+    let step = demo_frame_step().to_string();
+    let steps = s["ts_steps"].as_object().unwrap();
+    let (top, _) = steps.iter().max_by_key(|(_, n)| n.as_u64()).unwrap();
+    assert_eq!(top, &step, "{s}");
+
+    // An independent decoder reads what libsrtp decrypted.
+    let probe = ffprobe(&h264);
+    assert_eq!(probe["codec_name"], "h264", "{probe}");
+    assert_eq!(probe["width"], 1920, "{probe}");
+    assert_eq!(probe["height"], 1080, "{probe}");
+    let frames: u64 = probe["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(frames > 20, "{probe}");
+
+    // The viewer stopped answering at 3 s: the stream ends within the silence and the
+    // service is available again.
+    let back = rig
+        .client
+        .wait_for_event(status.0, status.1, SILENCE + WAIT, |v| {
+            status_of(v) == Some(StreamingStatus::Available)
+        })
+        .await;
+    assert!(
+        back.is_some(),
+        "StreamingStatus did not return to available"
+    );
+    assert_eq!(rig.camera.live_viewers(), 0);
+    assert_eq!(
+        rig.camera.live_feed().reader_count(),
+        0,
+        "the reader was freed"
+    );
+}
+
+/// Datagrams arriving on `sock` within `wait`.
+fn count_datagrams(sock: &UdpSocket, wait: Duration) -> usize {
+    let end = Instant::now() + wait;
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if sock.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_busy_hap_close_and_malformed_writes() {
+    let mut rig = Rig::new().await;
+    let (setup0, sel0, status0) = (
+        rig.id(0, SETUP_ENDPOINTS),
+        rig.id(0, SELECTED),
+        rig.id(0, STREAMING_STATUS),
+    );
+    let (setup1, sel1) = (rig.id(1, SETUP_ENDPOINTS), rig.id(1, SELECTED));
+
+    // Malformed writes: HAP errors, no state change.
+    let full = setup_request(9, 40_000);
+    assert_eq!(
+        write(&mut rig.client, setup0, &full[..full.len() - 4]).await,
+        -70410
+    );
+    assert_eq!(write(&mut rig.client, setup0, &[0xff]).await, -70410);
+    assert_eq!(
+        write(&mut rig.client, sel0, &select(9, SessionCommand::Start)).await,
+        -70410,
+        "unknown session"
+    );
+    let start = select(9, SessionCommand::Start);
+    assert_eq!(write(&mut rig.client, sel0, &start[..7]).await, -70410);
+    assert_eq!(
+        status_of(&rig.client.read_one(status0.0, status0.1).await.unwrap()),
+        Some(StreamingStatus::Available)
+    );
+
+    // END: nothing more arrives after 100 ms.
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rx.local_addr().unwrap().port();
+    assert_eq!(
+        write(&mut rig.client, setup0, &setup_request(2, port)).await,
+        0
+    );
+    assert_eq!(
+        write(&mut rig.client, sel0, &select(2, SessionCommand::Start)).await,
+        0
+    );
+    let rx2 = rx.try_clone().unwrap();
+    let before =
+        tokio::task::spawn_blocking(move || count_datagrams(&rx2, Duration::from_millis(1500)))
+            .await
+            .unwrap();
+    assert!(before > 10, "{before} datagrams before END");
+    // A second viewer on the same service is busy; the other service takes it.
+    assert_eq!(
+        write(&mut rig.client, setup0, &setup_request(3, port)).await,
+        0
+    );
+    let busy = SetupEndpointsResponse::decode(&read_bytes(&mut rig.client, setup0).await).unwrap();
+    assert_eq!(busy.status, SetupEndpointsStatus::Busy);
+    assert_eq!(busy.session_id, Some(SessionId([3; 16])));
+    let rx_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port_b = rx_b.local_addr().unwrap().port();
+    assert_eq!(
+        write(&mut rig.client, setup1, &setup_request(4, port_b)).await,
+        0
+    );
+    let ok = SetupEndpointsResponse::decode(&read_bytes(&mut rig.client, setup1).await).unwrap();
+    assert_eq!(ok.status, SetupEndpointsStatus::Success);
+
+    assert_eq!(
+        write(&mut rig.client, sel0, &select(2, SessionCommand::End)).await,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rx2 = rx.try_clone().unwrap();
+    let after = tokio::task::spawn_blocking(move || {
+        // Drain what was already queued in the socket before END took effect.
+        rx2.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        while rx2.recv(&mut buf).is_ok() {}
+        rx2.set_nonblocking(false).unwrap();
+        count_datagrams(&rx2, Duration::from_secs(1))
+    })
+    .await
+    .unwrap();
+    assert_eq!(after, 0, "datagrams after END");
+
+    // The HAP session that set a stream up closes: the stream ends.
+    let mut other = HapClient::connect(rig.addr, &rig.keys, WAIT).await.unwrap();
+    let rx3 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port3 = rx3.local_addr().unwrap().port();
+    assert_eq!(write(&mut other, setup0, &setup_request(5, port3)).await, 0);
+    assert_eq!(
+        write(&mut other, sel0, &select(5, SessionCommand::Start)).await,
+        0
+    );
+    let rx3b = rx3.try_clone().unwrap();
+    let got =
+        tokio::task::spawn_blocking(move || count_datagrams(&rx3b, Duration::from_millis(800)))
+            .await
+            .unwrap();
+    assert!(got > 5, "{got}");
+    drop(other);
+    let t = Instant::now();
+    while rig.camera.live_viewers() > 0 {
+        assert!(t.elapsed() < WAIT, "stream outlived its HAP session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = tokio::task::spawn_blocking(move || {
+        rx3.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        while rx3.recv(&mut buf).is_ok() {}
+        rx3.set_nonblocking(false).unwrap();
+        count_datagrams(&rx3, Duration::from_millis(500))
+    })
+    .await
+    .unwrap();
+    assert_eq!(after, 0, "datagrams after the HAP session closed");
+
+    // HomeKitCameraActive = 0 refuses live view (-70412).
+    let (aid, iid) = rig.db.id_of("21A", "21B").unwrap();
+    let r = rig
+        .client
+        .write(&[CharWrite::value(aid, iid, json!(0))], None)
+        .await
+        .unwrap();
+    assert_eq!(r[0].status, 0);
+    assert_eq!(
+        write(&mut rig.client, setup0, &setup_request(6, port)).await,
+        -70412
+    );
+    assert_eq!(
+        write(&mut rig.client, sel1, &select(4, SessionCommand::Start)).await,
+        -70412
+    );
+}
