@@ -505,6 +505,27 @@ async fn end_busy_hap_close_and_malformed_writes() {
     .unwrap();
     assert_eq!(after, 0, "datagrams after the HAP session closed");
 
+    // A 118 whose HAP session closes before START frees the service at once (no 30 s wait).
+    let mut third = HapClient::connect(rig.addr, &rig.keys, WAIT).await.unwrap();
+    assert_eq!(write(&mut third, setup0, &setup_request(7, port3)).await, 0);
+    assert_eq!(
+        status_of(&rig.client.read_one(status0.0, status0.1).await.unwrap()),
+        Some(StreamingStatus::InUse)
+    );
+    drop(third);
+    let t = Instant::now();
+    loop {
+        let v = rig.client.read_one(status0.0, status0.1).await.unwrap();
+        if status_of(&v) == Some(StreamingStatus::Available) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "prepared session outlived its HAP session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // HomeKitCameraActive = 0 refuses live view (-70412).
     let (aid, iid) = rig.db.id_of("21A", "21B").unwrap();
     let r = rig

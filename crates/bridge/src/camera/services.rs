@@ -380,6 +380,7 @@ fn rtp_service(shared: &Arc<Shared>, index: usize) -> Service {
                         bytes,
                         streaming_enabled(shared),
                     )? {
+                        shared.live.prepared(index, ctx.connection_id);
                         shared.state.wake();
                     }
                     Ok(None)

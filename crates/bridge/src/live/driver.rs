@@ -36,8 +36,20 @@ pub struct LiveView {
     pub feed: LiveFeed,
     /// One per CameraRTPStreamManagement service.
     pub services: Vec<Arc<StreamService>>,
-    starts: mpsc::UnboundedSender<StartOrder>,
-    starts_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<StartOrder>>>,
+    starts: mpsc::UnboundedSender<Request>,
+    starts_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
+}
+
+/// What the HAP handlers hand to the task of [`LiveView::run`].
+enum Request {
+    /// 117 START.
+    Start(Box<StartOrder>),
+    /// A 118 prepared service `service` for HAP connection `connection_id`: free it when that
+    /// connection closes before a START (HAP-NodeJS does the same).
+    Prepared {
+        service: usize,
+        connection_id: hap_server::ConnectionId,
+    },
 }
 
 impl std::fmt::Debug for LiveView {
@@ -63,10 +75,18 @@ impl LiveView {
 
     /// Hands a START to the task of [`LiveView::run`].
     pub fn start(&self, order: StartOrder) {
-        if let Err(e) = self.starts.send(order) {
+        if self.starts.send(Request::Start(Box::new(order))).is_err() {
             // No task (shutting down): the order and its sockets are dropped.
-            debug!("live view is not running: {}", e.0.service);
+            debug!("live view is not running");
         }
+    }
+
+    /// Tells the task of [`LiveView::run`] that a 118 prepared `service` for `connection_id`.
+    pub fn prepared(&self, service: usize, connection_id: hap_server::ConnectionId) {
+        let _ = self.starts.send(Request::Prepared {
+            service,
+            connection_id,
+        });
     }
 
     /// Streams running or prepared.
@@ -93,11 +113,33 @@ impl LiveView {
             let Some(mut rx) = rx else { return };
             let mut shutdown_rx = shutdown.clone();
             let mut tasks = JoinSet::new();
+            let mut watchers: JoinSet<(usize, hap_server::ConnectionId)> = JoinSet::new();
+            let mut watched = std::collections::HashSet::new();
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tokio::select! {
-                    order = rx.recv() => {
-                        let Some(order) = order else { break };
+                    request = rx.recv() => {
+                        let order = match request {
+                            None => break,
+                            Some(Request::Start(order)) => *order,
+                            Some(Request::Prepared { service, connection_id }) => {
+                                let Some(svc) = view.services.get(service).cloned() else { continue };
+                                // One watcher per (service, connection): bounded by the HAP
+                                // server's connection cap.
+                                if watched.insert((service, connection_id)) {
+                                    let closed = server.closed(connection_id);
+                                    let hook = on_status.clone();
+                                    watchers.spawn(async move {
+                                        closed.await;
+                                        if svc.connection_closed(connection_id) {
+                                            hook();
+                                        }
+                                        (service, connection_id)
+                                    });
+                                }
+                                continue;
+                            }
+                        };
                         let Some(service) = view.services.get(order.service).cloned() else { continue };
                         tasks.spawn(stream_task(StreamContext {
                             camera: camera.clone(),
@@ -115,12 +157,18 @@ impl LiveView {
                         }
                     }
                     Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    Some(done) = watchers.join_next(), if !watchers.is_empty() => {
+                        if let Ok(key) = done {
+                            watched.remove(&key);
+                        }
+                    }
                     _ = shutdown_rx.changed() => break,
                 }
             }
             for s in &view.services {
                 s.stop(LiveEnd::Shutdown);
             }
+            watchers.abort_all();
             while tasks.join_next().await.is_some() {}
         }
     }
