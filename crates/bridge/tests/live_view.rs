@@ -21,12 +21,8 @@ use bridge::camera::{Camera, CameraOptions};
 use bridge::live::LiveConfig;
 use controller::{AccessoryDb, CharWrite, HapClient, PairingKeys, pair_setup};
 use hap_server::pairing::controller::ControllerIdentity;
-use hap_tlv::hksv::{H264Level, H264Profile, StreamingStatus, VideoAttributes};
-use hap_tlv::rtp::{
-    EndpointAddress, IpVersion, RtpParameters, SelectedRtpStreamConfiguration,
-    SelectedVideoParameters, SessionCommand, SessionId, SetupEndpointsRequest,
-    SetupEndpointsResponse, SetupEndpointsStatus, SrtpParameters, SrtpSuite,
-};
+use hap_tlv::hksv::StreamingStatus;
+use hap_tlv::rtp::{SessionCommand, SessionId, SetupEndpointsResponse, SetupEndpointsStatus};
 use motion::MotionHub;
 use recorder::{DemoSource, MediaUnit};
 use serde_json::{Value as Json, json};
@@ -131,51 +127,11 @@ impl Rig {
 }
 
 fn setup_request(id: u8, port: u16) -> Vec<u8> {
-    let srtp = SrtpParameters {
-        suite: SrtpSuite::AesCm128HmacSha1_80,
-        master_key: KEY.to_vec(),
-        master_salt: SALT.to_vec(),
-    };
-    SetupEndpointsRequest {
-        session_id: SessionId([id; 16]),
-        controller_address: EndpointAddress {
-            ip_version: IpVersion::V4,
-            address: "127.0.0.1".into(),
-            video_rtp_port: port,
-            audio_rtp_port: port + 2,
-        },
-        video_srtp: srtp.clone(),
-        audio_srtp: srtp,
-    }
-    .encode()
+    controller::live::setup_endpoints_request([id; 16], port, &KEY, &SALT)
 }
 
 fn select(id: u8, command: SessionCommand) -> Vec<u8> {
-    SelectedRtpStreamConfiguration {
-        session_id: SessionId([id; 16]),
-        command,
-        video: Some(SelectedVideoParameters {
-            codec: 0,
-            profile: Some(H264Profile::Main),
-            level: Some(H264Level::L4_0),
-            packetization_mode: Some(0),
-            attributes: Some(VideoAttributes {
-                width: 1280,
-                height: 720,
-                fps: 30,
-            }),
-            rtp: Some(RtpParameters {
-                payload_type: 99,
-                ssrc: 0x0abc_def0,
-                max_bitrate_kbps: 299,
-                rtcp_interval_s: 0.5,
-                max_mtu: Some(1378),
-                comfort_noise_payload_type: None,
-            }),
-        }),
-        audio: None,
-    }
-    .encode()
+    controller::live::selected_stream_request([id; 16], command, Some(1378))
 }
 
 async fn write(client: &mut HapClient, id: (u64, u64), bytes: &[u8]) -> i64 {

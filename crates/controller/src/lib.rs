@@ -19,6 +19,7 @@ pub mod hap;
 pub mod hds_client;
 pub mod hksv;
 pub mod keys;
+pub mod live;
 pub mod model;
 pub mod selftest;
 

@@ -223,9 +223,9 @@ async fn stream_task(mut ctx: StreamContext, mut order: StartOrder) {
     }
     // Dropping `order` closes both sockets.
     drop(order);
-    if ctx.service.stream_ended(generation) || ctx.service.connection().is_none() {
-        (ctx.on_status)();
-    }
+    ctx.service.stream_ended(generation);
+    // The control task re-sends StreamingStatus only if it changed.
+    (ctx.on_status)();
 }
 
 async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(), LiveEnd> {

@@ -495,15 +495,6 @@ impl StreamService {
             _ => false,
         }
     }
-
-    /// The HAP connection of what this service holds, if anything.
-    pub fn connection(&self) -> Option<ConnectionId> {
-        match &self.lock().slot {
-            Slot::Available => None,
-            Slot::Prepared(p) => Some(p.connection_id),
-            Slot::Streaming { connection_id, .. } => Some(*connection_id),
-        }
-    }
 }
 
 fn srtp_of(p: &SrtpParameters) -> Result<(Suite, MasterKey), HapStatus> {

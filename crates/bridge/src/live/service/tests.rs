@@ -6,11 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hap_server::HapStatus;
-use hap_tlv::hksv::{H264Level, H264Profile, StreamingStatus, VideoAttributes};
+use hap_tlv::hksv::StreamingStatus;
 use hap_tlv::rtp::{
-    EndpointAddress, IpVersion, RtpParameters, SelectedRtpStreamConfiguration,
-    SelectedVideoParameters, SessionCommand, SessionId, SetupEndpointsRequest,
-    SetupEndpointsResponse, SetupEndpointsStatus, SrtpParameters, SrtpSuite,
+    SessionCommand, SessionId, SetupEndpointsRequest, SetupEndpointsResponse, SetupEndpointsStatus,
+    SrtpParameters, SrtpSuite,
 };
 
 use super::*;
@@ -37,46 +36,11 @@ fn srtp() -> SrtpParameters {
 }
 
 fn setup(id: u8) -> Vec<u8> {
-    SetupEndpointsRequest {
-        session_id: SessionId([id; 16]),
-        controller_address: EndpointAddress {
-            ip_version: IpVersion::V4,
-            address: "127.0.0.1".into(),
-            video_rtp_port: 50_000,
-            audio_rtp_port: 50_002,
-        },
-        video_srtp: srtp(),
-        audio_srtp: srtp(),
-    }
-    .encode()
+    controller::live::setup_endpoints_request([id; 16], 50_000, &[1; 16], &[2; 14])
 }
 
 fn select(id: u8, command: SessionCommand, mtu: Option<u16>) -> Vec<u8> {
-    SelectedRtpStreamConfiguration {
-        session_id: SessionId([id; 16]),
-        command,
-        video: Some(SelectedVideoParameters {
-            codec: 0,
-            profile: Some(H264Profile::Main),
-            level: Some(H264Level::L4_0),
-            packetization_mode: Some(0),
-            attributes: Some(VideoAttributes {
-                width: 1280,
-                height: 720,
-                fps: 30,
-            }),
-            rtp: Some(RtpParameters {
-                payload_type: 99,
-                ssrc: 0x0bad_cafe,
-                max_bitrate_kbps: 299,
-                rtcp_interval_s: 0.5,
-                max_mtu: mtu,
-                comfort_noise_payload_type: None,
-            }),
-        }),
-        audio: None,
-    }
-    .encode()
+    controller::live::selected_stream_request([id; 16], command, mtu)
 }
 
 #[test]
