@@ -70,7 +70,8 @@ struct Rig {
 }
 
 impl Rig {
-    async fn new() -> Self {
+    /// A camera whose streams end after `silence` without receiver reports.
+    async fn new(silence: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let hub = MotionHub::new([("Cam", motion::DebounceConfig::default())]).unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -78,7 +79,7 @@ impl Rig {
         let camera = Camera::start(
             CameraOptions {
                 live: LiveConfig {
-                    liveness_timeout: SILENCE,
+                    liveness_timeout: silence,
                     ..LiveConfig::default()
                 },
                 ..common::options(dir.path(), Some(CODE))
@@ -197,7 +198,7 @@ fn ffprobe(path: &Path) -> Json {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libsrtp_viewer_gets_parameter_sets_then_an_idr_and_the_stream_ends_when_reports_stop() {
-    let mut rig = Rig::new().await;
+    let mut rig = Rig::new(SILENCE).await;
     let (setup, selected, status) = (
         rig.id(0, SETUP_ENDPOINTS),
         rig.id(0, SELECTED),
@@ -350,7 +351,7 @@ fn count_datagrams(sock: &UdpSocket, wait: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_busy_hap_close_and_malformed_writes() {
-    let mut rig = Rig::new().await;
+    let mut rig = Rig::new(SILENCE).await;
     let (setup0, sel0, status0) = (
         rig.id(0, SETUP_ENDPOINTS),
         rig.id(0, SELECTED),
@@ -498,4 +499,140 @@ async fn end_busy_hap_close_and_malformed_writes() {
         write(&mut rig.client, sel1, &select(4, SessionCommand::Start)).await,
         -70412
     );
+}
+
+/// A UDP port `p` (even) with `p + 1` free too, as ffmpeg's RTP receiver binds both.
+fn free_rtp_port() -> u16 {
+    loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p.is_multiple_of(2) && p < u16::MAX && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// The SDP a receiver needs for what 118/117 negotiated (RFC 4568 `a=crypto`).
+fn sdp(port: u16, key: &[u8; 16], salt: &[u8; 14]) -> String {
+    let inline = B64.encode([key.as_slice(), salt.as_slice()].concat());
+    format!(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=hksv-bridge live view\r\nc=IN IP4 127.0.0.1\r\n\
+         t=0 0\r\nm=video {port} RTP/SAVP 99\r\na=rtpmap:99 H264/90000\r\n\
+         a=fmtp:99 packetization-mode=1\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n"
+    )
+}
+
+/// ffmpeg receiving `sdp_file` and copying the H.264 to `out`, `extra` output options first.
+fn ffmpeg_receiver(sdp_file: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-protocol_whitelist", "file,udp,rtp,srtp,crypto"])
+        .args(["-reorder_queue_size", "0"])
+        .arg("-i")
+        .arg(sdp_file)
+        .args(extra)
+        .args(["-c", "copy", "-f", "h264", "-y"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_decodes_the_stream_from_an_sdp_with_a_crypto_and_nothing_with_a_wrong_key() {
+    // ffmpeg sends its receiver reports to itself (the SDP names no sender), so liveness
+    // must outlast the run.
+    let mut rig = Rig::new(Duration::from_secs(30)).await;
+    let t = Instant::now();
+    while rig.camera.live_feed().gop_len().0 == 0 {
+        assert!(t.elapsed() < WAIT, "no IDR from the demo feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What the source is: the bundled clip, probed by ffprobe itself.
+    let clip = rig.dir.path().join("demo.mp4");
+    std::fs::write(&clip, recorder::demo::DEMO_CLIP_MP4).unwrap();
+    let source = ffprobe(&clip);
+
+    // Right key: ffmpeg decodes the source's codec, profile and size.
+    let port = free_rtp_port();
+    let sdp_file = rig.dir.path().join("live.sdp");
+    std::fs::write(&sdp_file, sdp(port, &KEY, &SALT)).unwrap();
+    let out = rig.dir.path().join("ffmpeg.h264");
+    let receiver = ffmpeg_receiver(&sdp_file, &out, &["-t", "3"]);
+    tokio::time::sleep(Duration::from_millis(300)).await; // ffmpeg binds its port
+    let (setup, selected) = (rig.id(0, SETUP_ENDPOINTS), rig.id(0, SELECTED));
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(1, port)).await,
+        0
+    );
+    assert_eq!(
+        write(&mut rig.client, selected, &select(1, SessionCommand::Start)).await,
+        0
+    );
+    let done = tokio::task::spawn_blocking(move || wait_or_kill(receiver, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(done.0, "ffmpeg did not finish: {}", done.1);
+    let probe = ffprobe(&out);
+    eprintln!("ffmpeg received: {probe}; source: {source}");
+    for field in ["codec_name", "profile", "width", "height"] {
+        assert_eq!(probe[field], source[field], "{field}: {probe} vs {source}");
+    }
+    let frames: u64 = probe["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(frames > 20, "{probe}");
+    assert_eq!(
+        write(&mut rig.client, selected, &select(1, SessionCommand::End)).await,
+        0
+    );
+
+    // Wrong key: packets arrive and fail authentication; nothing decodes.
+    let port = free_rtp_port();
+    let wrong_sdp = rig.dir.path().join("wrong.sdp");
+    std::fs::write(&wrong_sdp, sdp(port, &[0x33; 16], &SALT)).unwrap();
+    let wrong_out = rig.dir.path().join("wrong.h264");
+    let receiver = ffmpeg_receiver(&wrong_sdp, &wrong_out, &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (setup, selected) = (rig.id(1, SETUP_ENDPOINTS), rig.id(1, SELECTED));
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(2, port)).await,
+        0
+    );
+    assert_eq!(
+        write(&mut rig.client, selected, &select(2, SessionCommand::Start)).await,
+        0
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        rig.camera.live_viewers(),
+        1,
+        "the stream was sent meanwhile"
+    );
+    let (_, stderr) = tokio::task::spawn_blocking(move || wait_or_kill(receiver, Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("HMAC mismatch"),
+        "ffmpeg saw no packets to refuse: {stderr}"
+    );
+    let decoded = std::fs::metadata(&wrong_out).map_or(0, |m| m.len());
+    assert_eq!(decoded, 0, "ffmpeg decoded something with the wrong key");
+}
+
+/// Waits up to `wait` for `child`, else kills it; `(exited by itself, stderr)`.
+fn wait_or_kill(mut child: std::process::Child, wait: Duration) -> (bool, String) {
+    let end = Instant::now() + wait;
+    let exited = loop {
+        match child.try_wait().unwrap() {
+            Some(_) => break true,
+            None if Instant::now() >= end => {
+                child.kill().unwrap();
+                break false;
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let out = child.wait_with_output().unwrap();
+    (exited, String::from_utf8_lossy(&out.stderr).into_owned())
 }

@@ -300,6 +300,7 @@ pub struct HapClient {
     reader: JoinHandle<()>,
     shared_secret: [u8; 32],
     peer: SocketAddr,
+    local: SocketAddr,
     deadline: Duration,
 }
 
@@ -368,6 +369,7 @@ impl HapClient {
             .await
             .map_err(|_| HapError::Timeout("connect"))??;
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr()?;
         let mut c = Plain {
             stream,
             buf: Vec::new(),
@@ -436,6 +438,7 @@ impl HapClient {
             reader,
             shared_secret: *shared.as_bytes(),
             peer: addr,
+            local,
             deadline,
         })
     }
@@ -443,6 +446,11 @@ impl HapClient {
     /// The accessory's address.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Our end of the connection (the address the accessory sees us at).
+    pub fn local(&self) -> SocketAddr {
+        self.local
     }
 
     /// HDS session keys for this HAP session (§4.2: IKM = this pair-verify's shared secret).

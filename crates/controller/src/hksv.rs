@@ -462,13 +462,25 @@ pub async fn write_selected(
     ids: &HksvIds,
     tlv: &[u8],
 ) -> Result<(), HapError> {
-    hap.write_one(CharWrite::value(
-        ids.selected.0,
-        ids.selected.1,
-        json!(BASE64.encode(tlv)),
-    ))
-    .await
-    .map(drop)
+    write_tlv(hap, ids.selected, tlv).await
+}
+
+/// Writes a TLV8 characteristic (base64 in the JSON).
+///
+/// # Errors
+/// The write's HAP status as [`HapError::Http`].
+pub async fn write_tlv(hap: &mut HapClient, id: (u64, u64), tlv: &[u8]) -> Result<(), HapError> {
+    hap.write_one(CharWrite::value(id.0, id.1, json!(BASE64.encode(tlv))))
+        .await
+        .map(drop)
+}
+
+/// Reads a TLV8 characteristic.
+///
+/// # Errors
+/// Read failures or a value that is not base64 ([`HapError::Malformed`]).
+pub async fn read_tlv(hap: &mut HapClient, id: (u64, u64)) -> Result<Vec<u8>, HapError> {
+    tlv_of(&hap.read_one(id.0, id.1).await?)
 }
 
 /// Writes a 0/1 characteristic (Active, HomeKitCameraActive).

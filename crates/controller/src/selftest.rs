@@ -20,6 +20,7 @@ use crate::hap::{HapClient, pair_setup};
 use crate::hds_client::{HdsClient, StopWhen};
 use crate::hksv::{self, HksvIds};
 use crate::keys::PairingKeys;
+use crate::live::{self as live_req, LiveIds, Viewer, ViewerReport};
 
 /// What `selftest` needs to know.
 #[derive(Clone)]
@@ -426,11 +427,11 @@ async fn drive(
             return None;
         }
     };
-    let ids = match hap
-        .accessories()
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|db| HksvIds::find_named(&db, &opts.camera_name))
+    let db = hap.accessories().await.map_err(|e| e.to_string());
+    let ids = match db
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|db| HksvIds::find_named(db, &opts.camera_name))
     {
         Ok(ids) => {
             rep.ok(
@@ -460,6 +461,14 @@ async fn drive(
         .ok();
 
     let result = record(opts, api, &mut hap, &ids, rep).await;
+    // Live view needs HomeKitCameraActive = 1, which the recording step set.
+    let live = match db.and_then(|db| LiveIds::find_named(&db, &opts.camera_name)) {
+        Ok(live_ids) => live_view(&mut hap, &live_ids, rep).await,
+        Err(e) => {
+            rep.fail("live view", e, "the bridge build (live view missing)");
+            None
+        }
+    };
 
     // Restore (only meaningful when the Home keeps the pairing; harmless otherwise).
     let mut restored = Vec::new();
@@ -489,7 +498,7 @@ async fn drive(
             }
         ),
     );
-    result
+    result.and(live)
 }
 
 async fn record(
@@ -681,6 +690,163 @@ async fn record(
     let passed = report.passed();
     rep.check = Some(report);
     passed.then_some(())
+}
+
+/// How long the live-view step watches.
+const LIVE_VIEW_FOR: Duration = Duration::from_secs(3);
+/// RTCP interval of the step's receiver reports (iOS: 0.5 s).
+const RECEIVER_REPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// Plays the iPhone opening the camera: 118 with a fresh key, 117 START, 3 s of SRTP
+/// received, decrypted, reassembled and decoded, then 117 END.
+async fn live_view(hap: &mut HapClient, ids: &LiveIds, rep: &mut SelftestReport) -> Option<()> {
+    const NAME: &str = "live view";
+    const HINT_UDP: &str = "a firewall dropping UDP between the bridge and this host; the camera source delivers H.264 (`hksv-bridge check`)";
+    let socket = match tokio::net::UdpSocket::bind((hap.local().ip(), 0)).await {
+        Ok(s) => s,
+        Err(e) => {
+            rep.fail(
+                NAME,
+                format!("UDP bind: {e}"),
+                "free UDP ports on this host",
+            );
+            return None;
+        }
+    };
+    let port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+    let mut secret = [0u8; 30];
+    rand::fill(&mut secret[..]);
+    let (key, salt) = secret.split_at(16);
+    let Ok(master) = rtp::MasterKey::new(key, salt) else {
+        return None;
+    };
+    let session: [u8; 16] = rand::random();
+    let answer = async {
+        let req = live_req::setup_endpoints_request_at(session, hap.local().ip(), port, key, salt);
+        hksv::write_tlv(hap, ids.setup_endpoints, &req).await?;
+        let b = hksv::read_tlv(hap, ids.setup_endpoints).await?;
+        hap_tlv::rtp::SetupEndpointsResponse::decode(&b)
+            .map_err(|e| crate::hap::HapError::Malformed(e.to_string()))
+    }
+    .await;
+    let answer = match answer {
+        Ok(a) if a.status == hap_tlv::rtp::SetupEndpointsStatus::Success => a,
+        Ok(a) => {
+            rep.fail(
+                NAME,
+                format!("SetupEndpoints answered {:?}", a.status),
+                "another viewer is watching (busy); HomeKitCameraActive",
+            );
+            return None;
+        }
+        Err(e) => {
+            rep.fail(
+                NAME,
+                format!("SetupEndpoints: {e}"),
+                "the bridge log (live view)",
+            );
+            return None;
+        }
+    };
+    let accessory_rtcp = answer
+        .accessory_address
+        .as_ref()
+        .and_then(|a| Some(SocketAddr::new(a.address.parse().ok()?, a.video_rtp_port)));
+    let start = std::time::Instant::now();
+    let select = |c| live_req::selected_stream_request(session, c, Some(1378));
+    if let Err(e) = hksv::write_tlv(
+        hap,
+        ids.selected,
+        &select(hap_tlv::rtp::SessionCommand::Start),
+    )
+    .await
+    {
+        rep.fail(NAME, format!("START: {e}"), "the bridge log (live view)");
+        return None;
+    }
+    let mut viewer = Viewer::new(&master, rand::random::<u32>() >> 1);
+    let mut buf = vec![0u8; 2048];
+    let mut next_rr = RECEIVER_REPORT_EVERY;
+    loop {
+        let at = start.elapsed();
+        if at >= LIVE_VIEW_FOR {
+            break;
+        }
+        let wake = next_rr.min(LIVE_VIEW_FOR) - at.min(next_rr.min(LIVE_VIEW_FOR));
+        if let Ok(Ok(n)) = tokio::time::timeout(wake, socket.recv(&mut buf)).await
+            && let Some(datagram) = buf.get_mut(..n)
+        {
+            viewer.on_datagram(datagram, start.elapsed());
+        }
+        if start.elapsed() >= next_rr {
+            next_rr += RECEIVER_REPORT_EVERY;
+            if let Some(to) = accessory_rtcp {
+                let rr = viewer.receiver_report(start.elapsed());
+                let _ = socket.send_to(&rr, to).await;
+            }
+        }
+    }
+    let _ = hksv::write_tlv(
+        hap,
+        ids.selected,
+        &select(hap_tlv::rtp::SessionCommand::End),
+    )
+    .await;
+    let Ok(seen) = tokio::task::spawn_blocking(move || viewer.finish()).await else {
+        return None;
+    };
+    match live_verdict(&seen, answer.video_ssrc) {
+        Ok(detail) => {
+            rep.ok(NAME, detail);
+            Some(())
+        }
+        Err(detail) => {
+            rep.fail(NAME, detail, HINT_UDP);
+            None
+        }
+    }
+}
+
+/// Whether what the viewer saw is a live view a Home app would show.
+fn live_verdict(seen: &ViewerReport, ssrc: Option<u32>) -> Result<String, String> {
+    let ms =
+        |d: Option<Duration>| d.map_or_else(|| "-".into(), |d| format!("{} ms", d.as_millis()));
+    let facts = format!(
+        "{} packets, {} refused, {} access units, {} pictures decoded, first picture after {}",
+        seen.rtp_packets,
+        seen.rejected,
+        seen.access_units,
+        seen.pictures,
+        ms(seen.first_picture)
+    );
+    if seen.rtp_packets == 0 {
+        return Err(format!("no video arrived in {} s", LIVE_VIEW_FOR.as_secs()));
+    }
+    if seen.rejected > 0 {
+        return Err(format!("SRTP refused packets: {facts}"));
+    }
+    if ssrc.is_none_or(|s| seen.ssrcs.iter().ne([s].iter())) {
+        return Err(format!(
+            "SSRC {:?} instead of {ssrc:?} from SetupEndpoints",
+            seen.ssrcs
+        ));
+    }
+    if !seen.first_unit_nal_types.starts_with(&[7, 8]) || !seen.first_unit_nal_types.contains(&5) {
+        return Err(format!(
+            "the stream does not start with SPS, PPS and an IDR (NAL types {:?})",
+            seen.first_unit_nal_types
+        ));
+    }
+    if seen.pictures == 0 || seen.decode_errors > 0 {
+        return Err(format!("{} decode errors: {facts}", seen.decode_errors));
+    }
+    if seen.sender_reports == 0 {
+        return Err(format!("no RTCP sender report: {facts}"));
+    }
+    let size = seen
+        .size
+        .map_or_else(String::new, |(w, h)| format!("{w}x{h} H.264, "));
+    Ok(format!("{size}{facts}; video only (audio is not sent yet)"))
 }
 
 #[cfg(test)]
