@@ -179,7 +179,13 @@ async def phase_pair(port, code, pairing_file):
             break
         await asyncio.sleep(0.1)
     result["second_session_closed"] = not second.connection.is_connected
-    await second.shutdown()
+    # aiohomekit reconnects in the background; for a removed controller pair-verify must fail
+    # (M4 Authentication), and shutdown re-raises that when the attempt already ran.
+    try:
+        await second.shutdown()
+        result["second_reconnect_refused"] = None
+    except AuthenticationError:
+        result["second_reconnect_refused"] = True
 
     with open(pairing_file, "w") as f:
         json.dump(pairing.pairing_data, f)

@@ -285,7 +285,7 @@ fn camera_options(config: &Config, cam: &CameraConfig) -> CameraOptions {
         doorbell: cam.doorbell,
         max_recording_s: cam.max_recording_s,
         live_streams: cam.live_streams,
-        live: crate::live::LiveConfig::default(),
+        live: config.live.live_config(),
         state_dir: config.state_dir_for(cam),
         mdns: config.mdns,
     }

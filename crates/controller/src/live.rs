@@ -121,22 +121,31 @@ impl LiveIds {
                     .ok_or_else(|| format!("no bridged accessory is named {name:?}"))?,
             )
         };
-        let first = |c: &str| {
-            db.ids_in_each(RTP_STREAM_MANAGEMENT, c)
-                .first()
-                .copied()
-                .ok_or_else(|| format!("no CameraRTPStreamManagement service with {c}"))
-        };
-        Ok(Self {
-            setup_endpoints: first("118")?,
-            selected: first("117")?,
-            streaming_status: first("120")?,
-        })
+        Self::each(&db)
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no complete CameraRTPStreamManagement service".to_owned())
+    }
+
+    /// Every complete RTP stream service in `db`, in order.
+    pub fn each(db: &AccessoryDb) -> Vec<Self> {
+        let ids = |c: &str| db.ids_in_each(RTP_STREAM_MANAGEMENT, c);
+        let (setup, selected, status) = (ids("118"), ids("117"), ids("120"));
+        setup
+            .into_iter()
+            .zip(selected)
+            .zip(status)
+            .map(|((setup_endpoints, selected), streaming_status)| Self {
+                setup_endpoints,
+                selected,
+                streaming_status,
+            })
+            .collect()
     }
 }
 
-/// Access units kept for decoding; a 3 s view at 30 fps needs 90.
-const MAX_UNITS: usize = 600;
+/// Access units kept for decoding: 40 s at 30 fps.
+const MAX_UNITS: usize = 1200;
 /// Bound of one reassembled access unit.
 const MAX_ACCESS_UNIT_BYTES: usize = 8 << 20;
 
@@ -208,6 +217,12 @@ impl Viewer {
             highest_sequence: None,
             last_sr: None,
         }
+    }
+
+    /// The whole access units kept so far (the first [`MAX_UNITS`]): when each was complete,
+    /// from the viewer's start, and its Annex B bytes.
+    pub fn access_units(&self) -> impl Iterator<Item = (Duration, &[u8])> {
+        self.units.iter().map(|(at, b)| (*at, b.as_slice()))
     }
 
     /// What came so far (pictures are counted by [`Viewer::finish`]).

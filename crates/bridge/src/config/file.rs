@@ -32,6 +32,8 @@ pub(super) struct ConfigFile {
     bridge: Option<BridgeFile>,
     #[serde(default)]
     cameras: Vec<CameraFile>,
+    #[serde(default)]
+    live: LiveSettings,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +166,7 @@ impl TryFrom<ConfigFile> for Config {
             mode: f.mode,
             bridge,
             cameras,
+            live: f.live,
         })
     }
 }

@@ -156,6 +156,47 @@ pub struct Config {
     pub bridge: BridgeConfig,
     /// The cameras. Default: none in a file; [`Config::demo`] when there is no file.
     pub cameras: Vec<CameraConfig>,
+    /// Live-view tuning shared by every camera (`[live]`).
+    pub live: LiveSettings,
+}
+
+/// Live-view tuning (`[live]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSettings {
+    /// How much faster than real time the frames between the newest keyframe and now are sent
+    /// when a viewer starts, within [`CATCH_UP_SPEED_RANGE`]; 0 sends them at once (D17).
+    /// Default 4.
+    pub catch_up_speed: u32,
+    /// A stream ends after this many seconds without an RTCP receiver report from the viewer,
+    /// within [`SILENCE_TIMEOUT_S_RANGE`]. Default 30.
+    pub silence_timeout_s: u32,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            catch_up_speed: crate::live::DEFAULT_CATCH_UP_SPEED,
+            silence_timeout_s: 30,
+        }
+    }
+}
+
+/// Accepted `[live] catch_up_speed`.
+pub const CATCH_UP_SPEED_RANGE: RangeInclusive<u32> = 0..=16;
+/// Accepted `[live] silence_timeout_s`: iOS reports every 0.5 s; below 5 s a brief Wi-Fi
+/// stall would end the stream.
+pub const SILENCE_TIMEOUT_S_RANGE: RangeInclusive<u32> = 5..=300;
+
+impl LiveSettings {
+    /// The session settings these give.
+    pub fn live_config(&self) -> crate::live::LiveConfig {
+        crate::live::LiveConfig {
+            catch_up_speed: self.catch_up_speed,
+            liveness_timeout: std::time::Duration::from_secs(u64::from(self.silence_timeout_s)),
+            ..crate::live::LiveConfig::default()
+        }
+    }
 }
 
 /// The HTTP API (`[api]`).
@@ -432,6 +473,7 @@ impl Config {
                 default_source(),
                 DEFAULT_HAP_PORT,
             )],
+            live: LiveSettings::default(),
         }
     }
 
@@ -579,6 +621,22 @@ impl Config {
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("camera {:?}: motion: {e}", c.name)))?;
         }
+        if !CATCH_UP_SPEED_RANGE.contains(&self.live.catch_up_speed) {
+            return Err(ConfigError::Invalid(format!(
+                "[live] catch_up_speed = {} is outside {}–{}",
+                self.live.catch_up_speed,
+                CATCH_UP_SPEED_RANGE.start(),
+                CATCH_UP_SPEED_RANGE.end()
+            )));
+        }
+        if !SILENCE_TIMEOUT_S_RANGE.contains(&self.live.silence_timeout_s) {
+            return Err(ConfigError::Invalid(format!(
+                "[live] silence_timeout_s = {} is outside {}–{}",
+                self.live.silence_timeout_s,
+                SILENCE_TIMEOUT_S_RANGE.start(),
+                SILENCE_TIMEOUT_S_RANGE.end()
+            )));
+        }
         if self.mode == Mode::Bridge {
             check_name(&self.bridge.name).map_err(|e| match e {
                 ConfigError::BadName { name, reason } => {
@@ -717,6 +775,40 @@ name = "Garage"
         // An [api] table without listen keeps the default address.
         let c = Config::from_toml_str("[api]\ntoken = \"t\"\n[[cameras]]\nname = \"a\"\n").unwrap();
         assert_eq!(c.api.listen, DEFAULT_API_LISTEN);
+    }
+
+    #[test]
+    fn live_settings_parse_default_and_are_bounded() {
+        let c = Config::from_toml_str("[[cameras]]\nname = \"a\"\n").unwrap();
+        assert_eq!(c.live, LiveSettings::default());
+        assert_eq!(c.live.live_config().catch_up_speed, 4);
+        assert_eq!(
+            c.live.live_config().liveness_timeout,
+            std::time::Duration::from_secs(30)
+        );
+        let c = Config::from_toml_str(
+            "[live]\ncatch_up_speed = 0\nsilence_timeout_s = 10\n[[cameras]]\nname = \"a\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.live.live_config().catch_up_speed, 0);
+        assert_eq!(
+            c.live.live_config().liveness_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        for bad in [
+            "catch_up_speed = 17",
+            "silence_timeout_s = 2",
+            "silence_timeout_s = 301",
+        ] {
+            let c = Config::from_toml_str(&format!("[live]\n{bad}\n[[cameras]]\nname = \"a\"\n"))
+                .unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("[live]"), "{bad}: {e}");
+        }
+        let e =
+            Config::from_toml_str("[live]\nspeed = 1\n[[cameras]]\nname = \"a\"\n").unwrap_err();
+        assert!(e.to_string().contains("speed"), "{e}");
     }
 
     #[test]

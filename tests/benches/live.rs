@@ -1,0 +1,634 @@
+//! Live view on the RELEASE `hksv-bridge` with a real RTSP source (issue #12): GStreamer's
+//! RTSP server (`crates/source/tests/peers/rtsp_server.py`) serves a 1080p30 2 Mbit/s H.264
+//! (+ AAC) file with a 4 s GOP; the bridge records it as usual (detector off) and viewers play
+//! the iPhone (118, 117 START/END, SRTP, receiver reports every 0.5 s).
+//!
+//! Figures, printed (nothing about speed is asserted):
+//! - 117 START → first decodable picture at the viewer (openh264), median of 20, for
+//!   `catch_up_speed` 4 (default) and 0 (burst);
+//! - delay behind real time 1 s, 2 s and 10 s after START: a viewer's arrival time of a frame
+//!   minus that of the same frame (same slice bytes) at a reference client reading the RTSP
+//!   source directly (`ffmpeg -c copy -f rtp`, plain RTP on loopback);
+//! - CPU and RSS per viewer of the bridge (4 viewers vs none), against 4
+//!   `ffmpeg -i rtsp://… -c:v copy -f rtp -srtp_out_suite AES_CM_128_HMAC_SHA1_80 srtp://…`
+//!   processes (what an ffmpeg-based plugin runs per viewer) from the same RTSP server in the
+//!   same run, as a ratio.
+//!
+//! `cargo bench -p e2e-tests --bench live`; builds the release binary unless
+//! `HKSV_BRIDGE_BIN_RELEASE` names one; the media file is encoded once into
+//! `target/bench-media/`. Needs ffmpeg with libx264 and Debian's python3-gi + gst-rtsp-server
+//! (what `.ci/run` installs). Linux only (`/proc`).
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)] // bench: a panic is a failed run
+
+mod common;
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Bridge, Sampler, Usage, clock_ticks_per_s, kib_to_mib, release_binary};
+use controller::live::{LiveIds, Viewer, ViewerReport};
+use controller::{HapClient, hksv, pair_setup};
+use e2e_tests::{free_port, workspace_root};
+use hap_server::pairing::controller::ControllerIdentity;
+use hap_tlv::rtp::{SessionCommand, SetupEndpointsResponse, SetupEndpointsStatus};
+use tokio::net::UdpSocket;
+
+const CODE: &str = "031-45-154";
+const CAMERA: &str = "live-bench";
+const STEP: Duration = Duration::from_secs(10);
+/// Start-latency samples per setting.
+const STARTS: usize = 20;
+/// Concurrent viewers in the CPU phase (= `live_streams`).
+const VIEWERS: usize = 4;
+/// CPU sampling window.
+const WINDOW: Duration = Duration::from_secs(20);
+const KEY: [u8; 16] = [0x5a; 16];
+const SALT: [u8; 14] = [0xa5; 14];
+
+fn main() {
+    let bin = release_binary();
+    let media = bench_media();
+    println!("hksv-bridge release binary: {}", bin.display());
+    println!("source: {} over RTSP (GStreamer)", media.display());
+    let clk_tck = clock_ticks_per_s();
+    let rtsp = RtspServer::start(&media);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Reference client: frames as a direct RTSP client gets them.
+    let reference = rt.block_on(Reference::start(&rtsp.url));
+    let mut rows = Vec::new();
+    for speed in [4, 0] {
+        println!("\n== catch_up_speed = {speed} ==");
+        rows.push((
+            speed,
+            rt.block_on(run(&bin, &rtsp.url, speed, &reference, clk_tck)),
+        ));
+    }
+    println!("\n== ffmpeg, one process per viewer, {VIEWERS} viewers ==");
+    let ffmpeg = rt.block_on(ffmpeg_viewers(&rtsp.url, clk_tck));
+    drop(reference);
+
+    println!("\n== summary (release build, RTSP 1080p30 2 Mbit/s, 4 s GOP, loopback) ==");
+    for (speed, r) in &rows {
+        println!(
+            "catch_up_speed {speed}: START→first picture ms min/med/max {}; delay behind a direct RTSP client (median ms) at 1 s {}, 2 s {}, 10 s {}",
+            common::triple_ms(&r.first_picture),
+            ms(r.delay_1s),
+            ms(r.delay_2s),
+            ms(r.delay_10s)
+        );
+        if let Some(c) = &r.cpu {
+            println!(
+                "catch_up_speed {speed}: bridge {:.2} % of a core with no viewer, {:.2} % with {VIEWERS}: {:.3} % per viewer; RSS {:.1} → {:.1} MiB: {:.2} MiB per viewer",
+                c.idle.cpu_percent,
+                c.busy.cpu_percent,
+                c.per_viewer_cpu(),
+                kib_to_mib(c.idle.rss_end_kib),
+                kib_to_mib(c.busy.rss_end_kib),
+                c.per_viewer_rss_mib()
+            );
+        }
+    }
+    let bridge_per_viewer = rows[0].1.cpu.as_ref().map(CpuFigures::per_viewer_cpu);
+    println!(
+        "ffmpeg: {:.2} % of a core and {:.1} MiB RSS per viewer (mean of {VIEWERS} processes; viewers decoded {} pictures, refused {} packets)",
+        ffmpeg.cpu_percent, ffmpeg.rss_mib, ffmpeg.pictures, ffmpeg.rejected
+    );
+    if let Some(b) = bridge_per_viewer {
+        println!(
+            "ratio bridge/ffmpeg CPU per viewer: {:.3}",
+            b / ffmpeg.cpu_percent
+        );
+    }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(
+        || "-".into(),
+        |d| format!("{:.0}", d.as_secs_f64() * 1000.0),
+    )
+}
+
+/// The 1080p30 2 Mbit/s test file, encoded once (ffmpeg lavfi testsrc2 + a sine, libx264
+/// Main, GOP 120 = 4 s, CBR-ish), 240 s so the RTSP server outlasts the run.
+fn bench_media() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+        .join("bench-media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("live-1080p30-2M.mp4");
+    if path.exists() {
+        return path;
+    }
+    println!("encoding {} (once)", path.display());
+    let tmp = dir.join("live-1080p30-2M.tmp.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=32000"])
+        .args(["-t", "240", "-c:v", "libx264", "-preset", "superfast"])
+        .args(["-profile:v", "main", "-pix_fmt", "yuv420p"])
+        .args(["-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M"])
+        .args([
+            "-g",
+            "120",
+            "-keyint_min",
+            "120",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "48k", "-ac", "1"])
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg (Debian ffmpeg with libx264)");
+    assert!(status.success(), "encoding the bench media failed");
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// GStreamer's RTSP server on loopback; killed on drop.
+struct RtspServer {
+    child: Child,
+    url: String,
+}
+
+impl RtspServer {
+    fn start(media: &Path) -> Self {
+        let port = free_port();
+        let script = workspace_root().join("crates/source/tests/peers/rtsp_server.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(media)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with gst-rtsp-server (Debian python3-gi)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("rtsp_server.py: {line:?}"))
+            .to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Slice bytes identify a frame across both paths (both pass NAL units through untouched).
+fn frame_key(annex_b: &[u8]) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    let mut any = false;
+    for nal in split_annex_b(annex_b) {
+        if matches!(nal.first().map(|b| b & 0x1f), Some(1 | 5)) {
+            nal.hash(&mut h);
+            any = true;
+        }
+    }
+    any.then(|| h.finish())
+}
+
+/// NAL units after the 4-byte start codes the depacketizer writes (emulation prevention keeps
+/// `00 00 00 01` out of NAL payloads).
+fn split_annex_b(b: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = b;
+    while let Some(pos) = rest.windows(4).position(|w| w == [0, 0, 0, 1]) {
+        if pos > 0 {
+            out.push(&rest[..pos]);
+        }
+        rest = &rest[pos + 4..];
+    }
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+/// A direct RTSP client (ffmpeg remuxing to plain RTP) whose frame arrival times are "real
+/// time"; killed on drop.
+struct Reference {
+    child: Child,
+    arrivals: Arc<Mutex<HashMap<u64, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reference {
+    async fn start(url: &str) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(["-rtsp_transport", "tcp", "-i", url, "-an", "-c:v", "copy"])
+            .args(["-f", "rtp"])
+            .arg(format!("rtp://127.0.0.1:{port}?pkt_size=1400"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let arrivals = Arc::new(Mutex::new(HashMap::new()));
+        let map = arrivals.clone();
+        let task = tokio::spawn(async move {
+            let mut d = rtp::Depacketizer::new(8 << 20);
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok(n) = socket.recv(&mut buf).await else {
+                    return;
+                };
+                let Ok(p) = rtp::RtpPacket::parse(&buf[..n]) else {
+                    continue;
+                };
+                if let Ok(Some(unit)) = d.push(&p.header, p.payload)
+                    && let Some(k) = frame_key(&unit.annex_b)
+                {
+                    map.lock().unwrap().entry(k).or_insert_with(Instant::now);
+                }
+            }
+        });
+        let me = Self {
+            child,
+            arrivals,
+            task,
+        };
+        let t = Instant::now();
+        while me.arrivals.lock().unwrap().len() < 30 {
+            assert!(t.elapsed() < STEP * 2, "the reference client got no frames");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        me
+    }
+
+    fn arrival(&self, key: u64) -> Option<Instant> {
+        self.arrivals.lock().unwrap().get(&key).copied()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct CpuFigures {
+    idle: Usage,
+    busy: Usage,
+}
+
+impl CpuFigures {
+    fn per_viewer_cpu(&self) -> f64 {
+        (self.busy.cpu_percent - self.idle.cpu_percent) / VIEWERS as f64
+    }
+
+    fn per_viewer_rss_mib(&self) -> f64 {
+        (kib_to_mib(self.busy.rss_end_kib) - kib_to_mib(self.idle.rss_end_kib)) / VIEWERS as f64
+    }
+}
+
+struct RunFigures {
+    first_picture: Vec<Duration>,
+    delay_1s: Option<Duration>,
+    delay_2s: Option<Duration>,
+    delay_10s: Option<Duration>,
+    cpu: Option<CpuFigures>,
+}
+
+/// One viewer's stream on service `ids`: its socket, the 118 answer, START's instant.
+struct Stream {
+    socket: UdpSocket,
+    answer: SetupEndpointsResponse,
+    session: [u8; 16],
+}
+
+async fn open(hap: &mut HapClient, ids: &LiveIds) -> (Stream, Instant) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let session: [u8; 16] = rand::random();
+    let req = controller::live::setup_endpoints_request(session, port, &KEY, &SALT);
+    hksv::write_tlv(hap, ids.setup_endpoints, &req)
+        .await
+        .expect("118");
+    let answer =
+        SetupEndpointsResponse::decode(&hksv::read_tlv(hap, ids.setup_endpoints).await.unwrap())
+            .unwrap();
+    assert_eq!(answer.status, SetupEndpointsStatus::Success);
+    let start = Instant::now();
+    hksv::write_tlv(
+        hap,
+        ids.selected,
+        &controller::live::selected_stream_request(session, SessionCommand::Start, Some(1378)),
+    )
+    .await
+    .expect("117 START");
+    (
+        Stream {
+            socket,
+            answer,
+            session,
+        },
+        start,
+    )
+}
+
+async fn end(hap: &mut HapClient, ids: &LiveIds, s: &Stream) {
+    hksv::write_tlv(
+        hap,
+        ids.selected,
+        &controller::live::selected_stream_request(s.session, SessionCommand::End, None),
+    )
+    .await
+    .expect("117 END");
+}
+
+/// Receives on `s` for `for_`, answering with receiver reports every 0.5 s.
+async fn watch(s: &Stream, start: Instant, for_: Duration) -> Viewer {
+    let master = rtp::MasterKey::new(&KEY, &SALT).unwrap();
+    let mut viewer = Viewer::new(&master, rand::random::<u32>() >> 1);
+    let rtcp_to = s
+        .answer
+        .accessory_address
+        .as_ref()
+        .map(|a| SocketAddr::new(a.address.parse().unwrap(), a.video_rtp_port));
+    let mut buf = vec![0u8; 2048];
+    let mut next_rr = start + Duration::from_millis(500);
+    let end = start + for_;
+    while Instant::now() < end {
+        let wake = next_rr.min(end);
+        if let Ok(Ok(n)) = tokio::time::timeout_at(wake.into(), s.socket.recv(&mut buf)).await {
+            viewer.on_datagram(&mut buf[..n], start.elapsed());
+        }
+        if Instant::now() >= next_rr {
+            next_rr += Duration::from_millis(500);
+            if let Some(to) = rtcp_to {
+                let rr = viewer.receiver_report(start.elapsed());
+                let _ = s.socket.send_to(&rr, to).await;
+            }
+        }
+    }
+    viewer
+}
+
+/// Median delay behind the reference of the frames `viewer` completed in `[at - 0.25 s,
+/// at + 0.25 s]` after `start`.
+fn delay_at(viewer: &Viewer, start: Instant, reference: &Reference, at: Duration) -> Vec<Duration> {
+    let lo = at.saturating_sub(Duration::from_millis(250));
+    let hi = at + Duration::from_millis(250);
+    viewer
+        .access_units()
+        .filter(|(t, _)| *t >= lo && *t <= hi)
+        .filter_map(|(t, b)| {
+            let seen_at = start + t;
+            let direct = reference.arrival(frame_key(b)?)?;
+            Some(seen_at.saturating_duration_since(direct))
+        })
+        .collect()
+}
+
+async fn run(bin: &Path, url: &str, speed: u32, reference: &Reference, clk_tck: u64) -> RunFigures {
+    let dir = tempfile::tempdir().unwrap();
+    let (hap_port, api_port) = (free_port(), free_port());
+    let config = dir.path().join("hksv-bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
+             [live]\ncatch_up_speed = {speed}\n\n\
+             [[cameras]]\nname = \"{CAMERA}\"\nsource = \"{url}\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n\
+             live_streams = {VIEWERS}\n\n[cameras.motion.detector]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+    let bridge = Bridge::start(
+        bin,
+        &config,
+        &dir.path().join("state"),
+        CAMERA,
+        hap_port,
+        api_port,
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], hap_port));
+    let me = ControllerIdentity::generate(&mut rand::rng());
+    let keys = pair_setup(addr, &me, CODE, STEP).await.expect("pair-setup");
+    let mut hap = HapClient::connect(addr, &keys, STEP)
+        .await
+        .expect("pair-verify");
+    let services = LiveIds::each(&hap.accessories().await.unwrap());
+    assert_eq!(services.len(), VIEWERS);
+    // A GOP in the ring.
+    bridge
+        .wait_for_prebuffer(4000, Duration::from_secs(30))
+        .await;
+
+    let mut first_picture = Vec::new();
+    for i in 0..STARTS {
+        let (s, start) = open(&mut hap, &services[0]).await;
+        let viewer = watch(&s, start, Duration::from_millis(800)).await;
+        end(&mut hap, &services[0], &s).await;
+        let seen = tokio::task::spawn_blocking(move || viewer.finish())
+            .await
+            .unwrap();
+        check(&seen, &format!("start {i}"));
+        first_picture.push(seen.first_picture.expect("a picture"));
+        // Vary where in the GOP the next start falls.
+        tokio::time::sleep(Duration::from_millis(300 + 137 * (i as u64 % 7))).await;
+    }
+    println!(
+        "START→first picture (ms) min/med/max {} (n = {STARTS})",
+        common::triple_ms(&first_picture)
+    );
+
+    let idle = (speed == 4).then(|| {
+        let s = Sampler::start(bridge.pid, clk_tck);
+        std::thread::sleep(WINDOW);
+        s.stop()
+    });
+
+    // VIEWERS at once for 12 s (delay at 1, 2, 10 s); CPU over a further WINDOW.
+    let mut streams = Vec::new();
+    for ids in &services {
+        streams.push(open(&mut hap, ids).await);
+    }
+    let watch_for = Duration::from_secs(12)
+        + if idle.is_some() {
+            WINDOW
+        } else {
+            Duration::ZERO
+        };
+    let sampler = Arc::new(Mutex::new(None));
+    let sampler_slot = sampler.clone();
+    let pid = bridge.pid;
+    let sample = idle.is_some();
+    let sampling = tokio::spawn(async move {
+        if sample {
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            *sampler_slot.lock().unwrap() = Some(Sampler::start(pid, clk_tck));
+        }
+    });
+    let watched = watch_all(streams, watch_for).await;
+    sampling.await.unwrap();
+    let busy = sampler.lock().unwrap().take().map(Sampler::stop);
+    for (ids, (s, ..)) in services.iter().zip(&watched) {
+        end(&mut hap, ids, s).await;
+    }
+    let mut d1 = Vec::new();
+    let mut d2 = Vec::new();
+    let mut d10 = Vec::new();
+    for (_, start, viewer) in &watched {
+        d1.extend(delay_at(viewer, *start, reference, Duration::from_secs(1)));
+        d2.extend(delay_at(viewer, *start, reference, Duration::from_secs(2)));
+        d10.extend(delay_at(viewer, *start, reference, Duration::from_secs(10)));
+    }
+    for (i, (_, _, viewer)) in watched.into_iter().enumerate() {
+        let seen = tokio::task::spawn_blocking(move || viewer.finish())
+            .await
+            .unwrap();
+        check(&seen, &format!("viewer {i}"));
+    }
+    let figures = RunFigures {
+        first_picture,
+        delay_1s: common::median(&d1),
+        delay_2s: common::median(&d2),
+        delay_10s: common::median(&d10),
+        cpu: idle.zip(busy).map(|(idle, busy)| CpuFigures { idle, busy }),
+    };
+    println!(
+        "delay behind a direct RTSP client, median ms: at 1 s {} (n = {}), 2 s {} (n = {}), 10 s {} (n = {})",
+        ms(figures.delay_1s),
+        d1.len(),
+        ms(figures.delay_2s),
+        d2.len(),
+        ms(figures.delay_10s),
+        d10.len()
+    );
+    drop(bridge);
+    figures
+}
+
+/// Watches every stream at once; gives the streams back with their viewers.
+async fn watch_all(
+    streams: Vec<(Stream, Instant)>,
+    for_: Duration,
+) -> Vec<(Stream, Instant, Viewer)> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (s, start)) in streams.into_iter().enumerate() {
+        set.spawn(async move {
+            let v = watch(&s, start, for_).await;
+            (i, s, start, v)
+        });
+    }
+    let mut out = set.join_all().await;
+    out.sort_by_key(|(i, ..)| *i);
+    out.into_iter().map(|(_, s, t, v)| (s, t, v)).collect()
+}
+
+fn check(seen: &ViewerReport, what: &str) {
+    assert!(
+        seen.pictures > 0 && seen.rejected == 0 && seen.decode_errors == 0,
+        "{what}: {seen:?}"
+    );
+}
+
+struct FfmpegFigures {
+    cpu_percent: f64,
+    rss_mib: f64,
+    pictures: u64,
+    rejected: u64,
+}
+
+/// `VIEWERS` ffmpeg processes, each from the RTSP server to its own viewer over SRTP.
+async fn ffmpeg_viewers(url: &str, clk_tck: u64) -> FfmpegFigures {
+    let inline = base64::engine::general_purpose::STANDARD.encode([KEY.as_slice(), &SALT].concat());
+    let mut children = Vec::new();
+    let mut sockets = Vec::new();
+    for _ in 0..VIEWERS {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(["-rtsp_transport", "tcp", "-i", url, "-an", "-c:v", "copy"])
+            .args(["-f", "rtp", "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80"])
+            .args(["-srtp_out_params", &inline])
+            .arg(format!("srtp://127.0.0.1:{port}?pkt_size=1378"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ffmpeg");
+        children.push(child);
+        sockets.push(socket);
+    }
+    // Warm up (RTSP handshake), then sample each process while the viewers receive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let samplers: Vec<Sampler> = children
+        .iter()
+        .map(|c| Sampler::start(c.id(), clk_tck))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for socket in sockets {
+        set.spawn(async move {
+            let master = rtp::MasterKey::new(&KEY, &SALT).unwrap();
+            let mut viewer = Viewer::new(&master, 1);
+            let start = Instant::now();
+            let mut buf = vec![0u8; 2048];
+            while start.elapsed() < WINDOW {
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await
+                {
+                    viewer.on_datagram(&mut buf[..n], start.elapsed());
+                }
+            }
+            viewer
+        });
+    }
+    let viewers = set.join_all().await;
+    let usages: Vec<Usage> = samplers.into_iter().map(Sampler::stop).collect();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (mut pictures, mut rejected) = (0, 0);
+    for v in viewers {
+        let seen = tokio::task::spawn_blocking(move || v.finish())
+            .await
+            .unwrap();
+        pictures += seen.pictures;
+        rejected += seen.rejected;
+    }
+    let n = usages.len() as f64;
+    let fig = FfmpegFigures {
+        cpu_percent: usages.iter().map(|u| u.cpu_percent).sum::<f64>() / n,
+        rss_mib: usages
+            .iter()
+            .map(|u| kib_to_mib(u.rss_end_kib))
+            .sum::<f64>()
+            / n,
+        pictures,
+        rejected,
+    };
+    println!(
+        "ffmpeg per viewer: {:.2} % of a core, {:.1} MiB RSS; {} pictures decoded by the viewers",
+        fig.cpu_percent, fig.rss_mib, fig.pictures
+    );
+    fig
+}
