@@ -286,6 +286,7 @@ fn camera_options(config: &Config, cam: &CameraConfig) -> CameraOptions {
         max_recording_s: cam.max_recording_s,
         live_streams: cam.live_streams,
         live: config.live.live_config(),
+        live_source: cam.live_source.clone().map(MediaInput::Source),
         state_dir: config.state_dir_for(cam),
         mdns: config.mdns,
     }

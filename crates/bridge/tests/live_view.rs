@@ -72,6 +72,12 @@ struct Rig {
 impl Rig {
     /// A camera whose streams end after `silence` without receiver reports.
     async fn new(silence: Duration) -> Self {
+        Self::with(silence, false).await
+    }
+
+    /// As [`Rig::new`]; with `sub_stream` the camera has a `live_source` that the demo clip
+    /// feeds too.
+    async fn with(silence: Duration, sub_stream: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let hub = MotionHub::new([("Cam", motion::DebounceConfig::default())]).unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -82,6 +88,7 @@ impl Rig {
                     liveness_timeout: silence,
                     ..LiveConfig::default()
                 },
+                live_source: sub_stream.then_some(bridge::camera::MediaInput::External),
                 ..common::options(dir.path(), Some(CODE))
             },
             hub,
@@ -92,6 +99,7 @@ impl Rig {
         .unwrap();
         // The demo clip in real time, as a camera would deliver it.
         let mut feeder = camera.feeder();
+        let sub_feed = camera.live_sub_feed().cloned();
         let mut stop_feed = stop.subscribe();
         tasks.spawn(async move {
             let mut demo = DemoSource::bundled().unwrap();
@@ -99,7 +107,12 @@ impl Rig {
             loop {
                 let (due, unit) = demo.next_unit();
                 tokio::select! {
-                    _ = tokio::time::sleep_until(start + due) => feeder.push(unit),
+                    _ = tokio::time::sleep_until(start + due) => {
+                        if let Some(sub) = &sub_feed {
+                            sub.push(&unit);
+                        }
+                        feeder.push(unit);
+                    }
                     _ = stop_feed.changed() => return,
                 }
             }
@@ -635,4 +648,71 @@ fn wait_or_kill(mut child: std::process::Child, wait: Duration) -> (bool, String
     };
     let out = child.wait_with_output().unwrap();
     (exited, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_requests_get_the_live_source_and_others_the_main_stream() {
+    let mut rig = Rig::with(Duration::from_secs(30), true).await;
+    let sub = rig.camera.live_sub_feed().unwrap().clone();
+    let t = Instant::now();
+    while rig.camera.live_feed().gop_len().0 == 0 || sub.gop_len().0 == 0 {
+        assert!(t.elapsed() < WAIT, "no IDR from the demo feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rx.local_addr().unwrap().port();
+    for (n, size, from_sub) in [(0, (320, 240, 15), true), (1, (1280, 720, 30), false)] {
+        let (setup, selected) = (rig.id(n, SETUP_ENDPOINTS), rig.id(n, SELECTED));
+        let id = 20 + u8::try_from(n).unwrap();
+        assert_eq!(
+            write(&mut rig.client, setup, &setup_request(id, port)).await,
+            0
+        );
+        let start = controller::live::selected_stream_request_sized(
+            [id; 16],
+            SessionCommand::Start,
+            Some(1378),
+            size,
+        );
+        assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+        let t = Instant::now();
+        let want = |r: &Rig| {
+            let (main, sub) = (
+                r.camera.live_feed().reader_count(),
+                r.camera.live_sub_feed().unwrap().reader_count(),
+            );
+            if from_sub {
+                (main, sub) == (0, 1)
+            } else {
+                (main, sub) == (1, 0)
+            }
+        };
+        while !want(&rig) {
+            assert!(
+                t.elapsed() < WAIT,
+                "{size:?}: main {} / sub {} readers",
+                rig.camera.live_feed().reader_count(),
+                sub.reader_count()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rx2 = rx.try_clone().unwrap();
+        let got =
+            tokio::task::spawn_blocking(move || count_datagrams(&rx2, Duration::from_millis(500)))
+                .await
+                .unwrap();
+        assert!(got > 5, "{size:?}: {got} datagrams");
+        let end = controller::live::selected_stream_request_sized(
+            [id; 16],
+            SessionCommand::End,
+            None,
+            size,
+        );
+        assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+        let t = Instant::now();
+        while rig.camera.live_viewers() > 0 {
+            assert!(t.elapsed() < WAIT, "stream did not end");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -68,6 +68,17 @@ pub fn selected_stream_request(
     command: SessionCommand,
     max_mtu: Option<u16>,
 ) -> Vec<u8> {
+    selected_stream_request_sized(session_id, command, max_mtu, (1280, 720, 30))
+}
+
+/// As [`selected_stream_request`], asking for `(width, height, fps)` (the Apple Watch asks
+/// 320x240@15).
+pub fn selected_stream_request_sized(
+    session_id: [u8; 16],
+    command: SessionCommand,
+    max_mtu: Option<u16>,
+    (width, height, fps): (u16, u16, u8),
+) -> Vec<u8> {
     SelectedRtpStreamConfiguration {
         session_id: SessionId(session_id),
         command,
@@ -76,11 +87,7 @@ pub fn selected_stream_request(
             profile: Some(H264Profile::Main),
             level: Some(H264Level::L4_0),
             packetization_mode: Some(0),
-            attributes: Some(VideoAttributes {
-                width: 1280,
-                height: 720,
-                fps: 30,
-            }),
+            attributes: Some(VideoAttributes { width, height, fps }),
             rtp: Some(RtpParameters {
                 payload_type: 99,
                 ssrc: 0x0abc_def0,

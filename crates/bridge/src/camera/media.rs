@@ -147,24 +147,55 @@ fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitS
     shared.update(|s| s.source_facts = Some(facts));
 }
 
-/// Reads the camera source until shutdown.
+/// Where a source's media goes: the recorder path ([`Feeder`]) or a sub-stream's live feed.
+pub(super) trait UnitSink: Send {
+    /// The source (re)connected; `audio` is its AAC configuration, if any.
+    fn connected(&mut self, audio: Option<recorder::aac::AudioSpecificConfig>);
+    /// One unit, in source order.
+    fn push(&mut self, unit: MediaUnit);
+}
+
+impl UnitSink for Feeder {
+    fn connected(&mut self, audio: Option<recorder::aac::AudioSpecificConfig>) {
+        self.set_audio_config(audio);
+    }
+
+    fn push(&mut self, unit: MediaUnit) {
+        Feeder::push(self, unit);
+    }
+}
+
+/// A camera's `live_source`: decoded by nobody, recorded by nobody, only read by live viewers.
+pub(super) struct SubStream(pub recorder::LiveFeed);
+
+impl UnitSink for SubStream {
+    fn connected(&mut self, _audio: Option<recorder::aac::AudioSpecificConfig>) {}
+
+    fn push(&mut self, unit: MediaUnit) {
+        self.0.push(&unit);
+    }
+}
+
+/// Reads source `spec` (`role`: "source" or "live_source", for the logs) into `sink` until
+/// shutdown.
 pub(super) async fn source_task(
+    name: String,
+    role: &'static str,
     spec: String,
-    mut feeder: Feeder,
+    mut sink: impl UnitSink,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let name = feeder.shared.options.name.clone();
     let parsed: SourceSpec = match spec.parse() {
         Ok(s) => s,
         Err(e) => {
-            warn!(camera = %name, error = %e, "bad source; the camera records nothing");
+            warn!(camera = %name, role, error = %e, "bad source; it delivers nothing");
             return;
         }
     };
     let mut source = match source::open(&parsed, ReconnectPolicy::default()) {
         Ok(s) => s,
         Err(e) => {
-            warn!(camera = %name, error = %e, "cannot open the source; the camera records nothing");
+            warn!(camera = %name, role, error = %e, "cannot open the source; it delivers nothing");
             return;
         }
     };
@@ -172,18 +203,18 @@ pub(super) async fn source_task(
         tokio::select! {
             ev = source.next_event() => match ev {
                 Ok(SourceEvent::Connected { params, attempt }) => {
-                    info!(camera = %name, source = %parsed, attempt, transport = %params.transport, "source connected");
-                    feeder.set_audio_config(params.audio.clone());
+                    info!(camera = %name, role, source = %parsed, attempt, transport = %params.transport, "source connected");
+                    sink.connected(params.audio.clone());
                     if let Some(ps) = params.parameter_sets {
-                        feeder.push(MediaUnit::ParameterSets(ps));
+                        sink.push(MediaUnit::ParameterSets(ps));
                     }
                 }
-                Ok(SourceEvent::Unit(unit)) => feeder.push(unit),
+                Ok(SourceEvent::Unit(unit)) => sink.push(unit),
                 Ok(SourceEvent::Reconnecting { error, delay, .. }) => {
-                    warn!(camera = %name, %error, ?delay, "source lost; reconnecting (the ring keeps serving)");
+                    warn!(camera = %name, role, %error, ?delay, "source lost; reconnecting (the ring keeps serving)");
                 }
                 Err(e) => {
-                    warn!(camera = %name, error = %e, "source failed for good");
+                    warn!(camera = %name, role, error = %e, "source failed for good");
                     return;
                 }
             },

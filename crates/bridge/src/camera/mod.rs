@@ -75,6 +75,9 @@ pub struct CameraOptions {
     pub live_streams: u8,
     /// Live-view settings.
     pub live: crate::live::LiveConfig,
+    /// The camera's sub-stream for small or remote live-view requests (`live_source`);
+    /// `None`: every viewer gets the main stream.
+    pub live_source: Option<MediaInput>,
     /// Advertise over mDNS.
     pub mdns: bool,
 }
@@ -237,6 +240,12 @@ impl Camera {
     /// The live-view feed (readers start at its newest IDR).
     pub fn live_feed(&self) -> &recorder::LiveFeed {
         &self.shared.live.feed
+    }
+
+    /// The `live_source` feed, when the camera has one (with [`MediaInput::External`] the
+    /// caller pushes into it).
+    pub fn live_sub_feed(&self) -> Option<&recorder::LiveFeed> {
+        self.shared.live.sub_feed.as_ref()
     }
 
     /// Whether a recording stream runs.

@@ -107,10 +107,24 @@ impl PreparedCamera {
             on_status,
             shutdown.clone(),
         ));
+        let name = self.shared.options.name.clone();
         if let MediaInput::Source(spec) = &self.shared.options.input {
             tasks.spawn(media::source_task(
+                name.clone(),
+                "source",
                 spec.clone(),
                 camera.feeder(),
+                shutdown.clone(),
+            ));
+        }
+        if let (Some(MediaInput::Source(spec)), Some(feed)) =
+            (&self.shared.options.live_source, &self.shared.live.sub_feed)
+        {
+            tasks.spawn(media::source_task(
+                name,
+                "live_source",
+                spec.clone(),
+                media::SubStream(feed.clone()),
                 shutdown.clone(),
             ));
         }
@@ -148,6 +162,10 @@ pub(crate) async fn prepare(
         .collect();
     let live = Arc::new(LiveView::new(
         LiveFeed::new(LiveFeedConfig::default()),
+        options
+            .live_source
+            .as_ref()
+            .map(|_| LiveFeed::new(LiveFeedConfig::default())),
         live_services,
     ));
     let shared = Arc::new(Shared {

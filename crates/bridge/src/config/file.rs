@@ -76,6 +76,8 @@ struct CameraFile {
     #[serde(default = "default_live_streams")]
     live_streams: u8,
     #[serde(default)]
+    live_source: Option<String>,
+    #[serde(default)]
     motion: CameraMotionConfig,
 }
 
@@ -144,6 +146,7 @@ impl TryFrom<ConfigFile> for Config {
                 doorbell: c.doorbell,
                 max_recording_s: c.max_recording_s,
                 live_streams: c.live_streams,
+                live_source: c.live_source,
                 motion: c.motion,
             })
             .collect();

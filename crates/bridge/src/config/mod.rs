@@ -257,6 +257,9 @@ pub struct CameraConfig {
     /// Concurrent live viewers (CameraRTPStreamManagement services), within
     /// [`LIVE_STREAMS_RANGE`]. Default [`DEFAULT_LIVE_STREAMS`] (an iPhone and an Apple TV).
     pub live_streams: u8,
+    /// The camera's sub-stream (any source spec), streamed to live viewers that ask for a
+    /// width below 640 or 60 ms audio packets; never recorded. Default: none.
+    pub live_source: Option<String>,
     /// Motion debounce and the built-in detector. Defaults: see [`CameraMotionConfig`].
     pub motion: CameraMotionConfig,
 }
@@ -273,6 +276,7 @@ impl CameraConfig {
             doorbell: false,
             max_recording_s: default_max_recording_s(),
             live_streams: DEFAULT_LIVE_STREAMS,
+            live_source: None,
             motion: CameraMotionConfig::default(),
         }
     }
@@ -610,6 +614,12 @@ impl Config {
                     LIVE_STREAMS_RANGE.end()
                 )));
             }
+            if c.live_source.as_ref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "camera {:?}: live_source is empty (leave it out to use the main stream)",
+                    c.name
+                )));
+            }
             if c.source.trim().is_empty() {
                 return Err(ConfigError::Invalid(format!(
                     "camera {:?}: source is empty",
@@ -713,6 +723,7 @@ setup_code = "031-45-154"
 audio = false
 doorbell = true
 max_recording_s = 60
+live_source = "rtsp://user:pass@cam/s2"
 motion = { debounce = { min_on_ms = 2000 }, detector = { sensitivity = 80 } }
 
 [[cameras]]
@@ -742,6 +753,7 @@ name = "Garage"
         assert_eq!(f.setup_code.as_ref().unwrap().as_str(), "031-45-154");
         assert!(!f.audio && f.doorbell);
         assert_eq!(f.max_recording_s, 60);
+        assert_eq!(f.live_source.as_deref(), Some("rtsp://user:pass@cam/s2"));
         assert_eq!(f.motion.debounce.min_on_ms, 2000);
         assert_eq!(f.motion.detector.sensitivity, 80);
         // The second camera is at index 1: default port 51826 + 1, other defaults.
@@ -749,6 +761,7 @@ name = "Garage"
         assert_eq!((g.source.as_str(), g.port), ("demo:", 51827));
         assert!(g.audio && !g.doorbell && g.setup_code.is_none());
         assert_eq!(g.max_recording_s, DEFAULT_MAX_RECORDING_S);
+        assert!(g.live_source.is_none());
         assert_eq!(
             c.state_dir_for(g),
             Path::new("/var/lib/hksv-bridge").join("garage")

@@ -34,6 +34,9 @@ pub type StatusHook = Arc<dyn Fn() + Send + Sync>;
 pub struct LiveView {
     /// The GOP in progress and the readers (fed by `camera::Feeder`).
     pub feed: LiveFeed,
+    /// The camera's `live_source` (its sub-stream), for small or remote requests
+    /// ([`StartOrder::wants_sub_stream`]); `None` when not configured.
+    pub sub_feed: Option<LiveFeed>,
     /// One per CameraRTPStreamManagement service.
     pub services: Vec<Arc<StreamService>>,
     starts: mpsc::UnboundedSender<Request>,
@@ -62,11 +65,16 @@ impl std::fmt::Debug for LiveView {
 }
 
 impl LiveView {
-    /// A live view with `services`.
-    pub fn new(feed: LiveFeed, services: Vec<Arc<StreamService>>) -> Self {
+    /// A live view with `services`, and a `sub_feed` when the camera has a `live_source`.
+    pub fn new(
+        feed: LiveFeed,
+        sub_feed: Option<LiveFeed>,
+        services: Vec<Arc<StreamService>>,
+    ) -> Self {
         let (starts, rx) = mpsc::unbounded_channel();
         Self {
             feed,
+            sub_feed,
             services,
             starts,
             starts_rx: std::sync::Mutex::new(Some(rx)),
@@ -87,6 +95,15 @@ impl LiveView {
             service,
             connection_id,
         });
+    }
+
+    /// The feed that serves `order`: the sub-stream when the request wants it and the
+    /// sub-stream has a keyframe, else the main stream.
+    pub fn feed_for(&self, order: &StartOrder) -> (&LiveFeed, bool) {
+        match &self.sub_feed {
+            Some(sub) if order.wants_sub_stream() && sub.gop_len().0 > 0 => (sub, true),
+            _ => (&self.feed, false),
+        }
     }
 
     /// Streams running or prepared.
@@ -141,9 +158,14 @@ impl LiveView {
                             }
                         };
                         let Some(service) = view.services.get(order.service).cloned() else { continue };
+                        let (feed, sub_stream) = view.feed_for(&order);
+                        if order.wants_sub_stream() && view.sub_feed.is_some() && !sub_stream {
+                            info!(camera = %camera, requested = ?order.requested, "live_source has no keyframe yet; serving the main stream");
+                        }
                         tasks.spawn(stream_task(StreamContext {
                             camera: camera.clone(),
-                            feed: view.feed.clone(),
+                            feed: feed.clone(),
+                            sub_stream,
                             service,
                             closed: Box::pin(server.closed(order.connection_id)),
                             on_status: on_status.clone(),
@@ -177,6 +199,7 @@ impl LiveView {
 struct StreamContext {
     camera: String,
     feed: LiveFeed,
+    sub_stream: bool,
     service: Arc<StreamService>,
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     on_status: StatusHook,
@@ -247,6 +270,7 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         service = order.service,
         destination = %order.destination,
         requested = ?order.requested,
+        sub_stream = ctx.sub_stream,
         mtu = order.params.mtu,
         "live view started"
     );

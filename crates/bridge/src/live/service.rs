@@ -88,8 +88,23 @@ pub struct StartOrder {
     pub stop: watch::Receiver<Option<LiveEnd>>,
     /// The stream's number on this service, for [`StreamService::stream_ended`].
     pub generation: u64,
-    /// Requested size, for logs.
+    /// Requested size (width, height, fps): picks the feed and goes to the logs.
     pub requested: Option<(u16, u16, u8)>,
+    /// Requested audio packet time, ms (60 for a remote viewer on a slow link).
+    pub audio_packet_time_ms: Option<u8>,
+}
+
+impl StartOrder {
+    /// Whether a camera's `live_source` (its sub-stream) should serve this request: a small
+    /// picture (width below 640, e.g. the Apple Watch's 320x240) or the long audio packets
+    /// iOS asks for over a slow remote link (≥ 60 ms), as Scrypted decides.
+    pub fn wants_sub_stream(&self) -> bool {
+        sub_stream_wanted(self.requested, self.audio_packet_time_ms)
+    }
+}
+
+fn sub_stream_wanted(requested: Option<(u16, u16, u8)>, audio_packet_time_ms: Option<u8>) -> bool {
+    requested.is_some_and(|(w, _, _)| w < 640) || audio_packet_time_ms.is_some_and(|t| t >= 60)
 }
 
 struct Prepared {
@@ -399,6 +414,7 @@ impl StreamService {
                 };
                 s.selected = bytes.to_vec();
                 let requested = video.attributes.map(|a| (a.width, a.height, a.fps));
+                let audio_packet_time_ms = sel.audio.as_ref().and_then(|a| a.packet_time_ms);
                 Ok((
                     Some(StartOrder {
                         service: self.index,
@@ -411,6 +427,7 @@ impl StreamService {
                         stop: stop_rx,
                         generation,
                         requested,
+                        audio_packet_time_ms,
                     }),
                     false,
                 ))

@@ -23,5 +23,6 @@ pub(crate) fn options(dir: &Path, code: Option<&str>) -> CameraOptions {
         mdns: false,
         live_streams: 2,
         live: bridge::live::LiveConfig::default(),
+        live_source: None,
     }
 }

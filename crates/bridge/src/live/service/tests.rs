@@ -321,3 +321,14 @@ fn prepared_sessions_expire_and_closed_connections_free_the_service() {
     assert!(s.stop(LiveEnd::Disabled));
     assert!(!s.stop(LiveEnd::Disabled));
 }
+
+#[test]
+fn small_pictures_and_long_audio_packets_want_the_sub_stream() {
+    // The Apple Watch (320x240), small tiles, and a remote viewer's 60 ms audio packets.
+    assert!(sub_stream_wanted(Some((320, 240, 15)), Some(20)));
+    assert!(sub_stream_wanted(Some((480, 270, 30)), None));
+    assert!(sub_stream_wanted(Some((1280, 720, 30)), Some(60)));
+    assert!(!sub_stream_wanted(Some((640, 360, 30)), Some(30)));
+    assert!(!sub_stream_wanted(Some((1920, 1080, 30)), None));
+    assert!(!sub_stream_wanted(None, None));
+}
