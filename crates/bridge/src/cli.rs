@@ -427,6 +427,11 @@ pub fn pair_info(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
 /// Unknown name, the port in use, or a file that cannot be removed.
 pub fn reset(config: &Config, name: &str) -> anyhow::Result<()> {
     let removed = reset_files(config, name)?;
+    let (host, _) = find_host(config, name)?;
+    let cleared = clear_attempts(&host.state_dir)?;
+    if cleared > 0 {
+        println!("{name}: cleared {cleared} wrong setup-code attempts (pair-setup is open again)");
+    }
     if removed.is_empty() {
         println!("{name}: nothing to forget (never paired)");
     } else {
@@ -436,6 +441,21 @@ pub fn reset(config: &Config, name: &str) -> anyhow::Result<()> {
         println!("{name}: pair it again with its setup code (hksv-bridge pair-info)");
     }
     Ok(())
+}
+
+/// Clears the persisted wrong-setup-code count in `state_dir` (MaxTries after 100).
+fn clear_attempts(state_dir: &std::path::Path) -> anyhow::Result<u32> {
+    if !state_dir.exists() {
+        return Ok(0);
+    }
+    let store =
+        FileStore::open(state_dir).with_context(|| format!("opening {}", state_dir.display()))?;
+    hap_server::core::clear_failed_attempts(&store).with_context(|| {
+        format!(
+            "clearing the setup-code attempts in {}",
+            state_dir.display()
+        )
+    })
 }
 
 /// [`reset`] without printing: returns the files removed.

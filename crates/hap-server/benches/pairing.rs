@@ -41,7 +41,7 @@ fn pair_setup(
     let mut server_time = Duration::ZERO;
     let mut step = |server: &mut PairSetup, rng: &mut StdRng, msg: &[u8]| {
         let t = Instant::now();
-        let out = server.handle(1, msg, &ctx, rng);
+        let out = server.handle(1, msg, &ctx, t, rng);
         server_time += t.elapsed();
         out
     };

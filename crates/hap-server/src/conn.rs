@@ -171,7 +171,7 @@ impl Connection {
                 false
             }
             "/pair-setup" => {
-                let reply = core.pair_setup(self.id, &req.body, rng);
+                let reply = core.pair_setup(self.id, &req.body, now, rng);
                 self.emit_response(&Response::tlv8(reply), out);
                 false
             }

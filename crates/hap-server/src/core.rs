@@ -129,6 +129,8 @@ struct Session {
     close_hooks: Vec<CloseHook>,
     /// Local and peer TCP addresses, when the driver set them.
     addresses: (Option<SocketAddr>, Option<SocketAddr>),
+    /// When the peer last sent bytes ([`Core::touch`]); `None`: never.
+    touched: Option<Instant>,
 }
 
 struct VerifiedSession {
@@ -149,6 +151,7 @@ impl Session {
             waker: None,
             close_hooks: Vec::new(),
             addresses: (None, None),
+            touched: None,
         }
     }
 
@@ -176,6 +179,12 @@ pub struct Core {
     setup_id: String,
     pairings: Vec<Pairing>,
     failed_attempts: u32,
+    /// The last wrong-code count could not be written: pair-setup waits until it can be.
+    attempts_unsaved: bool,
+    /// No M1 is served before this (back-off after wrong setup codes; memory only).
+    next_attempt_at: Option<Instant>,
+    /// One "pair-setup refused" warning per interval.
+    refused_log: crate::driver::RateLimited,
     config_number: u32,
     config_hash: String,
     pair_setup: PairSetup,
@@ -296,6 +305,9 @@ impl Core {
             setup_id,
             pairings,
             failed_attempts,
+            attempts_unsaved: false,
+            next_attempt_at: None,
+            refused_log: crate::driver::RateLimited::default(),
             config_number,
             config_hash,
             pair_setup: PairSetup::new(),
@@ -310,6 +322,12 @@ impl Core {
         core.refresh_config_number();
         core.save_accessory_file()?;
         core.save_iids()?;
+        if core.pairings.is_empty() && core.failed_attempts >= crate::pairing::MAX_FAILED_ATTEMPTS {
+            warn!(
+                attempts = core.failed_attempts,
+                "pair-setup is locked after too many wrong setup codes; stop the bridge and run `hksv-bridge reset` to clear the count"
+            );
+        }
         Ok(core)
     }
 
@@ -532,6 +550,37 @@ impl Core {
         }
     }
 
+    /// Records that `conn`'s peer sent bytes at `now` (for [`Core::evict_idle_unverified`]).
+    pub fn touch(&mut self, conn: ConnectionId, now: Instant) {
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.touched = Some(now);
+        }
+    }
+
+    /// Asks the longest-idle connection that has not completed pair-verify to close (its
+    /// close hooks run, its driver is woken), so a full server can take a new connection:
+    /// unauthenticated peers can never lock a paired controller out (HomeKitADK evicts the
+    /// same way). A pair-setup in progress is spared until it is abandoned
+    /// ([`crate::pairing::ABANDONED_AFTER`]). Returns the connection asked to close, `None`
+    /// when every connection is verified or spared.
+    pub fn evict_idle_unverified(&mut self, now: Instant) -> Option<ConnectionId> {
+        let owner = self.pair_setup.in_progress();
+        let abandoned = self.pair_setup.is_abandoned(now);
+        let victim = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| {
+                s.verified.is_none() && !s.close_requested && (owner != Some(**id) || abandoned)
+            })
+            // Never-spoken first, then the longest idle; the oldest connection on a tie.
+            .min_by_key(|(id, s)| (s.touched, **id))
+            .map(|(id, _)| *id)?;
+        let s = self.sessions.get_mut(&victim)?;
+        s.request_close();
+        s.wake();
+        Some(victim)
+    }
+
     /// Number of open connections.
     pub fn connection_count(&self) -> usize {
         self.sessions.len()
@@ -565,29 +614,72 @@ impl Core {
 
     // ---- pairing --------------------------------------------------------------------------
 
-    /// Handles a `/pair-setup` body; returns the TLV reply.
+    /// Handles a `/pair-setup` body at `now`; returns the TLV reply.
+    ///
+    /// Before the pairing state machine: an M1 is answered Busy while the back-off after
+    /// wrong setup codes runs ([`attempt_backoff`]) and while the last wrong-code count could
+    /// not be saved (a full disk must not turn into unlimited guesses across restarts).
     pub fn pair_setup(
         &mut self,
         conn: ConnectionId,
         body: &[u8],
+        now: Instant,
         rng: &mut impl rand::CryptoRng,
     ) -> Vec<u8> {
+        let is_m1 = hap_tlv::Tlv8::decode(body)
+            .ok()
+            .and_then(|t| t.get(hap_tlv::TlvType::STATE).map(<[u8]>::to_vec))
+            .is_some_and(|s| s == [1]);
+        if is_m1 && self.pair_setup.in_progress().is_none() && self.pairings.is_empty() {
+            if self.attempts_unsaved {
+                match self.save_accessory_file() {
+                    Ok(()) => self.attempts_unsaved = false,
+                    Err(e) => {
+                        if let Some(suppressed) = self.refused_log.allow(now) {
+                            warn!(error = %e, suppressed, "pair-setup refused: the wrong-code count cannot be saved");
+                        }
+                        return pairing_error(2, PairingError::BUSY);
+                    }
+                }
+            }
+            if self.failed_attempts >= crate::pairing::MAX_FAILED_ATTEMPTS {
+                if let Some(suppressed) = self.refused_log.allow(now) {
+                    warn!(
+                        attempts = self.failed_attempts,
+                        suppressed,
+                        "pair-setup refused: too many wrong setup codes; `hksv-bridge reset` clears the count"
+                    );
+                }
+            } else if let Some(at) = self.next_attempt_at.filter(|at| now < *at) {
+                if let Some(suppressed) = self.refused_log.allow(now) {
+                    warn!(
+                        attempts = self.failed_attempts,
+                        retry_in_s = at.saturating_duration_since(now).as_secs(),
+                        suppressed,
+                        "pair-setup refused for now: back-off after wrong setup codes"
+                    );
+                }
+                return pairing_error(2, PairingError::BUSY);
+            }
+        }
         let ctx = SetupContext {
             identity: &self.identity,
             setup_code: self.setup_code.as_str(),
             paired: !self.pairings.is_empty(),
             failed_attempts: self.failed_attempts,
         };
-        match self.pair_setup.handle(conn, body, &ctx, rng) {
+        match self.pair_setup.handle(conn, body, &ctx, now, rng) {
             SetupOutcome::Reply(r) => r,
             SetupOutcome::WrongCode(r) => {
                 self.failed_attempts = self.failed_attempts.saturating_add(1);
+                self.next_attempt_at = attempt_backoff(self.failed_attempts).map(|d| now + d);
                 warn!(
                     attempts = self.failed_attempts,
                     "pair-setup: wrong setup code"
                 );
                 if let Err(e) = self.save_accessory_file() {
-                    warn!(error = %e, "could not persist failed pair-setup attempts");
+                    warn!(error = %e, "could not persist failed pair-setup attempts; pair-setup waits until it can");
+                    self.attempts_unsaved = true;
                 }
                 r
             }
@@ -604,6 +696,7 @@ impl Core {
                 info!(controller = %id, "paired");
                 // A successful pairing clears the wrong-code count (it only guards brute force).
                 self.failed_attempts = 0;
+                self.next_attempt_at = None;
                 if let Err(e) = self.save_accessory_file() {
                     warn!(error = %e, "could not persist the attempt counter");
                 }
@@ -1214,6 +1307,42 @@ impl Core {
 }
 
 /// `State=<state>, Error=<e>`.
+/// Wrong setup codes after which pair-setup starts to wait between attempts.
+pub const FREE_ATTEMPTS: u32 = 3;
+/// Longest wait between two pair-setup attempts.
+pub const MAX_ATTEMPT_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// How long M1 waits after the `failed`-th wrong setup code: nothing for the first
+/// [`FREE_ATTEMPTS`] (typos), then 1 s doubling up to [`MAX_ATTEMPT_BACKOFF`]. The 100
+/// guesses that reach MaxTries then take about 85 hours instead of 6 seconds, so a neighbour
+/// cannot lock a camera out in passing (the count itself is persisted; the back-off restarts
+/// with the bridge, which a LAN peer cannot do).
+pub fn attempt_backoff(failed: u32) -> Option<Duration> {
+    let n = failed.checked_sub(FREE_ATTEMPTS + 1)?;
+    let secs = 1u64.checked_shl(n.min(63)).unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_ATTEMPT_BACKOFF))
+}
+
+/// Resets the persisted wrong-setup-code count in `store` (`hksv-bridge reset`), keeping the
+/// accessory's identity and setup code. Returns the count it cleared (0: nothing to do).
+///
+/// # Errors
+/// The accessory file cannot be read, parsed or written.
+pub fn clear_failed_attempts(store: &dyn Store) -> std::io::Result<u32> {
+    let Some(bytes) = store.load(ACCESSORY_FILE)? else {
+        return Ok(0);
+    };
+    let mut f: AccessoryFile = serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let cleared = std::mem::take(&mut f.failed_attempts);
+    if cleared > 0 {
+        let bytes = serde_json::to_vec_pretty(&f)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        store.save(ACCESSORY_FILE, &bytes)?;
+    }
+    Ok(cleared)
+}
+
 fn pairing_error(state: u8, e: PairingError) -> Vec<u8> {
     let mut t = Tlv8::new();
     t.push_u8(TlvType::STATE, state)

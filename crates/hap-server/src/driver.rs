@@ -21,8 +21,10 @@ use crate::mdns::Advertiser;
 /// Driver settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerOptions {
-    /// Most simultaneous connections; further ones are closed at once. Default 32 (a home has
-    /// a few hubs and phones, each holding one or two).
+    /// Most simultaneous connections. When full, the longest-idle connection that has not
+    /// completed pair-verify is closed for a new one (`Core::evict_idle_unverified`); only
+    /// when every connection is verified is the new one closed. Default 32 (a home has a few
+    /// hubs and phones, each holding one or two).
     pub max_connections: usize,
     /// HTTP request limits.
     pub limits: Limits,
@@ -156,18 +158,27 @@ impl Server {
     ) -> std::io::Result<()> {
         let slots = Arc::new(Semaphore::new(options.max_connections));
         let mut tasks = JoinSet::new();
+        let mut accept_errors = AcceptBackoff::default();
+        let mut refusals = RateLimited::default();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
-                        Ok(a) => a,
+                        Ok(a) => {
+                            accept_errors.succeeded();
+                            a
+                        }
                         Err(e) => {
-                            warn!(error = %e, "accept failed");
+                            // Out of file descriptors and the like: no hot loop.
+                            tokio::time::sleep(accept_errors.failed("HAP", &e)).await;
                             continue;
                         }
                     };
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        warn!(%peer, "connection limit reached; closing new connection");
+                    let permit = match slots.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => self.evict_for(&slots, &mut refusals, peer).await,
+                    };
+                    let Some(permit) = permit else {
                         continue;
                     };
                     let server = self.clone();
@@ -190,6 +201,29 @@ impl Server {
             adv.shutdown();
         }
         Ok(())
+    }
+
+    /// The server is full: evicts the longest-idle unverified connection and waits briefly for
+    /// its slot. `None`: every connection is verified (or spared), the new one is closed.
+    async fn evict_for(
+        &self,
+        slots: &Arc<Semaphore>,
+        refusals: &mut RateLimited,
+        peer: std::net::SocketAddr,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let victim = self.lock().evict_idle_unverified(now());
+        if let Some(victim) = victim {
+            debug!(%peer, evicted = victim, "connection limit reached: closing the longest-idle unverified connection");
+            if let Ok(Ok(p)) =
+                tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await
+            {
+                return Some(p);
+            }
+        }
+        if let Some(suppressed) = refusals.allow(now()) {
+            warn!(%peer, suppressed, "connection limit reached (every connection verified); closing new connections");
+        }
+        None
     }
 
     async fn run_connection(
@@ -255,6 +289,7 @@ impl Server {
                         Ok(n) => n,
                     };
                     let mut core = self.lock();
+                    core.touch(id, now());
                     let o = conn.handle_input(&mut core, buf.get(..n).unwrap_or_default(), now(), &mut rand::rng());
                     let mut out = o.bytes;
                     // Events go out after the response (§1.11).
@@ -286,6 +321,63 @@ impl Server {
         conn.close(&mut self.lock());
         self.refresh_advertisement();
         info!(conn = id, ?peer, "connection closed");
+    }
+}
+
+/// How long a new connection waits for the slot of the connection evicted for it.
+const EVICTION_WAIT: Duration = Duration::from_millis(500);
+/// Shortest and longest pause after a failed `accept`.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// At most one warning per this interval for a repeated condition (accept errors, refusals).
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Lets one warning through per [`WARN_INTERVAL`] and counts the rest, so a flood cannot turn
+/// into a log flood.
+#[derive(Debug, Default)]
+pub struct RateLimited {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    /// `Some(suppressed since the last warning)` when a warning may be logged at `now`.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < WARN_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Back-off after failed `accept` calls (out of file descriptors, …): 10 ms doubling to 1 s,
+/// reset by a success; warnings rate-limited. Without it the accept loop spins at full CPU.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    delay: Option<Duration>,
+    log: RateLimited,
+}
+
+impl AcceptBackoff {
+    /// An accept succeeded.
+    pub fn succeeded(&mut self) {
+        self.delay = None;
+    }
+
+    /// An accept on the `what` listener failed with `error`: returns how long to pause.
+    pub fn failed(&mut self, what: &str, error: &std::io::Error) -> Duration {
+        let d = self
+            .delay
+            .map_or(ACCEPT_BACKOFF.0, |d| (d * 2).min(ACCEPT_BACKOFF.1));
+        self.delay = Some(d);
+        if let Some(suppressed) = self.log.allow(now()) {
+            warn!(listener = what, %error, suppressed, pause_ms = d.as_millis() as u64, "accept failed");
+        }
+        d
     }
 }
 

@@ -37,5 +37,5 @@ pub use crate::core::{Core, CoreConfig};
 pub use crate::db::{
     Accessory, CharId, Characteristic, Database, Format, HapType, Perms, Service, Value,
 };
-pub use crate::driver::{Server, ServerOptions};
+pub use crate::driver::{AcceptBackoff, RateLimited, Server, ServerOptions, WARN_INTERVAL};
 pub use crate::status::HapStatus;

@@ -85,14 +85,27 @@ impl Store for FileStore {
     fn save(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(name)?;
         let tmp = self.dir.join(format!(".{name}.tmp"));
+        // A stale temp file (a crash mid-save, or planted) would keep its own mode and owner
+        // through `truncate`: start from a fresh file every time.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt as _;
             opts.mode(0o600);
         }
         let mut f = opts.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // Explicit, whatever the umask or the file system did at create.
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -180,6 +193,27 @@ mod tests {
         assert_eq!(s.load("p.json").unwrap().as_deref(), Some(&b"old"[..]));
         s.save("p.json", b"new").unwrap();
         assert_eq!(s.load("p.json").unwrap().as_deref(), Some(&b"new"[..]));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_world_writable_temp_file_does_not_make_the_state_file_public() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let s = FileStore::open(tmp.path()).unwrap();
+        let stale = tmp.path().join(".accessory.json.tmp");
+        fs::write(&stale, b"planted").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o666)).unwrap();
+        s.save("accessory.json", b"secret").unwrap();
+        let mode = fs::metadata(tmp.path().join("accessory.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            s.load("accessory.json").unwrap().as_deref(),
+            Some(&b"secret"[..])
+        );
     }
 
     #[test]

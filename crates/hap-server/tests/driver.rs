@@ -127,11 +127,20 @@ async fn events_removal_limit_and_shutdown_over_tcp() {
     let (start_line, _) = u.request("GET", "/accessories", b"").await;
     assert_eq!(start_line, "HTTP/1.1 200 OK");
 
-    // Limit 3: a and u are open; one more fits, the next is closed at once.
-    let _third = Client::connect(port).await;
+    // Limit 3: a and u are open; one more fits; the next one takes the slot of that idle
+    // unverified connection (verified sessions are never evicted).
+    let mut third = Client::connect(port).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut fourth = Client::connect(port).await;
-    assert!(fourth.next().await.is_none(), "over the limit → closed");
+    assert!(
+        third.next().await.is_none(),
+        "over the limit → the idle unverified one goes"
+    );
+    let (start_line, _) = fourth.request("GET", "/accessories", b"").await;
+    assert!(
+        start_line.starts_with("HTTP/1.1 470"),
+        "the newcomer is served: {start_line}"
+    );
 
     let mut remove = Tlv8::new();
     remove
@@ -211,6 +220,72 @@ async fn idle_unverified_connections_are_closed_and_release_pair_setup() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     let (start_line, _) = verified.request("GET", "/accessories", b"").await;
     assert_eq!(start_line, "HTTP/1.1 200 OK");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_server_evicts_idle_unverified_connections_for_a_paired_controller() {
+    let (_server, port, stop, task) = start(3).await;
+    let admin = ControllerIdentity::generate(&mut rand::rng());
+    let acc = pair(port, &admin, CODE).await;
+
+    // An unverified connection that has spoken, then silent ones fill the slots.
+    let other = ControllerIdentity::generate(&mut rand::rng());
+    let mut setup = Client::connect(port).await;
+    let (_, m2) = setup
+        .request("POST", "/pair-setup", &SetupClient::new(other, CODE).m1())
+        .await;
+    assert_eq!(pairing_error(&m2), Some(6), "already paired: Unavailable");
+    let mut silent_a = Client::connect(port).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _silent_b = Client::connect(port).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // The paired controller still gets in: the longest-idle unverified connection goes.
+    let mut admin_session = verify(port, &admin, &acc).await;
+    let (start_line, _) = admin_session.request("GET", "/accessories", b"").await;
+    assert_eq!(start_line, "HTTP/1.1 200 OK");
+    assert!(
+        silent_a.next().await.is_none(),
+        "a silent connection made room"
+    );
+
+    // Three verified sessions: a further connection is the one refused.
+    let mut v2 = verify(port, &admin, &acc).await;
+    let mut v3 = verify(port, &admin, &acc).await;
+    let mut fourth = Client::connect(port).await;
+    assert!(fourth.next().await.is_none(), "full of verified sessions");
+    for v in [&mut admin_session, &mut v2, &mut v3] {
+        let (start_line, _) = v.request("GET", "/accessories", b"").await;
+        assert_eq!(
+            start_line, "HTTP/1.1 200 OK",
+            "verified sessions are never evicted"
+        );
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn eviction_spares_a_pair_setup_in_progress() {
+    let (_server, port, stop, task) = start(2).await;
+    let id = ControllerIdentity::generate(&mut rand::rng());
+    let mut rng = rand::rng();
+    let mut client = SetupClient::new(id.clone(), CODE);
+    let mut setup = Client::connect(port).await;
+    let (_, m2) = setup.request("POST", "/pair-setup", &client.m1()).await;
+    assert_eq!(pairing_error(&m2), None);
+    let mut silent = Client::connect(port).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Full: the newcomer evicts the silent connection, not the pair-setup.
+    let _newcomer = Client::connect(port).await;
+    assert!(silent.next().await.is_none(), "the silent connection went");
+    let m3 = client.handle_m2(&m2, &mut rng).unwrap();
+    let (_, m4) = setup.request("POST", "/pair-setup", &m3).await;
+    let m5 = client.handle_m4(&m4).unwrap();
+    let (_, m6) = setup.request("POST", "/pair-setup", &m5).await;
+    assert!(client.handle_m6(&m6).is_ok(), "pair-setup completed");
     stop.send(true).unwrap();
     task.await.unwrap();
 }

@@ -88,25 +88,23 @@ pub async fn accept_loop(
     ctx: DriverContext,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(10);
+    let mut accept_errors = hap_server::AcceptBackoff::default();
+    let mut refusals = hap_server::RateLimited::default();
     loop {
         tokio::select! {
             acc = listener.accept() => match acc {
                 Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(10);
+                    accept_errors.succeeded();
                     if ctx.transport.connections() >= MAX_CONNECTIONS {
-                        warn!(camera = %ctx.camera, %peer, "too many HDS connections: closing this one");
+                        if let Some(suppressed) = refusals.allow(now()) {
+                            warn!(camera = %ctx.camera, %peer, suppressed, "too many HDS connections: closing new ones");
+                        }
                         continue;
                     }
                     debug!(camera = %ctx.camera, %peer, "HDS connection");
                     tokio::spawn(connection_task(stream, ctx.clone(), shutdown.clone()));
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: do not spin.
-                    warn!(camera = %ctx.camera, error = %e, "HDS accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+                Err(e) => tokio::time::sleep(accept_errors.failed("HDS", &e)).await,
             },
             _ = shutdown.changed() => return,
         }

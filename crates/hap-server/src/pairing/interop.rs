@@ -93,17 +93,22 @@ fn run_aiohomekit(a_hex: Option<&str>) {
     };
     let mut setup = PairSetup::new();
     let m1 = hex_of(&line(), "REQ ");
-    let SetupOutcome::Reply(m2) = setup.handle(1, &m1, &ctx, &mut ScriptedRng) else {
+    let SetupOutcome::Reply(m2) =
+        setup.handle(1, &m1, &ctx, std::time::Instant::now(), &mut ScriptedRng)
+    else {
         panic!("M2");
     };
     writeln!(to_peer, "{}", hex::encode(m2)).unwrap();
     let m3 = hex_of(&line(), "REQ ");
-    let SetupOutcome::Reply(m4) = setup.handle(1, &m3, &ctx, &mut rng) else {
+    let SetupOutcome::Reply(m4) = setup.handle(1, &m3, &ctx, std::time::Instant::now(), &mut rng)
+    else {
         panic!("aiohomekit's M3 was not accepted (a = {a_hex:?})");
     };
     writeln!(to_peer, "{}", hex::encode(m4)).unwrap();
     let m5 = hex_of(&line(), "REQ ");
-    let SetupOutcome::Paired { reply: m6, pairing } = setup.handle(1, &m5, &ctx, &mut rng) else {
+    let SetupOutcome::Paired { reply: m6, pairing } =
+        setup.handle(1, &m5, &ctx, std::time::Instant::now(), &mut rng)
+    else {
         panic!("aiohomekit's M5 was not accepted");
     };
     assert!(pairing.admin);

@@ -32,7 +32,7 @@ pub mod controller {
     };
 }
 
-pub use setup::{PairSetup, SetupContext, SetupOutcome};
+pub use setup::{ABANDONED_AFTER, PairSetup, SetupContext, SetupOutcome};
 pub use verify::{PairVerify, VerifyOutcome};
 
 /// Failed setup-code attempts after which M1 is answered with MaxTries (HAP spec §5.6.1;

@@ -1,5 +1,7 @@
 //! Accessory side of pair-setup (protocol-notes §1.5).
 
+use std::time::{Duration, Instant};
+
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use hap_tlv::{Method, PairingError, Tlv8, TlvType};
 
@@ -78,7 +80,13 @@ impl State {
 /// [`PairSetup::connection_closed`] so an abandoned pair-setup does not block others.
 pub struct PairSetup {
     state: State,
+    /// When the owner's last step was answered.
+    since: Option<Instant>,
 }
+
+/// A pair-setup whose controller has not taken its next step for this long is abandoned: the
+/// next controller's M1 resets it instead of getting Busy (HomeKitADK resets after 30 s).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 
 impl Default for PairSetup {
     fn default() -> Self {
@@ -103,7 +111,18 @@ impl core::fmt::Debug for PairSetup {
 impl PairSetup {
     /// No pair-setup in progress.
     pub fn new() -> Self {
-        Self { state: State::Idle }
+        Self {
+            state: State::Idle,
+            since: None,
+        }
+    }
+
+    /// Whether the pair-setup in progress (if any) has waited [`ABANDONED_AFTER`] at `now`.
+    pub fn is_abandoned(&self, now: Instant) -> bool {
+        self.state.owner().is_some()
+            && self
+                .since
+                .is_some_and(|t| now.saturating_duration_since(t) >= ABANDONED_AFTER)
     }
 
     /// Whether a pair-setup is in progress (and on which connection).
@@ -111,9 +130,32 @@ impl PairSetup {
         self.state.owner()
     }
 
-    /// Handles one `POST /pair-setup` body from connection `conn`. Malformed input is an
-    /// error reply, never a panic.
+    /// Handles one `POST /pair-setup` body from connection `conn` at `now`. Malformed input
+    /// is an error reply, never a panic.
     pub fn handle(
+        &mut self,
+        conn: u64,
+        body: &[u8],
+        ctx: &SetupContext<'_>,
+        now: Instant,
+        rng: &mut impl rand::CryptoRng,
+    ) -> SetupOutcome {
+        if self.state.owner().is_some_and(|o| o != conn) && self.is_abandoned(now) {
+            tracing::info!(
+                abandoned_by = self.state.owner(),
+                conn,
+                "pair-setup: the previous attempt was abandoned; starting over"
+            );
+            self.state = State::Idle;
+        }
+        let outcome = self.step(conn, body, ctx, rng);
+        if self.state.owner() == Some(conn) {
+            self.since = Some(now);
+        }
+        outcome
+    }
+
+    fn step(
         &mut self,
         conn: u64,
         body: &[u8],

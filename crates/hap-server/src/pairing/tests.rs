@@ -15,6 +15,10 @@ use super::controller::{
     AccessoryPairing, ControllerError, ControllerIdentity, SetupClient, VerifyClient,
 };
 use super::*;
+
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
 use crate::session::SessionCipher;
 
 const CODE: &str = "031-45-154";
@@ -83,12 +87,13 @@ fn pair(rng: &mut StdRng) -> Setup {
     let controller = ControllerIdentity::generate(rng);
     let mut server = PairSetup::new();
     let mut client = SetupClient::new(controller.clone(), CODE);
-    let m2 = reply(server.handle(7, &client.m1(), &ctx(&accessory), rng));
+    let m2 = reply(server.handle(7, &client.m1(), &ctx(&accessory), now(), rng));
     let m3 = client.handle_m2(&m2, rng).unwrap();
-    let m4 = reply(server.handle(7, &m3, &ctx(&accessory), rng));
+    let m4 = reply(server.handle(7, &m3, &ctx(&accessory), now(), rng));
     let m5 = client.handle_m4(&m4).unwrap();
     let k = client.session_key().unwrap();
-    let SetupOutcome::Paired { reply: m6, pairing } = server.handle(7, &m5, &ctx(&accessory), rng)
+    let SetupOutcome::Paired { reply: m6, pairing } =
+        server.handle(7, &m5, &ctx(&accessory), now(), rng)
     else {
         panic!("M5 did not pair");
     };
@@ -221,9 +226,9 @@ fn m5_nonce_and_keys_match_the_literal_constants() {
     let controller = ControllerIdentity::generate(&mut rng);
     let mut server = PairSetup::new();
     let mut client = SetupClient::new(controller.clone(), CODE);
-    let m2 = reply(server.handle(1, &client.m1(), &ctx(&accessory), &mut rng));
+    let m2 = reply(server.handle(1, &client.m1(), &ctx(&accessory), now(), &mut rng));
     let m3 = client.handle_m2(&m2, &mut rng).unwrap();
-    let _m4 = reply(server.handle(1, &m3, &ctx(&accessory), &mut rng));
+    let _m4 = reply(server.handle(1, &m3, &ctx(&accessory), now(), &mut rng));
     let m5 = client.handle_m4(&_m4).unwrap();
     let k = client.session_key().unwrap();
     let key = hkdf(&k, "Pair-Setup-Encrypt-Salt", "Pair-Setup-Encrypt-Info");
@@ -259,9 +264,10 @@ fn wrong_setup_code_is_counted_and_resets() {
     let accessory = AccessoryIdentity::generate(&mut rng);
     let mut server = PairSetup::new();
     let mut client = SetupClient::new(ControllerIdentity::generate(&mut rng), "031-45-155");
-    let m2 = reply(server.handle(1, &client.m1(), &ctx(&accessory), &mut rng));
+    let m2 = reply(server.handle(1, &client.m1(), &ctx(&accessory), now(), &mut rng));
     let m3 = client.handle_m2(&m2, &mut rng).unwrap();
-    let SetupOutcome::WrongCode(m4) = server.handle(1, &m3, &ctx(&accessory), &mut rng) else {
+    let SetupOutcome::WrongCode(m4) = server.handle(1, &m3, &ctx(&accessory), now(), &mut rng)
+    else {
         panic!("wrong code not reported");
     };
     assert_eq!(state_error(&m4), (4, Some(PairingError::AUTHENTICATION)));
@@ -275,9 +281,9 @@ fn wrong_setup_code_is_counted_and_resets() {
     assert_eq!(server.in_progress(), None);
     // A fresh attempt with the right code from another connection succeeds.
     let mut client = SetupClient::new(ControllerIdentity::generate(&mut rng), CODE);
-    let m2 = reply(server.handle(2, &client.m1(), &ctx(&accessory), &mut rng));
+    let m2 = reply(server.handle(2, &client.m1(), &ctx(&accessory), now(), &mut rng));
     let m3 = client.handle_m2(&m2, &mut rng).unwrap();
-    let m4 = reply(server.handle(2, &m3, &ctx(&accessory), &mut rng));
+    let m4 = reply(server.handle(2, &m3, &ctx(&accessory), now(), &mut rng));
     assert!(client.handle_m4(&m4).is_ok());
 }
 
@@ -291,20 +297,20 @@ fn m1_refused_when_paired_or_too_many_tries() {
         paired: true,
         ..ctx(&accessory)
     };
-    let r = reply(server.handle(1, &m1, &paired, &mut rng));
+    let r = reply(server.handle(1, &m1, &paired, now(), &mut rng));
     assert_eq!(state_error(&r), (2, Some(PairingError::UNAVAILABLE)));
     let tried = SetupContext {
         failed_attempts: MAX_FAILED_ATTEMPTS,
         ..ctx(&accessory)
     };
-    let r = reply(server.handle(1, &m1, &tried, &mut rng));
+    let r = reply(server.handle(1, &m1, &tried, now(), &mut rng));
     assert_eq!(state_error(&r), (2, Some(PairingError::MAX_TRIES)));
     assert_eq!(server.in_progress(), None);
     let almost = SetupContext {
         failed_attempts: MAX_FAILED_ATTEMPTS - 1,
         ..ctx(&accessory)
     };
-    let r = reply(server.handle(1, &m1, &almost, &mut rng));
+    let r = reply(server.handle(1, &m1, &almost, now(), &mut rng));
     assert_eq!(state_error(&r), (2, None));
     assert_eq!(server.in_progress(), Some(1));
 }
@@ -315,14 +321,38 @@ fn second_connection_is_busy_until_the_first_closes() {
     let accessory = AccessoryIdentity::generate(&mut rng);
     let mut server = PairSetup::new();
     let m1 = SetupClient::new(ControllerIdentity::generate(&mut rng), CODE).m1();
-    let _ = reply(server.handle(1, &m1, &ctx(&accessory), &mut rng));
-    let r = reply(server.handle(2, &m1, &ctx(&accessory), &mut rng));
+    let _ = reply(server.handle(1, &m1, &ctx(&accessory), now(), &mut rng));
+    let r = reply(server.handle(2, &m1, &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (2, Some(PairingError::BUSY)));
     server.connection_closed(2); // not the owner: no effect
     assert_eq!(server.in_progress(), Some(1));
     server.connection_closed(1);
-    let r = reply(server.handle(2, &m1, &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(2, &m1, &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (2, None));
+}
+
+#[test]
+fn an_abandoned_pair_setup_is_reset_for_the_next_controller_after_30_s() {
+    let mut rng = rng();
+    let accessory = AccessoryIdentity::generate(&mut rng);
+    let mut server = PairSetup::new();
+    let m1 = SetupClient::new(ControllerIdentity::generate(&mut rng), CODE).m1();
+    let t0 = now();
+    let _ = reply(server.handle(1, &m1, &ctx(&accessory), t0, &mut rng));
+    // Still within 30 s of M2: Busy for anyone else.
+    let just_before = t0 + ABANDONED_AFTER - std::time::Duration::from_millis(1);
+    assert!(!server.is_abandoned(just_before));
+    let r = reply(server.handle(2, &m1, &ctx(&accessory), just_before, &mut rng));
+    assert_eq!(state_error(&r), (2, Some(PairingError::BUSY)));
+    // 30 s without the owner's M3: the next M1 starts over.
+    let after = t0 + ABANDONED_AFTER;
+    assert!(server.is_abandoned(after));
+    let r = reply(server.handle(2, &m1, &ctx(&accessory), after, &mut rng));
+    assert_eq!(state_error(&r), (2, None));
+    assert_eq!(server.in_progress(), Some(2));
+    // The first controller's late M3 is refused (its SRP state is gone).
+    let r = reply(server.handle(1, &m1, &ctx(&accessory), after, &mut rng));
+    assert_eq!(state_error(&r), (2, Some(PairingError::BUSY)));
 }
 
 #[test]
@@ -334,21 +364,21 @@ fn out_of_sequence_states_get_error_unknown() {
     m3.push_u8(TlvType::STATE, 3)
         .push(TlvType::PUBLIC_KEY, &[1; 384])
         .push(TlvType::PROOF, &[0; 64]);
-    let r = reply(server.handle(1, &m3.encode(), &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(1, &m3.encode(), &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (4, Some(PairingError::UNKNOWN)));
     // M5 while M3 is expected.
     let mut client = SetupClient::new(ControllerIdentity::generate(&mut rng), CODE);
-    let _ = reply(server.handle(1, &client.m1(), &ctx(&accessory), &mut rng));
+    let _ = reply(server.handle(1, &client.m1(), &ctx(&accessory), now(), &mut rng));
     let mut m5 = Tlv8::new();
     m5.push_u8(TlvType::STATE, 5)
         .push(TlvType::ENCRYPTED_DATA, &[0; 40]);
-    let r = reply(server.handle(1, &m5.encode(), &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(1, &m5.encode(), &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (6, Some(PairingError::UNKNOWN)));
     assert_eq!(server.in_progress(), None);
     // No State at all / garbage.
-    let r = reply(server.handle(1, &[0x00, 0x01, 0x00], &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(1, &[0x00, 0x01, 0x00], &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (2, Some(PairingError::UNKNOWN)));
-    let r = reply(server.handle(1, &[0x06, 0x05], &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(1, &[0x06, 0x05], &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (2, Some(PairingError::UNKNOWN)));
 }
 
@@ -356,9 +386,9 @@ fn out_of_sequence_states_get_error_unknown() {
 fn up_to_m5(rng: &mut StdRng, accessory: &AccessoryIdentity) -> (PairSetup, [u8; 64]) {
     let mut server = PairSetup::new();
     let mut client = SetupClient::new(ControllerIdentity::generate(rng), CODE);
-    let m2 = reply(server.handle(1, &client.m1(), &ctx(accessory), rng));
+    let m2 = reply(server.handle(1, &client.m1(), &ctx(accessory), now(), rng));
     let m3 = client.handle_m2(&m2, rng).unwrap();
-    let m4 = reply(server.handle(1, &m3, &ctx(accessory), rng));
+    let m4 = reply(server.handle(1, &m3, &ctx(accessory), now(), rng));
     let _m5 = client.handle_m4(&m4).unwrap();
     (server, client.session_key().unwrap())
 }
@@ -393,7 +423,7 @@ fn bad_m5_signature_is_authentication_error_in_state_6() {
     let claimed = SigningKey::generate(&mut rng).verifying_key().to_bytes();
     let other = SigningKey::generate(&mut rng);
     let m5 = forged_m5(&k, "C0FFEE00-0000-0000-0000-000000000000", claimed, &other);
-    let r = reply(server.handle(1, &m5, &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(1, &m5, &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (6, Some(PairingError::AUTHENTICATION)));
     assert_eq!(server.in_progress(), None);
 
@@ -407,7 +437,7 @@ fn bad_m5_signature_is_authentication_error_in_state_6() {
         &good,
     );
     assert!(matches!(
-        server.handle(1, &m5, &ctx(&accessory), &mut rng),
+        server.handle(1, &m5, &ctx(&accessory), now(), &mut rng),
         SetupOutcome::Paired { .. }
     ));
 
@@ -416,7 +446,7 @@ fn bad_m5_signature_is_authentication_error_in_state_6() {
     let mut m5 = forged_m5(&k, "X", good.verifying_key().to_bytes(), &good);
     let last = m5.len() - 1;
     m5[last] ^= 1;
-    let r = reply(server.handle(1, &m5, &ctx(&accessory), &mut rng));
+    let r = reply(server.handle(1, &m5, &ctx(&accessory), now(), &mut rng));
     assert_eq!(state_error(&r), (6, Some(PairingError::AUTHENTICATION)));
 }
 
@@ -552,13 +582,13 @@ proptest! {
         let mut server = PairSetup::new();
         let mut client = SetupClient::new(ControllerIdentity::generate(&mut rng), CODE);
         if step >= 1 {
-            let m2 = reply(server.handle(1, &client.m1(), &ctx(&accessory), &mut rng));
+            let m2 = reply(server.handle(1, &client.m1(), &ctx(&accessory), now(), &mut rng));
             if step >= 2 {
                 let m3 = client.handle_m2(&m2, &mut rng).unwrap();
-                let _ = server.handle(1, &m3, &ctx(&accessory), &mut rng);
+                let _ = server.handle(1, &m3, &ctx(&accessory), now(), &mut rng);
             }
         }
-        let out = server.handle(1, &body, &ctx(&accessory), &mut rng);
+        let out = server.handle(1, &body, &ctx(&accessory), now(), &mut rng);
         let bytes = match out {
             SetupOutcome::Reply(r) | SetupOutcome::WrongCode(r) => r,
             SetupOutcome::Paired { .. } => panic!("random bytes paired"),
