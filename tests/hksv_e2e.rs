@@ -502,6 +502,10 @@ async fn selftest_passes(bridge: &Bridge, camera: &str) {
         setup_code: Some(CODE.into()),
         api_base: bridge.api.clone(),
         api_token: None,
+        // What `hksv-bridge selftest` reads: the run's secret in the state root.
+        selftest_secret: std::fs::read_to_string(bridge.process.state_dir.join("selftest.secret"))
+            .ok()
+            .map(|s| s.trim().to_owned()),
         camera_name: camera.into(),
         out_dir: out.path().to_owned(),
         timeout: STEP,

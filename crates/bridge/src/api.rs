@@ -18,6 +18,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -173,13 +174,26 @@ pub struct ApiState {
     pub token: Option<String>,
     /// The running cameras.
     pub cameras: Arc<dyn CameraDirectory>,
+    /// The secret the selftest-pairing routes require in [`SELFTEST_SECRET_HEADER`]: written
+    /// at start to [`SELFTEST_SECRET_FILE`] (0600) in the state root, which only the bridge's
+    /// user can read. `None`: those routes answer 403. Not printed by `Debug`.
+    pub selftest_secret: Option<String>,
 }
+
+/// File in the state root holding this run's selftest secret (hex, 0600).
+pub const SELFTEST_SECRET_FILE: &str = "selftest.secret";
+/// Header carrying it (the selftest client sends it).
+pub const SELFTEST_SECRET_HEADER: &str = controller::selftest::SELFTEST_SECRET_HEADER;
 
 impl fmt::Debug for ApiState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiState")
             .field("motion", &self.motion)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "selftest_secret",
+                &self.selftest_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -213,13 +227,73 @@ async fn require_token(State(state): State<ApiState>, req: Request, next: Next) 
     next.run(req).await
 }
 
+/// Whether `host` (a `Host` header value) names this machine by address: an IP literal (with
+/// or without a port) or `localhost`. A name resolved by DNS could be an attacker's domain
+/// rebound to our address (DNS rebinding).
+fn is_address_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split_once(']')
+            .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// What a browser sends and curl, `selftest` or a home automation does not: a web page may not
+/// drive the API. A request with an `Origin` other than the API's own (`http://<Host>`), or
+/// marked cross-site by `Sec-Fetch-Site`, is refused (403); without a token, so is a `Host`
+/// that is not an address (DNS rebinding). Runs before the token check, so a browser that
+/// holds no token learns nothing either way.
+async fn refuse_browsers(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("?"));
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    let foreign_origin = origin.is_some_and(|o| o != format!("http://{host}"));
+    if foreign_origin || cross_site {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "cross-origin requests are refused: call the API from a program, not a web page",
+        );
+    }
+    if state.token.is_none() && !host.is_empty() && !is_address_host(host) {
+        return error_response(
+            StatusCode::FORBIDDEN,
+            "Host must be an IP address or localhost (set [api] token to use a host name)",
+        );
+    }
+    next.run(req).await
+}
+
 /// Parses a JSON body ourselves so every malformed body is a 400 with a JSON error, whatever
 /// the Content-Type (`curl -d` sends a form type).
 fn parse_body<T: DeserializeOwned>(body: &Result<Bytes, BytesRejection>) -> Result<T, Reject> {
     let body = body
         .as_ref()
         .map_err(|e| Reject(e.status(), e.body_text()))?;
-    serde_json::from_slice(body)
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))?;
+    // serde would also read a struct from an array (`[true]`): only objects are bodies.
+    if !value.is_object() {
+        return Err(Reject(
+            StatusCode::BAD_REQUEST,
+            "bad JSON body: expected an object such as {\"detected\": true}".to_owned(),
+        ));
+    }
+    serde_json::from_value(value)
         .map_err(|e| Reject(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
@@ -305,12 +379,34 @@ fn require_loopback(peer: Option<ConnectInfo<SocketAddr>>) -> Result<(), Reject>
     }
 }
 
+/// Only the bridge's own user may add an admin pairing: loopback is not enough (every local
+/// user and every local web page reaches it), so the caller must present this run's secret,
+/// which sits in a 0600 file of the state root.
+fn require_selftest_secret(state: &ApiState, headers: &header::HeaderMap) -> Result<(), Reject> {
+    let given = headers
+        .get(SELFTEST_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    match &state.selftest_secret {
+        Some(secret) if constant_time_eq(given.as_bytes(), secret.as_bytes()) => Ok(()),
+        _ => Err(Reject(
+            StatusCode::FORBIDDEN,
+            format!(
+                "selftest-pairing needs this run's secret ({SELFTEST_SECRET_FILE} in the state directory, readable by the bridge's user): run `hksv-bridge selftest` as that user"
+            ),
+        )),
+    }
+}
+
 /// The checks both selftest-pairing routes make before touching the directory.
 fn pairing_request<T: DeserializeOwned + HasControllerId>(
+    state: &ApiState,
+    headers: &header::HeaderMap,
     peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     body: &Result<Bytes, BytesRejection>,
 ) -> Result<T, Reject> {
     require_loopback(peer.ok())?;
+    require_selftest_secret(state, headers)?;
     let body: T = parse_body(body)?;
     check_controller_id(body.controller_id())?;
     Ok(body)
@@ -335,10 +431,11 @@ impl HasControllerId for RemovePairingBody {
 async fn add_pairing(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    headers: header::HeaderMap,
     peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    let body: AddPairingBody = pairing_request(peer, &body).map_err(reject)?;
+    let body: AddPairingBody = pairing_request(&state, &headers, peer, &body).map_err(reject)?;
     let ltpk = decode_hex_32(&body.ltpk)
         .ok_or_else(|| error_response(StatusCode::BAD_REQUEST, "ltpk must be 64 hex digits"))?;
     state
@@ -363,10 +460,11 @@ async fn add_pairing(
 async fn remove_pairing(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    headers: header::HeaderMap,
     peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Response> {
-    let body: RemovePairingBody = pairing_request(peer, &body).map_err(reject)?;
+    let body: RemovePairingBody = pairing_request(&state, &headers, peer, &body).map_err(reject)?;
     state
         .cameras
         .remove_temporary_pairing(&name, &body.controller_id)
@@ -400,6 +498,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_browsers,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -436,14 +538,110 @@ pub async fn serve_on(
         warn!(%listen, "HTTP API reachable from the network without a token: set [api] token");
     }
     info!(listen = %listener.local_addr()?, "HTTP API ready");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            // A dropped sender also means shut down.
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("HTTP API")
+    let app = router(state).layer(middleware::from_fn(request_deadline));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut accept_errors = hap_server::AcceptBackoff::default();
+    let mut refusals = hap_server::RateLimited::default();
+    let mut connections = tokio::task::JoinSet::new();
+    let for_connections = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => {
+                        accept_errors.succeeded();
+                        a
+                    }
+                    Err(e) => {
+                        tokio::time::sleep(accept_errors.failed("HTTP API", &e)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    if let Some(suppressed) = refusals.allow(std::time::Instant::now()) {
+                        warn!(%peer, suppressed, max = MAX_CONNECTIONS, "HTTP API connection limit reached; closing new connections");
+                    }
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(
+                    app.clone().layer(axum::Extension(ConnectInfo(peer))),
+                );
+                connections.spawn(serve_connection(stream, service, for_connections.clone(), permit));
+            }
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    // Requests in flight finish (each is bounded by REQUEST_TIMEOUT).
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Most simultaneous API connections; further ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A request's head must arrive within this (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request (its body included) must be read and answered within this: 408 otherwise.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this long, idle keep-alive or not.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// hyper's read buffer per connection (heads are small; bodies are capped at
+/// [`MAX_BODY_BYTES`]).
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+async fn request_deadline(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request was not complete in time",
+        ),
+    }
+}
+
+async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(READ_BUFFER_BYTES);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let deadline = tokio::time::sleep(CONNECTION_LIFETIME);
+    tokio::pin!(deadline);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = &mut deadline => {
+                if closing {
+                    // A peer that does not let the last answer go: drop the socket.
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + REQUEST_TIMEOUT * 2);
+            }
+            () = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + REQUEST_TIMEOUT * 2);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -539,10 +737,14 @@ mod tests {
             motion: hub,
             token: token.map(str::to_owned),
             cameras: double.clone(),
+            selftest_secret: Some(SECRET.to_owned()),
         };
         (s, double)
     }
 
+    const SECRET: &str = "0123456789abcdef";
+
+    /// A request as `selftest` sends it (with the run's secret), plus `token`.
     async fn call(
         app: &Router,
         method: &str,
@@ -551,9 +753,26 @@ mod tests {
         token: Option<&str>,
         peer: [u8; 4],
     ) -> (StatusCode, Json) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![(SELFTEST_SECRET_HEADER, SECRET)];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a));
+        }
+        call_with(app, method, uri, body, &headers, peer).await
+    }
+
+    /// A request with exactly `headers`.
+    async fn call_with(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+        peer: [u8; 4],
+    ) -> (StatusCode, Json) {
         let mut req = HttpRequest::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let app = app
             .clone()
@@ -576,6 +795,135 @@ mod tests {
 
     const LO: [u8; 4] = [127, 0, 0, 1];
     const LAN: [u8; 4] = [192, 168, 1, 5];
+
+    #[tokio::test]
+    async fn selftest_pairing_needs_the_runs_secret_even_from_loopback() {
+        let (s, double) = state(None);
+        let app = router(s);
+        let body = json!({"controller_id": "ctl", "ltpk": "11".repeat(32)}).to_string();
+        for headers in [
+            vec![],
+            vec![(SELFTEST_SECRET_HEADER, "wrong")],
+            vec![(SELFTEST_SECRET_HEADER, "0123456789abcdeF")],
+        ] {
+            let (st, j) = call_with(
+                &app,
+                "POST",
+                "/api/cameras/Porch/selftest-pairing",
+                &body,
+                &headers,
+                LO,
+            )
+            .await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{headers:?}: {j}");
+            assert!(j["error"].as_str().unwrap().contains(SELFTEST_SECRET_FILE));
+        }
+        assert!(
+            double.calls.lock().unwrap().is_empty(),
+            "nothing reached the cameras"
+        );
+        let (st, _) = call(
+            &app,
+            "POST",
+            "/api/cameras/Porch/selftest-pairing",
+            &body,
+            None,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+        // A bridge that could not write the secret refuses the route.
+        let (mut s, _) = state(None);
+        s.selftest_secret = None;
+        let (st, _) = call(
+            &router(s),
+            "POST",
+            "/api/cameras/Porch/selftest-pairing",
+            &body,
+            None,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn web_pages_cannot_drive_the_api() {
+        let (s, double) = state(None);
+        let app = router(s.clone());
+        let motion = r#"{"detected":true}"#;
+        let uri = "/api/cameras/Porch/motion";
+        // A cross-origin form post (text/plain, no preflight) and a fetch marked cross-site.
+        for headers in [
+            vec![
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:8280"),
+            ],
+            vec![("origin", "null"), ("host", "127.0.0.1:8280")],
+            vec![("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:8280")],
+            // DNS rebinding: the page's own origin, but a host name that is not ours.
+            vec![
+                ("origin", "http://evil.example:8280"),
+                ("host", "evil.example:8280"),
+            ],
+            vec![("host", "evil.example:8280")],
+        ] {
+            let (st, j) = call_with(&app, "POST", uri, motion, &headers, LO).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{headers:?}: {j}");
+            let (st, _) = call_with(
+                &app,
+                "POST",
+                "/api/cameras/Porch/selftest-pairing",
+                "{}",
+                &headers,
+                LO,
+            )
+            .await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{headers:?}");
+        }
+        assert!(!s.motion.status("Porch").unwrap().detected);
+        assert!(double.calls.lock().unwrap().is_empty());
+        // Programs: no Origin, an address or localhost as Host; a same-origin page is allowed.
+        for headers in [
+            vec![("host", "127.0.0.1:8280")],
+            vec![("host", "localhost:8280")],
+            vec![("host", "[::1]:8280")],
+            vec![
+                ("origin", "http://127.0.0.1:8280"),
+                ("host", "127.0.0.1:8280"),
+            ],
+            vec![],
+        ] {
+            let (st, j) = call_with(&app, "POST", uri, motion, &headers, LO).await;
+            assert_eq!(st, StatusCode::OK, "{headers:?}: {j}");
+        }
+        // With a token, host names are fine (the page cannot know the token).
+        let (s, _) = state(Some("t0k3n"));
+        let (st, _) = call_with(
+            &router(s),
+            "POST",
+            uri,
+            motion,
+            &[
+                ("host", "bridge.lan:8280"),
+                ("authorization", "Bearer t0k3n"),
+            ],
+            LAN,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_body_must_be_a_json_object() {
+        let (s, _) = state(None);
+        let app = router(s.clone());
+        for body in ["[true]", "true", "\"detected\"", "[]"] {
+            let (st, j) = call(&app, "POST", "/api/cameras/Porch/motion", body, None, LO).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {j}");
+        }
+        assert!(!s.motion.status("Porch").unwrap().detected);
+    }
 
     #[tokio::test]
     async fn motion_on_and_off_reach_the_hub() {
@@ -850,6 +1198,64 @@ mod tests {
         assert_eq!(double.calls.lock().unwrap().len(), 2);
     }
 
+    /// Reads until the server closes, at most `within` (virtual time); whether it closed.
+    async fn closed_within(
+        sock: &mut tokio::net::TcpStream,
+        within: std::time::Duration,
+    ) -> (bool, String) {
+        use tokio::io::AsyncReadExt as _;
+        let mut got = Vec::new();
+        let r = tokio::time::timeout(within, sock.read_to_end(&mut got)).await;
+        (r.is_ok(), String::from_utf8_lossy(&got).into_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_requests_time_out_and_connections_are_capped() {
+        use tokio::io::AsyncWriteExt as _;
+        let (s, _) = state(None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve_on(listener, s, stop_rx));
+
+        // Slowloris: half a request head. Closed once HEADER_READ_TIMEOUT has passed.
+        let mut head = tokio::net::TcpStream::connect(addr).await.unwrap();
+        head.write_all(b"POST /api/cameras/Porch/motion HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        let t = tokio::time::Instant::now();
+        let (closed, _) = closed_within(&mut head, HEADER_READ_TIMEOUT * 2).await;
+        assert!(closed, "a half-sent head is not kept");
+        assert!(t.elapsed() >= HEADER_READ_TIMEOUT);
+
+        // A body that never completes: 408 after REQUEST_TIMEOUT.
+        let mut body = tokio::net::TcpStream::connect(addr).await.unwrap();
+        body.write_all(
+            b"POST /api/cameras/Porch/motion HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 17\r\n\r\n{\"det",
+        )
+        .await
+        .unwrap();
+        let (closed, reply) = closed_within(&mut body, REQUEST_TIMEOUT * 3).await;
+        assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        let _ = closed;
+
+        // MAX_CONNECTIONS idle connections: the next one is closed at once.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (closed, reply) = closed_within(&mut extra, std::time::Duration::from_secs(1)).await;
+        assert!(closed && reply.is_empty(), "over the cap: {reply:?}");
+        // Idle connections do not live forever: after CONNECTION_LIFETIME there is room.
+        tokio::time::sleep(CONNECTION_LIFETIME + REQUEST_TIMEOUT * 3).await;
+        let (closed, _) = closed_within(&mut idle[0], std::time::Duration::from_secs(1)).await;
+        assert!(closed, "idle connection closed at its lifetime");
+        drop(idle);
+        stop_tx.send(true).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
     #[tokio::test]
     async fn serve_on_loopback_and_shut_down() {
         let (s, _) = state(None);
@@ -866,7 +1272,7 @@ mod tests {
         // A raw HTTP/1.1 request from a real socket: ConnectInfo is the loopback peer.
         let body = r#"{"detected":true}"#;
         let req = format!(
-            "POST /api/cameras/Garage/motion HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "POST /api/cameras/Garage/motion HTTP/1.1\r\nhost: {listen}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
         let mut reply = String::new();

@@ -220,6 +220,7 @@ async fn start_all(
         motion: hub.clone(),
         token: config.api.token.clone(),
         cameras: Arc::new(Cameras::new(cameras)),
+        selftest_secret: write_selftest_secret(&config.state_root()),
     };
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -231,6 +232,22 @@ async fn start_all(
         state,
         stop_rx.clone(),
     )))
+}
+
+/// A fresh secret for this run's selftest-pairing routes, written 0600 to the state root
+/// (`None`, logged, when it cannot be written: `selftest` then needs a paired-free camera).
+fn write_selftest_secret(root: &std::path::Path) -> Option<String> {
+    use hap_server::store::{FileStore, Store as _};
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let saved = FileStore::open(root)
+        .and_then(|store| store.save(crate::api::SELFTEST_SECRET_FILE, secret.as_bytes()));
+    match saved {
+        Ok(()) => Some(secret),
+        Err(e) => {
+            warn!(error = %e, dir = %root.display(), "cannot write the selftest secret; selftest of paired cameras is off");
+            None
+        }
+    }
 }
 
 /// How the run ended.

@@ -74,6 +74,12 @@ async fn selftest(config: &Config, name: Option<&str>, out: Option<PathBuf>) -> 
         setup_code: Some(info.setup_code),
         api_base: format!("http://{}", connect_addr(config.api.listen)),
         api_token: config.api.token.clone(),
+        // Readable only by the bridge's user (0600): another local user cannot take over.
+        selftest_secret: std::fs::read_to_string(
+            config.state_root().join(bridge::api::SELFTEST_SECRET_FILE),
+        )
+        .ok()
+        .map(|s| s.trim().to_owned()),
         camera_name: camera.name.clone(),
         out_dir,
         timeout: Duration::from_secs(SELFTEST_STEP_TIMEOUT_S),

@@ -22,6 +22,9 @@ use crate::hksv::{self, HksvIds};
 use crate::keys::PairingKeys;
 use crate::live::{self as live_req, LiveIds, Viewer, ViewerReport};
 
+/// Header with the bridge run's selftest secret (the bridge's `selftest.secret` file).
+pub const SELFTEST_SECRET_HEADER: &str = "x-hksv-selftest-secret";
+
 /// What `selftest` needs to know.
 #[derive(Clone)]
 pub struct SelftestOptions {
@@ -34,6 +37,9 @@ pub struct SelftestOptions {
     pub api_base: String,
     /// Bearer token of the API, when one is configured.
     pub api_token: Option<String>,
+    /// The bridge run's selftest secret (its `selftest.secret` file, readable by the bridge's
+    /// user only); needed for a temporary pairing with a paired camera.
+    pub selftest_secret: Option<String>,
     /// Camera name as in the config (used in API URLs).
     pub camera_name: String,
     /// Where `clip.mp4` and the segments go.
@@ -136,6 +142,7 @@ struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    selftest_secret: Option<String>,
 }
 
 impl Api {
@@ -149,6 +156,11 @@ impl Api {
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some(s) = &self.selftest_secret
+            && path.ends_with("/selftest-pairing")
+        {
+            req = req.header(SELFTEST_SECRET_HEADER, s);
         }
         if let Some(b) = body {
             req = req
@@ -195,6 +207,7 @@ pub async fn run(opts: SelftestOptions) -> anyhow::Result<SelftestReport> {
         http: reqwest::Client::builder().timeout(opts.timeout).build()?,
         base: opts.api_base.clone(),
         token: opts.api_token.clone(),
+        selftest_secret: opts.selftest_secret.clone(),
     };
     let cam_path = format!("/api/cameras/{}", path_segment(&opts.camera_name));
 
@@ -607,6 +620,11 @@ async fn record(
         }
     };
 
+    let (aid, iid) = ids.motion_detected;
+    let detected = |v: &Json| v == &json!(true) || v == &json!(1);
+    // HAP notifies changes only: motion already detected (the camera's own detector) sends
+    // no event, so read it before the trigger.
+    let already = hap.read_one(aid, iid).await.is_ok_and(|v| detected(&v));
     let motion = format!("/api/cameras/{}/motion", path_segment(&opts.camera_name));
     match api
         .call(
@@ -630,19 +648,20 @@ async fn record(
             return None;
         }
     }
-    let (aid, iid) = ids.motion_detected;
-    match hap
-        .wait_for_event(aid, iid, opts.timeout, |v| {
-            v == &json!(true) || v == &json!(1)
-        })
-        .await
-    {
-        Some(_) => rep.ok("motion event", "MotionDetected = 1 notified"),
-        None => rep.fail(
+    if already {
+        rep.ok(
             "motion event",
-            "no MotionDetected event",
-            "the motion configuration of the camera",
-        ),
+            "MotionDetected was already 1 (the camera's detector); no change to notify",
+        );
+    } else {
+        match hap.wait_for_event(aid, iid, opts.timeout, detected).await {
+            Some(_) => rep.ok("motion event", "MotionDetected = 1 notified"),
+            None => rep.fail(
+                "motion event",
+                "no MotionDetected event",
+                "the motion configuration of the camera",
+            ),
+        }
     }
 
     let stop = StopWhen {
@@ -865,6 +884,7 @@ mod tests {
             setup_code: Some("031-45-154".into()),
             api_base: format!("http://127.0.0.1:{port}"),
             api_token: Some("secret-token".into()),
+            selftest_secret: Some("selftest-secret".into()),
             camera_name: "Front Door".into(),
             out_dir: dir,
             timeout: Duration::from_secs(2),
@@ -878,7 +898,7 @@ mod tests {
             text.contains("bridge API") && text.contains("is hksv-bridge running"),
             "{text}"
         );
-        assert!(!text.contains("secret-token"));
+        assert!(!text.contains("secret-token") && !text.contains("selftest-secret"));
         assert_eq!(path_segment("Front Door/1"), "Front%20Door%2F1");
     }
 }

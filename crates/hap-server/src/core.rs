@@ -368,8 +368,11 @@ impl Core {
     }
 
     fn save_pairings(&self) -> std::io::Result<()> {
-        let recs: Vec<PairingRecord> = self
-            .pairings
+        self.save_pairing_list(&self.pairings)
+    }
+
+    fn save_pairing_list(&self, pairings: &[Pairing]) -> std::io::Result<()> {
+        let recs: Vec<PairingRecord> = pairings
             .iter()
             .map(|p| PairingRecord {
                 controller_id: p.controller_id.clone(),
@@ -802,12 +805,13 @@ impl Core {
     }
 
     /// Add Pairing (§1.8). Returns the TLV reply and whether `requester` must close after it
-    /// (a downgrade left no admin, so every pairing went).
+    /// (a downgrade left no admin, so every pairing went). The new list is written before it
+    /// takes effect: a failed write changes nothing and answers an error.
     fn add_pairing(&mut self, requester: ConnectionId, tlv: &Tlv8) -> (Vec<u8>, bool) {
         let id = tlv
             .get(TlvType::IDENTIFIER)
             .and_then(|b| std::str::from_utf8(b).ok())
-            .filter(|s| !s.is_empty());
+            .filter(|s| !s.is_empty() && s.len() <= crate::pairing::MAX_PAIRING_ID_BYTES);
         let ltpk: Option<[u8; 32]> = tlv.get(TlvType::PUBLIC_KEY).and_then(|b| b.try_into().ok());
         // ADK: permissions is one byte, 0 or 1.
         let perms = match tlv.get(TlvType::PERMISSIONS) {
@@ -817,32 +821,35 @@ impl Core {
         let (Some(id), Some(ltpk), Some(admin)) = (id, ltpk, perms) else {
             return (pairing_error(2, PairingError::UNKNOWN), false);
         };
-        if let Some(existing) = self.pairings.iter_mut().find(|p| p.controller_id == id) {
+        let mut next = self.pairings.clone();
+        if let Some(existing) = next.iter_mut().find(|p| p.controller_id == id) {
             if existing.ltpk != ltpk {
                 return (pairing_error(2, PairingError::UNKNOWN), false);
             }
             existing.admin = admin;
         } else {
-            if self.pairings.len() >= MAX_PAIRINGS {
+            if next.len() >= MAX_PAIRINGS {
                 return (pairing_error(2, PairingError::MAX_PEERS), false);
             }
-            self.pairings.push(Pairing {
+            next.push(Pairing {
                 controller_id: id.to_owned(),
                 ltpk,
                 admin,
             });
         }
-        info!(controller = %id, admin, "pairing added");
-        // A downgrade can leave no admin (ADK); then no session may stay.
-        self.drop_all_if_no_admin();
-        let close_requester = self.close_unpaired_sessions(requester);
-        if let Err(e) = self.save_pairings() {
-            warn!(error = %e, "could not persist pairings");
-            return (pairing_error(2, PairingError::UNKNOWN), close_requester);
+        // A downgrade can leave no admin (ADK); then no pairing may stay.
+        drop_all_if_no_admin(&mut next);
+        if let Err(e) = self.save_pairing_list(&next) {
+            warn!(error = %e, controller = %id, "could not persist pairings; Add Pairing refused, nothing changed");
+            return (pairing_error(2, PairingError::UNKNOWN), false);
         }
+        info!(controller = %id, admin, "pairing added");
+        self.set_pairings(next);
+        let close_requester = self.close_unpaired_sessions(requester);
         (state2(), close_requester)
     }
 
+    /// Remove Pairing (§1.8), written before it takes effect like [`Self::add_pairing`].
     fn remove_pairing(&mut self, conn: ConnectionId, tlv: &Tlv8) -> (Vec<u8>, bool) {
         let Some(id) = tlv
             .get(TlvType::IDENTIFIER)
@@ -850,19 +857,28 @@ impl Core {
         else {
             return (pairing_error(2, PairingError::UNKNOWN), false);
         };
-        let before = self.pairings.len();
-        self.pairings.retain(|p| p.controller_id != id);
-        if self.pairings.len() != before {
-            info!(controller = %id, "pairing removed");
+        let mut next = self.pairings.clone();
+        next.retain(|p| p.controller_id != id);
+        if next.len() == self.pairings.len() {
+            // Not paired: nothing to write (ADK answers success).
+            return (state2(), false);
         }
-        self.drop_all_if_no_admin();
-        // Memory is what pair-verify reads: close even if persisting fails.
+        drop_all_if_no_admin(&mut next);
+        if let Err(e) = self.save_pairing_list(&next) {
+            warn!(error = %e, controller = %id, "could not persist pairings; Remove Pairing refused, nothing changed");
+            return (pairing_error(2, PairingError::UNKNOWN), false);
+        }
+        info!(controller = %id, "pairing removed");
+        self.set_pairings(next);
         let close_self = self.close_unpaired_sessions(conn);
-        if let Err(e) = self.save_pairings() {
-            warn!(error = %e, "could not persist pairings");
-            return (pairing_error(2, PairingError::UNKNOWN), close_self);
-        }
         (state2(), close_self)
+    }
+
+    fn set_pairings(&mut self, pairings: Vec<Pairing>) {
+        if pairings.is_empty() != self.pairings.is_empty() {
+            self.advertisement_changed = true;
+        }
+        self.pairings = pairings;
     }
 
     /// Asks every session whose controller is no longer paired to close (§1.8) and runs its
@@ -887,16 +903,6 @@ impl Core {
             s.request_close();
         }
         close_requester
-    }
-
-    fn drop_all_if_no_admin(&mut self) {
-        if !self.pairings.is_empty() && !self.pairings.iter().any(|p| p.admin) {
-            info!("last admin removed: removing all pairings");
-            self.pairings.clear();
-        }
-        if self.pairings.is_empty() {
-            self.advertisement_changed = true;
-        }
     }
 
     fn list_pairings(&self) -> Vec<u8> {
@@ -1307,6 +1313,15 @@ impl Core {
 }
 
 /// `State=<state>, Error=<e>`.
+/// A pairing list with no admin left keeps no pairing (HomeKitADK: the last admin's removal
+/// or downgrade unpairs the accessory).
+fn drop_all_if_no_admin(pairings: &mut Vec<Pairing>) {
+    if !pairings.is_empty() && !pairings.iter().any(|p| p.admin) {
+        info!("last admin removed: removing all pairings");
+        pairings.clear();
+    }
+}
+
 /// Wrong setup codes after which pair-setup starts to wait between attempts.
 pub const FREE_ATTEMPTS: u32 = 3;
 /// Longest wait between two pair-setup attempts.

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::conn::Connection;
 use crate::context::ConnectionId;
@@ -320,7 +320,7 @@ impl Server {
         }
         conn.close(&mut self.lock());
         self.refresh_advertisement();
-        info!(conn = id, ?peer, "connection closed");
+        debug!(conn = id, ?peer, "connection closed");
     }
 }
 

@@ -53,6 +53,18 @@ impl FileStore {
             use std::os::unix::fs::PermissionsExt as _;
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         }
+        // Temp files of saves that a crash interrupted (other processes' ids; this process's
+        // own may be in flight in another store on the same directory).
+        let ours = format!(".{}.", std::process::id());
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") && !name.contains(&ours) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(Self { dir })
     }
 
@@ -84,14 +96,15 @@ impl Store for FileStore {
 
     fn save(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let path = self.path(name)?;
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        // A stale temp file (a crash mid-save, or planted) would keep its own mode and owner
-        // through `truncate`: start from a fresh file every time.
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        // A fresh temp file per save: an existing one (a crash mid-save, or planted) would keep
+        // its own mode and owner through `truncate`, and two saves of one name (a handler and
+        // the control task) must not write into the same file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp);
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -100,6 +113,20 @@ impl Store for FileStore {
             opts.mode(0o600);
         }
         let mut f = opts.open(&tmp)?;
+        let written = Self::write_synced(&mut f, data);
+        drop(f);
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &path)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // Make the rename itself durable.
+        fs::File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+impl FileStore {
+    fn write_synced(f: &mut fs::File, data: &[u8]) -> io::Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -107,12 +134,7 @@ impl Store for FileStore {
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
         }
         f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &path)?;
-        // Make the rename itself durable.
-        fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        f.sync_all()
     }
 }
 

@@ -177,3 +177,45 @@ fn a_count_that_cannot_be_saved_pauses_pair_setup_until_it_can() {
     drop(core);
     assert!(open(&disk).is_paired());
 }
+
+#[test]
+fn add_and_remove_pairing_change_nothing_when_the_write_fails() {
+    let disk = Disk::default();
+    let mut core = open(&disk);
+    assert_eq!(attempt(&mut core, CODE, Instant::now()), None);
+    let admin = core.pairings()[0].controller_id.clone();
+    let user = ControllerIdentity::generate(&mut rand::rng());
+
+    disk.full.store(true, Ordering::SeqCst);
+    assert!(
+        core.add_controller_pairing(&user.pairing_id, user.public_key(), true)
+            .is_err()
+    );
+    assert_eq!(core.pairings().len(), 1, "a refused admin is not in memory");
+    assert!(core.find_pairing(&user.pairing_id).is_none());
+    disk.full.store(false, Ordering::SeqCst);
+    core.add_controller_pairing(&user.pairing_id, user.public_key(), false)
+        .unwrap();
+
+    disk.full.store(true, Ordering::SeqCst);
+    assert!(core.remove_controller_pairing(&user.pairing_id).is_err());
+    assert!(
+        core.find_pairing(&user.pairing_id).is_some(),
+        "memory and disk still agree"
+    );
+    disk.full.store(false, Ordering::SeqCst);
+    drop(core);
+    let mut core = open(&disk);
+    assert!(core.find_pairing(&user.pairing_id).is_some());
+    assert!(core.find_pairing(&admin).is_some());
+
+    // Identifiers longer than 64 bytes are refused (HAP uses 36-character UUIDs).
+    let long = "A".repeat(65);
+    assert!(
+        core.add_controller_pairing(&long, user.public_key(), false)
+            .is_err()
+    );
+    core.remove_controller_pairing(&user.pairing_id).unwrap();
+    drop(core);
+    assert!(open(&disk).find_pairing(&user.pairing_id).is_none());
+}

@@ -138,6 +138,18 @@ impl Shared {
     pub(crate) fn update(&self, f: impl FnOnce(&mut CameraState)) {
         self.state.update(f);
     }
+
+    /// A controller's write, persisted before it is acknowledged ([`StateCell::commit`]); a
+    /// failed write answers OutOfResource and changes nothing.
+    pub(crate) fn commit_write(
+        &self,
+        f: impl FnOnce(&mut CameraState),
+    ) -> Result<(), hap_server::HapStatus> {
+        self.state.commit(f).map_err(|e| {
+            tracing::warn!(camera = %self.options.name, error = %e, "could not save a HomeKit setting; the write is refused");
+            hap_server::HapStatus::OUT_OF_RESOURCE
+        })
+    }
 }
 
 /// A running camera. Dropping it does not stop it: send `true` on the shutdown channel given to

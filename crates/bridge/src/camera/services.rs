@@ -47,7 +47,7 @@ fn switch(
                 _ => return Err(HapStatus::INVALID_VALUE_IN_REQUEST),
             };
             debug!(controller = %ctx.controller_id, ?ty, on, "switch write");
-            w.update(|s| set(s, on));
+            w.commit_write(|s| set(s, on))?;
             Ok(None)
         });
     if admin {
@@ -135,7 +135,7 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
                     let diffs = supported::differences(&sel, facts.as_ref());
                     info!(camera = %sel_w.options.name, prebuffer_ms = sel.prebuffer_ms, ?diffs, "recording configuration selected (the native stream is sent)");
                     let bytes = bytes.clone();
-                    sel_w.update(move |s| s.selected = Some(bytes));
+                    sel_w.commit_write(move |s| s.selected = Some(bytes))?;
                     Ok(None)
                 }),
         )

@@ -60,6 +60,29 @@ impl StateCell {
         let _ = self.changed.send(());
     }
 
+    /// For a controller's write: applies `f` to a copy, writes that atomically, and only then
+    /// makes it the state (as [`StateCell::update`] does), so a write is acknowledged only
+    /// once it survives a crash. A failed write leaves memory and disk as they were.
+    ///
+    /// # Errors
+    /// IO errors of the store (a full disk).
+    pub(crate) fn commit(&self, f: impl FnOnce(&mut CameraState)) -> std::io::Result<()> {
+        let conditions = {
+            let mut state = self.lock();
+            let mut next = state.clone();
+            f(&mut next);
+            if next != *state {
+                next.save(self.store.as_ref())?;
+                *state = next;
+            }
+            state.recording_conditions()
+        };
+        self.conditions
+            .send_if_modified(|c| std::mem::replace(c, conditions) != conditions);
+        let _ = self.changed.send(());
+        Ok(())
+    }
+
     /// Wakes the control task without a state change (a StreamingStatus changed).
     pub(crate) fn wake(&self) {
         let _ = self.changed.send(());
@@ -70,9 +93,11 @@ impl StateCell {
     /// # Errors
     /// IO errors of the store; the state in memory is kept.
     pub(crate) fn persist(&self) -> std::io::Result<CameraState> {
-        let state = self.lock().clone();
+        // Saved under the lock, like `commit`: an older snapshot must never be renamed over
+        // a newer one.
+        let state = self.lock();
         state.save(self.store.as_ref())?;
-        Ok(state)
+        Ok(state.clone())
     }
 
     /// The recording conditions, current and future.
