@@ -46,6 +46,13 @@ use crate::segment::{Chunker, Segment};
 
 /// A prepared session lives this long waiting for its TCP connection (§4.4).
 pub const PREPARED_SESSION_LIFETIME: Duration = Duration::from_secs(10);
+/// Largest payload of the first frame, the one that identifies the connection (a hello is
+/// ~100 bytes): anyone can connect, so nothing larger is buffered before a key matched.
+pub const MAX_FIRST_FRAME_PAYLOAD: usize = 4096;
+/// Largest payload the hub may send later (its messages are small control messages: open,
+/// ack, close; media flows the other way).
+pub const MAX_INCOMING_PAYLOAD: usize = 64 * 1024;
+
 /// The hello must arrive this long after the TCP accept (§4.4).
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// After end of stream, the accessory waits this long for ack/close, then sends close 3 (§5.4).
@@ -371,7 +378,7 @@ impl Connection {
             });
         }
         sessions.handle_timeout(now);
-        let frame = match frame::take_frame(buf, 0) {
+        let frame = match frame::take_frame_within(buf, 0, MAX_FIRST_FRAME_PAYLOAD) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.fail(e)),
@@ -415,7 +422,7 @@ impl Connection {
                 return Ok(());
             };
             let counter = opener.counter();
-            let frame = match frame::take_frame(buf, counter) {
+            let frame = match frame::take_frame_within(buf, counter, MAX_INCOMING_PAYLOAD) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(self.fail(e)),

@@ -266,12 +266,26 @@ impl RawFrame {
 /// [`Error::FrameTooLarge`] when a header announces more than [`MAX_PAYLOAD_BYTES`];
 /// `frame_counter` only labels that error.
 pub fn take_frame(buf: &mut BytesMut, frame_counter: u64) -> Result<Option<RawFrame>, Error> {
+    take_frame_within(buf, frame_counter, MAX_PAYLOAD_BYTES)
+}
+
+/// [`take_frame`] with a smaller bound: a header announcing more than `max_payload_bytes` is
+/// [`Error::FrameTooLarge`] at once, before any of that payload is buffered.
+///
+/// # Errors
+/// See [`take_frame`].
+pub fn take_frame_within(
+    buf: &mut BytesMut,
+    frame_counter: u64,
+    max_payload_bytes: usize,
+) -> Result<Option<RawFrame>, Error> {
+    let max_payload_bytes = max_payload_bytes.min(MAX_PAYLOAD_BYTES);
     loop {
         let Some(&[kind, l0, l1, l2]) = buf.first_chunk::<HEADER_BYTES>() else {
             return Ok(None);
         };
         let payload_bytes = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
-        if payload_bytes > MAX_PAYLOAD_BYTES {
+        if payload_bytes > max_payload_bytes {
             return Err(Error::FrameTooLarge {
                 payload_bytes,
                 frame_counter,

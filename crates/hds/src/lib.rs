@@ -85,7 +85,8 @@ mod segment;
 
 pub use codec::Value;
 pub use connection::{
-    CameraState, CloseCause, Connection, Event, Initiator, PreparedSession, PreparedSessions,
+    CameraState, CloseCause, Connection, Event, Initiator, MAX_FIRST_FRAME_PAYLOAD,
+    MAX_INCOMING_PAYLOAD, PreparedSession, PreparedSessions,
 };
 pub use error::{Blame, Error};
 pub use frame::{Role, SessionKeys};

@@ -159,6 +159,52 @@ fn a_frame_from_an_unknown_session_closes_only_that_connection() {
 }
 
 #[test]
+fn an_unidentified_connection_cannot_make_us_buffer_a_large_frame() {
+    let now = Instant::now();
+    let mut sessions: PreparedSessions<u32> = PreparedSessions::new();
+    sessions.insert(
+        hds::PreparedSession::new(&[1; 32], &[2; 32], &[3; 32], now),
+        1,
+    );
+    // A header announcing 1 MiB − 1 before any key matched: refused on its 4 bytes.
+    let mut conn = Connection::accept(now);
+    let mut buf = BytesMut::from(&[0x01, 0x0f, 0xff, 0xff][..]);
+    assert!(matches!(
+        conn.identify(now, &mut buf, &mut sessions),
+        Err(Error::FrameTooLarge {
+            payload_bytes: 0xF_FFFF,
+            ..
+        })
+    ));
+    assert!(conn.is_closed());
+    // Just above the bound, too; a hello-sized header is merely incomplete.
+    let mut conn = Connection::accept(now);
+    let above = hds::MAX_FIRST_FRAME_PAYLOAD + 1;
+    let mut buf = BytesMut::from(&[0x01, 0, (above >> 8) as u8, (above & 0xff) as u8][..]);
+    assert!(conn.identify(now, &mut buf, &mut sessions).is_err());
+    let mut conn = Connection::accept(now);
+    let mut buf = BytesMut::from(&[0x01, 0, 0, 120][..]);
+    assert_eq!(conn.identify(now, &mut buf, &mut sessions), Ok(None));
+    assert_eq!(sessions.len(), 1);
+}
+
+#[test]
+fn a_verified_hub_cannot_send_frames_above_64_kib() {
+    let (mut conn, _sealer) = ready_connection();
+    let big = hds::MAX_INCOMING_PAYLOAD + 1;
+    let mut buf = BytesMut::from(
+        &[
+            0x01,
+            (big >> 16) as u8,
+            (big >> 8) as u8,
+            (big & 0xff) as u8,
+        ][..],
+    );
+    assert!(conn.handle_incoming(Instant::now(), &mut buf).is_err());
+    assert!(conn.is_closed());
+}
+
+#[test]
 fn identification_picks_the_matching_session_and_expires_old_ones() {
     let now = Instant::now();
     let mut sessions = PreparedSessions::new();

@@ -1,0 +1,266 @@
+//! A hostile device on the LAN against the RELEASE `hksv-bridge` (issue #14): one demo camera
+//! (detector off), a paired hub that stays connected, then a flood of unauthenticated
+//! connections. Prints figures; asserts only that the hub still records.
+//!
+//! 1. Flood: 2,000 HAP and 2,000 HDS connections at once, each HDS one announcing a 1 MiB
+//!    frame and sending 64 KiB of junk, held open while the hub records a clip; RSS before,
+//!    peak during, and 10 s after they close (goal: ≤ 64 MiB above idle, back within 10 %).
+//! 2. File descriptors exhausted: the bridge's limit lowered to 64 (`prlimit`), then 500
+//!    connections kept coming for 10 s; the bridge's CPU meanwhile (goal < 5 % of a core).
+//!
+//! `cargo bench -p e2e-tests --bench flood`; builds the release binary unless
+//! `HKSV_BRIDGE_BIN_RELEASE` names one. Linux only (`/proc`, `prlimit`).
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)] // bench: a panic is a failed run
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Bridge, Sampler, clock_ticks_per_s, kib_to_mib, read_status_kib, release_binary};
+use controller::hds_client::HdsClient;
+use controller::hksv::{self, HksvIds};
+use controller::{HapClient, pair_setup};
+use e2e_tests::free_port;
+use hap_server::pairing::controller::ControllerIdentity;
+use hds::SegmentKind;
+use hds::controller::ControllerEvent;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+
+const CODE: &str = "031-45-154";
+const CAMERA: &str = "flood-cam";
+const STEP: Duration = Duration::from_secs(10);
+const FLOOD: usize = 2000;
+
+fn main() {
+    // Room for 4,000 sockets of our own.
+    let me = std::process::id().to_string();
+    let _ = Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=65536:65536"])
+        .status();
+    let bin = release_binary();
+    println!("hksv-bridge release binary: {}", bin.display());
+    let clk_tck = clock_ticks_per_s();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(&bin, clk_tck));
+}
+
+struct Rig {
+    bridge: Bridge,
+    hap_addr: SocketAddr,
+    hap: HapClient,
+    ids: HksvIds,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(bin: &Path) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let (hap_port, api_port) = (free_port(), free_port());
+    let config = dir.path().join("hksv-bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
+             [[cameras]]\nname = \"{CAMERA}\"\nsource = \"demo:\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n\n\
+             [cameras.motion.detector]\nenabled = false\n"
+        ),
+    )
+    .unwrap();
+    let bridge = Bridge::start(
+        bin,
+        &config,
+        &dir.path().join("state"),
+        CAMERA,
+        hap_port,
+        api_port,
+    );
+    let hap_addr = SocketAddr::from(([127, 0, 0, 1], hap_port));
+    let keys = pair_setup(
+        hap_addr,
+        &ControllerIdentity::generate(&mut rand::rng()),
+        CODE,
+        STEP,
+    )
+    .await
+    .expect("pair-setup");
+    let mut hap = HapClient::connect(hap_addr, &keys, STEP)
+        .await
+        .expect("pair-verify");
+    let ids = HksvIds::find(&hap.accessories().await.unwrap()).unwrap();
+    let sel = hksv::read_supported(&mut hap, &ids)
+        .await
+        .unwrap()
+        .select()
+        .unwrap();
+    hksv::write_selected(&mut hap, &ids, &sel.encode())
+        .await
+        .unwrap();
+    hksv::write_flag(&mut hap, ids.camera_active, true)
+        .await
+        .unwrap();
+    hksv::write_flag(&mut hap, ids.recording_active, true)
+        .await
+        .unwrap();
+    bridge
+        .wait_for_prebuffer(4000, Duration::from_secs(30))
+        .await;
+    Rig {
+        bridge,
+        hap_addr,
+        hap,
+        ids,
+        _dir: dir,
+    }
+}
+
+/// A prepared data stream: its HDS port and a connected, hello'd client.
+async fn data_stream(r: &mut Rig) -> (u16, HdsClient) {
+    let (setup, keys) = hksv::setup_data_stream(&mut r.hap, &r.ids).await.unwrap();
+    let hds = HdsClient::connect(SocketAddr::from(([127, 0, 0, 1], setup.port)), &keys, STEP)
+        .await
+        .expect("HDS hello");
+    (setup.port, hds)
+}
+
+/// Records one fragment; `Ok(ms to the first fragment)`.
+async fn record(hds: &mut HdsClient, r: &Rig, stream_id: i64) -> Result<Duration, String> {
+    r.bridge.motion(true).await;
+    let t = Instant::now();
+    hds.send_open(stream_id).await.map_err(|e| e.to_string())?;
+    let out = loop {
+        match hds.next_event(STEP * 2).await {
+            Ok(ControllerEvent::Segment {
+                kind: SegmentKind::MediaFragment,
+                ..
+            }) => break Ok(t.elapsed()),
+            Ok(ControllerEvent::ConnectionClosed { why }) => break Err(why.to_string()),
+            Ok(_) => {}
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let _ = hds.close_stream(stream_id, hds::Reason::NORMAL).await;
+    r.bridge.motion(false).await;
+    out
+}
+
+/// Opens `n` connections to `addr`, each sending `junk`; keeps what the kernel let us open.
+async fn flood(addr: SocketAddr, n: usize, junk: &'static [u8]) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        match TcpStream::connect(addr).await {
+            Ok(mut s) => {
+                let _ = s.write_all(junk).await;
+                held.push(s);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+    held
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    kib_to_mib(read_status_kib(pid, "VmRSS:").unwrap_or(0))
+}
+
+async fn run(bin: &Path, clk_tck: u64) {
+    // ---- 1. 2,000 + 2,000 unauthenticated connections while the hub records ----
+    let mut r = rig(bin).await;
+    let pid = r.bridge.pid;
+    let (hds_port, mut hds) = data_stream(&mut r).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = rss_mib(pid);
+    let before = record(&mut hds, &r, 1).await;
+    println!("idle RSS {idle:.1} MiB; recording before the flood: {before:?}");
+
+    // An HDS frame header announcing 1 MiB − 1, then 64 KiB of junk.
+    static HDS_JUNK: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let mut v = vec![0x01, 0x0f, 0xff, 0xff];
+        v.resize(4 + 64 * 1024, 0xAA);
+        v
+    });
+    let sampler = Sampler::start(pid, clk_tck);
+    let t = Instant::now();
+    let hds_addr = SocketAddr::from(([127, 0, 0, 1], hds_port));
+    let (hap_flood, hds_flood) = tokio::join!(
+        flood(r.hap_addr, FLOOD, b"POST /pair-setup HTTP/1.1\r\n"),
+        flood(hds_addr, FLOOD, HDS_JUNK.as_slice())
+    );
+    println!(
+        "flood: {} HAP and {} HDS connections opened in {:.1} s",
+        hap_flood.len(),
+        hds_flood.len(),
+        t.elapsed().as_secs_f64()
+    );
+    // The paired hub records during the flood, on a fresh data stream.
+    let (_, mut hds2) = data_stream(&mut r).await;
+    let during = record(&mut hds2, &r, 1).await;
+    let usage = sampler.stop();
+    let peak_over = kib_to_mib(usage.rss_peak_kib) - idle;
+    println!(
+        "during the flood: recording {during:?}; bridge CPU {:.1} % of a core over {:.1} s, peak RSS {:.1} MiB (+{:.1} MiB over idle)",
+        usage.cpu_percent,
+        usage.window.as_secs_f64(),
+        kib_to_mib(usage.rss_peak_kib),
+        kib_to_mib(usage.rss_peak_kib) - idle
+    );
+    drop(hap_flood);
+    drop(hds_flood);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = rss_mib(pid);
+    println!(
+        "10 s after the flood closed: RSS {after:.1} MiB ({:+.1} % of idle)",
+        (after - idle) / idle * 100.0
+    );
+    assert!(
+        during.is_ok(),
+        "the paired hub could not record during the flood"
+    );
+    drop(hds);
+    drop(hds2);
+    drop(r);
+
+    // ---- 2. file descriptors exhausted ----
+    let r = rig(bin).await;
+    let pid = r.bridge.pid;
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=64:64"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit on the bridge");
+    let sampler = Sampler::start(pid, clk_tck);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    while Instant::now() < end {
+        held.extend(flood(r.hap_addr, 50, b"").await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let usage = sampler.stop();
+    let log = r.bridge.log_text();
+    let accept_warnings = log.matches("accept failed").count();
+    println!(
+        "fd limit 64, {} connections held over {:.0} s: bridge CPU {:.2} % of a core; {} 'accept failed' warnings logged",
+        held.len(),
+        usage.window.as_secs_f64(),
+        usage.cpu_percent,
+        accept_warnings
+    );
+    drop(held);
+    println!(
+        "\n== summary (release build, 1 demo camera, loopback) ==\n\
+         {FLOOD} HAP + {FLOOD} HDS unauthenticated connections: peak RSS +{:.1} MiB over idle {:.1} MiB, 10 s after: {:+.1} %; hub recorded during the flood: {}\n\
+         fd exhaustion (limit 64): {:.2} % of a core, {} warnings",
+        peak_over,
+        idle,
+        (after - idle) / idle * 100.0,
+        during.is_ok(),
+        usage.cpu_percent,
+        accept_warnings
+    );
+}
