@@ -9,7 +9,9 @@ use recorder::fuzzing::AnnexBSplitter;
 use recorder::{Fragmenter, FragmenterConfig, H264Framing, VideoAccessUnit};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, stream)) = data.split_first() else { return };
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
     let cut = usize::from(cut).min(stream.len());
     let (a, b) = stream.split_at(cut);
     let mut splitter = AnnexBSplitter::new(1 << 20);
@@ -35,6 +37,8 @@ fuzz_target!(|data: &[u8]| {
         pts_90k: t + 3000,
         dts_90k: None,
         data: Bytes::copy_from_slice(stream),
-        framing: H264Framing::Avcc { length_size_bytes: 4 },
+        framing: H264Framing::Avcc {
+            length_size_bytes: 4,
+        },
     });
 });

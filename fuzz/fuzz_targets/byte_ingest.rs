@@ -32,7 +32,12 @@ enum Unit {
 fn unit_of(u: &MediaUnit) -> Unit {
     match u {
         MediaUnit::ParameterSets(ps) => Unit::ParameterSets(ps.sps.to_vec(), ps.pps.to_vec()),
-        MediaUnit::Video(v) => Unit::Video(v.pts_90k, v.dts_90k, v.data.to_vec(), format!("{:?}", v.framing)),
+        MediaUnit::Video(v) => Unit::Video(
+            v.pts_90k,
+            v.dts_90k,
+            v.data.to_vec(),
+            format!("{:?}", v.framing),
+        ),
         MediaUnit::Audio(a) => Unit::Audio(a.pts_samples, a.data.to_vec()),
     }
 }
@@ -69,7 +74,10 @@ fn run(pieces: &[&[u8]], fragment: bool) -> Outcome {
     let mut feed = |ingest: &mut ByteIngest, units: &mut Vec<Unit>| {
         if fragment && fragmenter.is_none() && ingest.is_ready() {
             // As the bridge does on Connected: the audio config is known once ready.
-            let config = FragmenterConfig { audio_config: ingest.audio_config().cloned(), ..Default::default() };
+            let config = FragmenterConfig {
+                audio_config: ingest.audio_config().cloned(),
+                ..Default::default()
+            };
             fragmenter = Some(Fragmenter::new(config).expect("default config is valid"));
         }
         while let Some(u) = ingest.pull() {
@@ -96,7 +104,12 @@ fn run(pieces: &[&[u8]], fragment: bool) -> Outcome {
         f.finish();
         while f.poll_event().is_some() {}
     }
-    Outcome { units, error, format: ingest.format(), fps: ingest.annexb_fps() }
+    Outcome {
+        units,
+        error,
+        format: ingest.format(),
+        fps: ingest.annexb_fps(),
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -112,17 +125,30 @@ fuzz_target!(|data: &[u8]| {
                 let Unit::Video(pts, dts, data, framing) = u else {
                     panic!("Annex B yields video only: {u:?}");
                 };
-                assert_eq!(*pts, (n as f64 * 90_000.0 / fps).round() as i64, "frame {n} at {fps} fps");
+                assert_eq!(
+                    *pts,
+                    (n as f64 * 90_000.0 / fps).round() as i64,
+                    "frame {n} at {fps} fps"
+                );
                 assert_eq!(*dts, None);
                 assert!(!data.is_empty());
                 assert_eq!(*framing, format!("{:?}", H264Framing::AnnexB));
             }
         }
         Some(ByteFormat::Fmp4) => {
-            let first_video = whole.units.iter().position(|u| matches!(u, Unit::Video(..)));
-            let first_ps = whole.units.iter().position(|u| matches!(u, Unit::ParameterSets(..)));
+            let first_video = whole
+                .units
+                .iter()
+                .position(|u| matches!(u, Unit::Video(..)));
+            let first_ps = whole
+                .units
+                .iter()
+                .position(|u| matches!(u, Unit::ParameterSets(..)));
             if let Some(v) = first_video {
-                assert!(first_ps.is_some_and(|p| p < v), "parameter sets before video");
+                assert!(
+                    first_ps.is_some_and(|p| p < v),
+                    "parameter sets before video"
+                );
             }
         }
         None => assert!(whole.units.is_empty()),

@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use recorder::fmp4::FragmentTiming;
-use recorder::{AudioFrame, Fragmenter, FragmenterConfig, FragmenterEvent, H264Framing, VideoAccessUnit};
+use recorder::{
+    AudioFrame, Fragmenter, FragmenterConfig, FragmenterEvent, H264Framing, VideoAccessUnit,
+};
 
 /// Fixture SPS (fixture-analysis §3) and PPS.
 const SPS: &[u8] = &[
@@ -18,9 +20,15 @@ const PPS: &[u8] = &[0x68, 0xee, 0x3c, 0x80];
 
 fuzz_target!(|data: &[u8]| {
     let asc = recorder::aac::AudioSpecificConfig::parse(&[0x12, 0x88]).ok();
-    let config = FragmenterConfig { audio_config: asc, ..Default::default() };
+    let config = FragmenterConfig {
+        audio_config: asc,
+        ..Default::default()
+    };
     let mut f = Fragmenter::new(config).unwrap();
-    f.set_parameter_sets(recorder::ParameterSets { sps: Bytes::from_static(SPS), pps: Bytes::from_static(PPS) });
+    f.set_parameter_sets(recorder::ParameterSets {
+        sps: Bytes::from_static(SPS),
+        pps: Bytes::from_static(PPS),
+    });
     let (mut tv, mut ta) = (0i64, 0i64);
     let mut events = Vec::new();
     for op in data.chunks(3) {
@@ -36,11 +44,16 @@ fuzz_target!(|data: &[u8]| {
                 pts_90k: tv,
                 dts_90k: None,
                 data: Bytes::from(au),
-                framing: H264Framing::Avcc { length_size_bytes: 4 },
+                framing: H264Framing::Avcc {
+                    length_size_bytes: 4,
+                },
             });
         } else {
             ta += i64::from(a) * 16;
-            let _ = f.push_audio(AudioFrame { pts_samples: ta, data: Bytes::from(vec![0x21; usize::from(b) + 1]) });
+            let _ = f.push_audio(AudioFrame {
+                pts_samples: ta,
+                data: Bytes::from(vec![0x21; usize::from(b) + 1]),
+            });
         }
         events.extend(std::iter::from_fn(|| f.poll_event()));
     }
@@ -71,10 +84,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let parsed = recorder::demux::demux(Bytes::from(file)).expect("we must read what we write");
-    let video: Vec<_> = written.iter().flat_map(|f| f.video.samples.iter()).collect();
+    let video: Vec<_> = written
+        .iter()
+        .flat_map(|f| f.video.samples.iter())
+        .collect();
     let got = &parsed.tracks[0].samples;
     assert_eq!(got.len(), video.len());
     for (g, w) in got.iter().zip(video) {
-        assert_eq!((g.range.len() as u32, g.duration, g.is_sync), (w.size_bytes, w.duration, w.is_sync));
+        assert_eq!(
+            (g.range.len() as u32, g.duration, g.is_sync),
+            (w.size_bytes, w.duration, w.is_sync)
+        );
     }
 });

@@ -21,8 +21,7 @@ use hap_server::http::{Limits, parse_request};
 use hap_server::setup::SetupCode;
 use hap_server::store::MemoryStore;
 use hap_server::{
-    Accessory, Characteristic, Core, CoreConfig, Format, HapStatus, HapType, Perms, Service,
-    Value,
+    Accessory, Characteristic, Core, CoreConfig, Format, HapStatus, HapType, Perms, Service, Value,
 };
 use hap_tlv::{PairingError, Tlv8, TlvType};
 use libfuzzer_sys::fuzz_target;
@@ -31,7 +30,9 @@ use rand::rngs::StdRng;
 
 /// Not a code a fuzzer guesses: SRP needs the right 8 digits and SHA-512 proofs.
 const CODE: &str = "518-08-582";
-const METHODS: [&str; 8] = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "get", "PATCH"];
+const METHODS: [&str; 8] = [
+    "GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "get", "PATCH",
+];
 const PATHS: [&str; 8] = [
     "/pair-setup",
     "/pair-verify",
@@ -43,7 +44,13 @@ const PATHS: [&str; 8] = [
     "/identify",
 ];
 /// Served only after pair-verify (`Core::handle_request`'s list).
-const PROTECTED: [&str; 5] = ["/accessories", "/characteristics", "/prepare", "/pairings", "/resource"];
+const PROTECTED: [&str; 5] = [
+    "/accessories",
+    "/characteristics",
+    "/prepare",
+    "/pairings",
+    "/resource",
+];
 const MAX_BODY: usize = 2048;
 /// Pair-setup requests per input: M1 and M3 cost 3072-bit modexps (~50–100 ms here), and a
 /// long run of them only makes each input slower, not the search wider.
@@ -62,7 +69,11 @@ fn accessory(n: &Arc<Counters>) -> Accessory {
     Accessory::new(1)
         .service(
             Service::new(HapType::apple(0x3E))
-                .characteristic(Characteristic::new(HapType::apple(0x14), Format::Bool, Perms::PW))
+                .characteristic(Characteristic::new(
+                    HapType::apple(0x14),
+                    Format::Bool,
+                    Perms::PW,
+                ))
                 .characteristic(
                     Characteristic::new(HapType::apple(0x23), Format::String, Perms::PR)
                         .value(Value::String("Cam".into())),
@@ -101,9 +112,13 @@ fn accessory(n: &Arc<Counters>) -> Accessory {
                     Perms::PR | Perms::PW | Perms::EV | Perms::TW,
                 )),
         )
-        .service(Service::new(HapType::apple(0x85)).characteristic(
-            Characteristic::new(HapType::apple(0x22), Format::Bool, Perms::PR | Perms::EV),
-        ))
+        .service(
+            Service::new(HapType::apple(0x85)).characteristic(Characteristic::new(
+                HapType::apple(0x22),
+                Format::Bool,
+                Perms::PR | Perms::EV,
+            )),
+        )
 }
 
 fn open(store: &MemoryStore, counters: &Arc<Counters>) -> Core {
@@ -156,7 +171,9 @@ impl<'a> Input<'a> {
     fn chunk(&mut self) -> &'a [u8] {
         let lo = self.byte().unwrap_or(0);
         let hi = self.byte().unwrap_or(0);
-        let n = usize::from(u16::from_le_bytes([lo, hi])).min(MAX_BODY).min(self.0.len());
+        let n = usize::from(u16::from_le_bytes([lo, hi]))
+            .min(MAX_BODY)
+            .min(self.0.len());
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         head
@@ -164,7 +181,11 @@ impl<'a> Input<'a> {
 }
 
 fn request(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
-    let ct = if path.starts_with("/pair") { "application/pairing+tlv8" } else { "application/hap+json" };
+    let ct = if path.starts_with("/pair") {
+        "application/pairing+tlv8"
+    } else {
+        "application/hap+json"
+    };
     let mut out = format!(
         "{method} {path} HTTP/1.1\r\nHost: fuzz.local\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -176,7 +197,16 @@ fn request(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
 
 /// Printable, space-free ASCII, so the request line stays one token.
 fn token(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '_' }).collect()
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Bytes a peer sends for one op, and whether they are one well-formed request.
@@ -209,20 +239,27 @@ fn op_bytes(kind: u8, method_ix: u8, input: &mut Input<'_>) -> (Vec<u8>, bool) {
             let a = input.chunk();
             let proof = input.chunk();
             let mut t = Tlv8::new();
-            t.push_u8(TlvType::STATE, 3).push(TlvType::PUBLIC_KEY, a).push(TlvType::PROOF, proof);
+            t.push_u8(TlvType::STATE, 3)
+                .push(TlvType::PUBLIC_KEY, a)
+                .push(TlvType::PROOF, proof);
             (request("POST", "/pair-setup", &t.encode()), true)
         }
         14 => {
             // A well-formed M1 with a fuzzed Method byte.
             let mut t = Tlv8::new();
-            t.push_u8(TlvType::STATE, 1).push_u8(TlvType::METHOD, input.byte().unwrap_or(0));
+            t.push_u8(TlvType::STATE, 1)
+                .push_u8(TlvType::METHOD, input.byte().unwrap_or(0));
             (request("POST", "/pair-setup", &t.encode()), true)
         }
         _ => {
             // A well-formed pair-verify M1/M3 shape: State, PublicKey/EncryptedData.
             let state = input.byte().unwrap_or(1);
             let value = input.chunk();
-            let ty = if state == 3 { TlvType::ENCRYPTED_DATA } else { TlvType::PUBLIC_KEY };
+            let ty = if state == 3 {
+                TlvType::ENCRYPTED_DATA
+            } else {
+                TlvType::PUBLIC_KEY
+            };
             let mut t = Tlv8::new();
             t.push_u8(TlvType::STATE, state).push(ty, value);
             (request("POST", "/pair-verify", &t.encode()), true)
@@ -242,12 +279,19 @@ struct Resp<'a> {
 fn responses(mut out: &[u8]) -> Vec<Resp<'_>> {
     let mut list = Vec::new();
     while !out.is_empty() {
-        let end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("response head") + 4;
+        let end = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("response head")
+            + 4;
         let (head, rest) = out.split_at(end);
         let head = std::str::from_utf8(head).expect("ASCII head");
         let mut lines = head.split("\r\n");
         let status_line = lines.next().expect("status line");
-        assert!(status_line.starts_with("HTTP/1.1 "), "not a response: {status_line:?}");
+        assert!(
+            status_line.starts_with("HTTP/1.1 "),
+            "not a response: {status_line:?}"
+        );
         let status: u16 = status_line[9..12].parse().expect("status code");
         let mut content_type = None;
         let mut len = 0;
@@ -259,7 +303,11 @@ fn responses(mut out: &[u8]) -> Vec<Resp<'_>> {
             }
         }
         let (body, rest) = rest.split_at(len);
-        list.push(Resp { status, content_type, body });
+        list.push(Resp {
+            status,
+            content_type,
+            body,
+        });
         out = rest;
     }
     list
@@ -268,7 +316,11 @@ fn responses(mut out: &[u8]) -> Vec<Resp<'_>> {
 /// What any response to an unverified peer may be.
 fn check_generic(r: &Resp<'_>, paired: bool) {
     match r.status {
-        200 => assert_eq!(r.content_type, Some("application/pairing+tlv8"), "200 with data"),
+        200 => assert_eq!(
+            r.content_type,
+            Some("application/pairing+tlv8"),
+            "200 with data"
+        ),
         204 => assert!(!paired, "204 (identify) while paired"),
         207 => panic!("207 to an unverified peer"),
         s => assert!(s >= 400, "status {s} to an unverified peer"),
@@ -333,7 +385,10 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let (bytes, well_formed) = op_bytes(kind, (op >> 4) & 7, &mut input);
-        let setups = bytes.windows(10).filter(|w| w.eq_ignore_ascii_case(b"pair-setup")).count();
+        let setups = bytes
+            .windows(10)
+            .filter(|w| w.eq_ignore_ascii_case(b"pair-setup"))
+            .count();
         pair_setups += setups;
         if pair_setups > MAX_PAIR_SETUP {
             continue;
@@ -341,9 +396,15 @@ fuzz_target!(|data: &[u8]| {
         let (conn, clean) = &mut conns[which];
         let identify_before = counters.identify.load(Ordering::SeqCst);
         let out = conn.handle_input(&mut core, &bytes, now, &mut rng);
-        assert!(!conn.is_encrypted(), "pair-verify completed without a controller key");
+        assert!(
+            !conn.is_encrypted(),
+            "pair-verify completed without a controller key"
+        );
         assert!(!core.is_verified(conn.id()));
-        assert!(conn.poll_events(&mut core, now).is_empty(), "event to an unverified peer");
+        assert!(
+            conn.poll_events(&mut core, now).is_empty(),
+            "event to an unverified peer"
+        );
         let list = responses(&out.bytes);
         for r in &list {
             check_generic(r, start_paired);
@@ -376,7 +437,10 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!out.close);
                     if path == "/pair-setup" && post && start_paired {
                         let t = Tlv8::decode(r.body).unwrap();
-                        assert!(t.get(TlvType::ERROR).is_some(), "pair-setup served while paired");
+                        assert!(
+                            t.get(TlvType::ERROR).is_some(),
+                            "pair-setup served while paired"
+                        );
                         let m1 = Tlv8::decode(&req.body).ok().is_some_and(|b| {
                             b.get(TlvType::STATE) == Some(&[1][..])
                                 && matches!(b.get(TlvType::METHOD), Some([0 | 1]))
@@ -406,12 +470,23 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(core.pairings(), &pairings[..], "pairings changed");
         assert_eq!(values(&core), initial_values, "a value changed");
         assert_eq!(counters.reads.load(Ordering::SeqCst), 0, "read handler ran");
-        assert_eq!(counters.writes.load(Ordering::SeqCst), 0, "write handler ran");
-        assert_eq!(counters.resource.load(Ordering::SeqCst), 0, "resource handler ran");
+        assert_eq!(
+            counters.writes.load(Ordering::SeqCst),
+            0,
+            "write handler ran"
+        );
+        assert_eq!(
+            counters.resource.load(Ordering::SeqCst),
+            0,
+            "resource handler ran"
+        );
         let now_attempts = core.failed_attempts();
         assert!(now_attempts >= attempts, "failed attempts went down");
         if start_paired {
-            assert_eq!(now_attempts, 0, "wrong code counted while paired (no M2 to answer)");
+            assert_eq!(
+                now_attempts, 0,
+                "wrong code counted while paired (no M2 to answer)"
+            );
         }
         attempts = now_attempts;
         if out.close {

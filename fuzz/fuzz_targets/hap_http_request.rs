@@ -6,8 +6,13 @@ use hap_server::http::{Limits, parse_request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&cut, input)) = data.split_first() else { return };
-    let limits = Limits { max_head_bytes: 1024, max_body_bytes: 4096 };
+    let Some((&cut, input)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_head_bytes: 1024,
+        max_body_bytes: 4096,
+    };
     let whole = parse_request(input, &limits);
     if let Ok(Some((req, used))) = &whole {
         assert!(*used <= input.len());

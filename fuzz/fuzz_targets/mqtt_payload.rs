@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     let mut padded = b" \t".to_vec();
     padded.extend_from_slice(rest);
     padded.extend_from_slice(b"\r\n ");
-    assert_eq!(parse_plain_payload(&padded).ok(), plain.ok(), "whitespace changed the meaning");
+    assert_eq!(
+        parse_plain_payload(&padded).ok(),
+        plain.ok(),
+        "whitespace changed the meaning"
+    );
 
     let mut config = FrigateConfig::default();
     if knobs & 1 != 0 {
@@ -45,9 +49,16 @@ fuzz_target!(|data: &[u8]| {
     let mut last: HashMap<String, bool> = HashMap::new();
     for event in rest.split(|&b| b == 0) {
         if let Ok(Some((camera, on))) = tracker.handle(now, event) {
-            assert!(mapped.is_empty() || mapped.values().any(|c| *c == camera), "unmapped {camera:?}");
+            assert!(
+                mapped.is_empty() || mapped.values().any(|c| *c == camera),
+                "unmapped {camera:?}"
+            );
             if !on {
-                assert_eq!(last.get(&camera), Some(&true), "off for {camera:?} that was not on");
+                assert_eq!(
+                    last.get(&camera),
+                    Some(&true),
+                    "off for {camera:?} that was not on"
+                );
             }
             last.insert(camera, on);
         }
