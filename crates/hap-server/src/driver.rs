@@ -394,3 +394,41 @@ impl Drop for Registered {
         self.server.closed_signals().remove(&self.id);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_warning_per_interval_and_the_rest_counted() {
+        let mut log = RateLimited::default();
+        let t0 = Instant::now();
+        assert_eq!(log.allow(t0), Some(0));
+        for i in 1..=99 {
+            assert_eq!(log.allow(t0 + Duration::from_millis(i * 10)), None);
+        }
+        assert_eq!(
+            log.allow(t0 + WARN_INTERVAL),
+            Some(99),
+            "the suppressed count is reported"
+        );
+        assert_eq!(log.allow(t0 + WARN_INTERVAL + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn accept_errors_back_off_from_10_ms_to_1_s_and_reset_on_success() {
+        let mut b = AcceptBackoff::default();
+        let e = std::io::Error::from_raw_os_error(24); // EMFILE
+        let waits: Vec<Duration> = (0..10).map(|_| b.failed("test", &e)).collect();
+        assert_eq!(waits[0], Duration::from_millis(10));
+        assert_eq!(waits[1], Duration::from_millis(20));
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
+        // 1,000 failures cost at least ~16 minutes of pauses, not a hot loop.
+        let total: Duration = (0..1000).map(|_| b.failed("test", &e)).sum();
+        assert!(total >= Duration::from_secs(990), "{total:?}");
+        b.succeeded();
+        assert_eq!(b.failed("test", &e), Duration::from_millis(10));
+    }
+}
