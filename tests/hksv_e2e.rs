@@ -279,6 +279,41 @@ async fn demo_camera_records_a_valid_clip() {
         .await;
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "demo camera").await;
+    // Its log went to a file: plain text, no terminal colour codes.
+    let log = bridge.process.log_text();
+    assert!(
+        !log.is_empty() && !log.contains('\u{1b}'),
+        "ANSI codes in a log file"
+    );
+}
+
+/// Booleans from the environment read as a user writes them; a bad one is an error that
+/// names the variable's flag, and nothing runs.
+#[test]
+fn environment_booleans_accept_the_usual_spellings() {
+    let state = tempfile::tempdir().expect("tmp");
+    let run = |value: &str| {
+        std::process::Command::new(e2e_tests::bridge_bin())
+            .arg("pair-info")
+            .arg("--state-dir")
+            .arg(state.path())
+            .env("HKSV_NO_MDNS", value)
+            .env_remove("HKSV_CONFIG")
+            .output()
+            .expect("run hksv-bridge")
+    };
+    for ok in ["1", "0", "true", "false", "yes", "no", "on", "off"] {
+        let out = run(ok);
+        assert!(
+            out.status.success(),
+            "HKSV_NO_MDNS={ok}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run("maybe");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-mdns") && err.contains("maybe"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,6 +477,13 @@ fn reject(r: impl IntoResponse) -> Response {
     r.into_response()
 }
 
+async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed for this endpoint; see docs/config.md (HTTP API)",
+    )
+}
+
 async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
@@ -497,6 +504,7 @@ pub fn router(state: ApiState) -> Router {
             post(add_pairing).delete(remove_pairing),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -912,6 +920,14 @@ mod tests {
         )
         .await;
         assert_eq!(st, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_json_405() {
+        let (s, _) = state(None);
+        let (st, j) = call(&router(s), "GET", "/api/cameras/Porch/motion", "", None, LO).await;
+        assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(j["error"].as_str().unwrap().contains("method"), "{j}");
     }
 
     #[tokio::test]

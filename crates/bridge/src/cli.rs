@@ -80,8 +80,15 @@ pub struct RunArgs {
     /// HTTP API listen address [env: HKSV_API_LISTEN] [default: 127.0.0.1:8280].
     #[arg(long, global = true, value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
-    /// Do not advertise over mDNS.
-    #[arg(long, global = true, env = "HKSV_NO_MDNS")]
+    /// Do not advertise over mDNS [env: HKSV_NO_MDNS=1/0, true/false, yes/no, on/off].
+    #[arg(
+        long,
+        global = true,
+        env = "HKSV_NO_MDNS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        hide_env = true
+    )]
     pub no_mdns: bool,
     /// Demo: toggle motion on the first camera every this many milliseconds (0 = never).
     #[arg(

@@ -566,8 +566,17 @@ async fn record(
     rep.ok(
         "select configuration",
         format!(
-            "{}x{}@{} H.264 profile {} level {}",
-            selected.width, selected.height, selected.fps, selected.profile, selected.level
+            "{}x{}@{} H.264 {} {}{}",
+            selected.width,
+            selected.height,
+            selected.fps,
+            profile_name(selected.profile),
+            level_name(selected.level),
+            if supported.audio.is_empty() {
+                "; no audio codec offered, so audio is not exercised"
+            } else {
+                ""
+            }
         ),
     );
     for (id, name) in [
@@ -709,6 +718,26 @@ async fn record(
     let passed = report.passed();
     rep.check = Some(report);
     passed.then_some(())
+}
+
+/// HAP's H.264 profile value (HKSV §2.3: 0 Constrained Baseline, 1 Main, 2 High) by name.
+fn profile_name(p: u8) -> String {
+    match p {
+        0 => "Constrained Baseline".into(),
+        1 => "Main".into(),
+        2 => "High".into(),
+        other => format!("profile {other}"),
+    }
+}
+
+/// HAP's H.264 level value (0 = 3.1, 1 = 3.2, 2 = 4.0) by name.
+fn level_name(l: u8) -> String {
+    match l {
+        0 => "level 3.1".into(),
+        1 => "level 3.2".into(),
+        2 => "level 4.0".into(),
+        other => format!("level value {other}"),
+    }
 }
 
 /// How long the live-view step watches.
@@ -900,5 +929,9 @@ mod tests {
         );
         assert!(!text.contains("secret-token") && !text.contains("selftest-secret"));
         assert_eq!(path_segment("Front Door/1"), "Front%20Door%2F1");
+        assert_eq!(
+            (profile_name(2), level_name(2)),
+            ("High".to_owned(), "level 4.0".to_owned())
+        );
     }
 }
