@@ -287,6 +287,38 @@ async fn demo_camera_records_a_valid_clip() {
     );
 }
 
+/// A user error is one line and exit status 1, without a backtrace even when asked for one;
+/// `--version` names the commit.
+#[test]
+fn user_errors_are_one_line_and_the_version_names_the_commit() {
+    let state = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(e2e_tests::bridge_bin())
+        .args(["selftest", "No Such Camera", "--state-dir"])
+        .arg(state.path())
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("HKSV_CONFIG")
+        .output()
+        .expect("run hksv-bridge");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unknown camera") && !err.contains("backtrace"),
+        "{err}"
+    );
+    let v = std::process::Command::new(e2e_tests::bridge_bin())
+        .arg("--version")
+        .output()
+        .expect("run hksv-bridge --version");
+    let v = String::from_utf8_lossy(&v.stdout);
+    // "hksv-bridge 0.1.0 (<git describe>)", or "(unknown)" outside a checkout.
+    let commit = v
+        .trim()
+        .rsplit_once('(')
+        .map(|(_, c)| c.trim_end_matches(')'));
+    assert!(commit.is_some_and(|c| !c.is_empty()), "{v}");
+}
+
 /// Booleans from the environment read as a user writes them; a bad one is an error that
 /// names the variable's flag, and nothing runs.
 #[test]

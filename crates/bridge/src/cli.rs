@@ -31,7 +31,7 @@ const CAMERA_STATE_FILE: &str = "camera-state.json";
 #[derive(Debug, Parser)]
 #[command(
     name = "hksv-bridge",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HKSV_BUILD_COMMIT"), ")"),
     about = "Turns cameras into HomeKit Secure Video cameras"
 )]
 pub struct Cli {

@@ -16,8 +16,29 @@ use clap::Parser;
 /// Bound of each network step of `selftest` (the recording may take up to 3× this).
 const SELFTEST_STEP_TIMEOUT_S: u64 = 20;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// A user error is one line on stderr and exit status 1: no `Debug` dump, no backtrace (even
+/// with `RUST_BACKTRACE` set); the causes are joined with ": ".
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hksv-bridge: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hksv-bridge: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
