@@ -357,7 +357,16 @@ async fn set_motion(
         .motion
         .trigger(&name, body.detected, MotionSource::Http)
         .map_err(|e| reject(ApiError::from(e)))?;
-    Ok(axum::Json(json!({ "detected": status.detected })).into_response())
+    let mut reply = json!({ "detected": status.detected });
+    if body.detected != status.detected {
+        // Only an off can be held: motion turns off once no source is active and min_on_ms
+        // has passed since it turned on (motion::debounce); it then does so by itself.
+        reply["held_by_debounce"] = json!(true);
+        reply["note"] = json!(
+            "motion stays on while another source is active or until min_on_ms after it turned on; it then turns off by itself"
+        );
+    }
+    Ok(axum::Json(reply).into_response())
 }
 
 async fn ring(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
@@ -920,6 +929,21 @@ mod tests {
         )
         .await;
         assert_eq!(st, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn an_off_held_by_the_debounce_says_so() {
+        let (s, _) = state(None);
+        let app = router(s.clone());
+        let uri = "/api/cameras/Porch/motion";
+        let (_, on) = call(&app, "POST", uri, r#"{"detected":true}"#, None, LO).await;
+        assert_eq!(on, json!({"detected": true}));
+        // Within min_on_ms (10 s by default) the off is held.
+        let (st, off) = call(&app, "POST", uri, r#"{"detected":false}"#, None, LO).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(off["detected"], json!(true));
+        assert_eq!(off["held_by_debounce"], json!(true), "{off}");
+        assert!(off["note"].as_str().unwrap().contains("min_on_ms"));
     }
 
     #[tokio::test]
