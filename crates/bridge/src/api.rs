@@ -357,15 +357,17 @@ async fn set_motion(
         .motion
         .trigger(&name, body.detected, MotionSource::Http)
         .map_err(|e| reject(ApiError::from(e)))?;
-    let mut reply = json!({ "detected": status.detected });
-    if body.detected != status.detected {
+    let reply = if body.detected == status.detected {
+        json!({ "detected": status.detected })
+    } else {
         // Only an off can be held: motion turns off once no source is active and min_on_ms
         // has passed since it turned on (motion::debounce); it then does so by itself.
-        reply["held_by_debounce"] = json!(true);
-        reply["note"] = json!(
-            "motion stays on while another source is active or until min_on_ms after it turned on; it then turns off by itself"
-        );
-    }
+        json!({
+            "detected": status.detected,
+            "held_by_debounce": true,
+            "note": "motion stays on while another source is active or until min_on_ms after it turned on; it then turns off by itself",
+        })
+    };
     Ok(axum::Json(reply).into_response())
 }
 
