@@ -462,8 +462,15 @@ fn check_name(name: &str) -> Result<(), ConfigError> {
 
 impl Config {
     /// The configuration used without a file: one camera [`DEMO_CAMERA_NAME`] on `demo:` (the
-    /// bundled clip), port [`DEFAULT_HAP_PORT`], everything else at its default.
+    /// bundled clip), port [`DEFAULT_HAP_PORT`], the built-in detector off (motion from the
+    /// API or `--demo-motion-ms`), everything else at its default.
     pub fn demo() -> Self {
+        let mut demo_camera =
+            CameraConfig::new(DEMO_CAMERA_NAME, default_source(), DEFAULT_HAP_PORT);
+        // The bundled clip loops every ~12 s and the detector sees the cut as motion, so a
+        // paired demo would record almost all the time: its motion comes from the API
+        // (`POST /api/cameras/Demo%20Camera/motion`) or `--demo-motion-ms` instead.
+        demo_camera.motion.detector.enabled = false;
         Self {
             state_dir: None,
             bind: default_bind(),
@@ -472,11 +479,7 @@ impl Config {
             mqtt: None,
             mode: Mode::Accessory,
             bridge: BridgeConfig::default(),
-            cameras: vec![CameraConfig::new(
-                DEMO_CAMERA_NAME,
-                default_source(),
-                DEFAULT_HAP_PORT,
-            )],
+            cameras: vec![demo_camera],
             live: LiveSettings::default(),
         }
     }
@@ -828,6 +831,10 @@ name = "Garage"
     fn demo_is_valid_and_has_one_camera() {
         let d = Config::demo();
         d.validate().unwrap();
+        assert!(
+            !d.cameras[0].motion.detector.enabled,
+            "the looped clip's cut is not motion"
+        );
         assert_eq!(d.cameras.len(), 1);
         assert_eq!(
             (
