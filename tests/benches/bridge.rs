@@ -20,16 +20,13 @@ use common::{
     release_binary, sample_usage, triple_ms, us,
 };
 
+use controller::HapClient;
 use controller::hds_client::HdsClient;
 use controller::hksv::{self, HksvIds};
-use controller::{HapClient, pair_setup};
-use e2e_tests::free_port;
-use hap_server::pairing::controller::ControllerIdentity;
 use hds::Reason;
 use hds::SegmentKind;
 use hds::controller::ControllerEvent;
 
-const CODE: &str = "031-45-154";
 const CAMERA: &str = "bench-cam";
 /// Idle sampling window.
 const IDLE: Duration = Duration::from_secs(30);
@@ -141,36 +138,13 @@ impl RunFigures {
 
 /// One bridge process with a demo camera: config file, fixed free ports, `--no-mdns`.
 async fn run_once(bin: &Path, detector: bool, clk_tck: u64) -> RunFigures {
-    let dir = tempfile::tempdir().expect("tmp");
-    let (hap_port, api_port) = (free_port(), free_port());
-    let config = dir.path().join("hksv-bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
-             [[cameras]]\nname = \"{CAMERA}\"\nsource = \"demo:\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n\n\
-             [cameras.motion.detector]\nenabled = {detector}\n"
-        ),
-    )
-    .expect("config");
-    let bridge = Bridge::start(
-        bin,
-        &config,
-        &dir.path().join("state"),
-        CAMERA,
-        hap_port,
-        api_port,
-    );
-    let hap_addr = SocketAddr::from(([127, 0, 0, 1], hap_port));
-
-    // Pair and enable recording while the prebuffer fills (a hub stays connected when idle).
-    let me = ControllerIdentity::generate(&mut rand::rng());
-    let keys = pair_setup(hap_addr, &me, CODE, STEP)
-        .await
-        .expect("pair-setup");
-    let mut hap = HapClient::connect(hap_addr, &keys, STEP)
-        .await
-        .expect("pair-verify");
+    // Paired; the hub stays connected when idle, as a real one does.
+    let common::Paired {
+        bridge,
+        mut hap,
+        dir: _dir,
+        ..
+    } = common::start_paired(bin, CAMERA, "demo:", detector, "", "").await;
     let db = hap.accessories().await.expect("/accessories");
     let ids = HksvIds::find(&db).expect("HKSV characteristics");
     enable_recording(&mut hap, &ids).await;

@@ -20,17 +20,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Bridge, Sampler, clock_ticks_per_s, kib_to_mib, read_status_kib, release_binary};
+use controller::HapClient;
 use controller::hds_client::HdsClient;
 use controller::hksv::{self, HksvIds};
-use controller::{HapClient, pair_setup};
-use e2e_tests::free_port;
-use hap_server::pairing::controller::ControllerIdentity;
 use hds::SegmentKind;
 use hds::controller::ControllerEvent;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-const CODE: &str = "031-45-154";
 const CAMERA: &str = "flood-cam";
 const STEP: Duration = Duration::from_secs(10);
 const FLOOD: usize = 2000;
@@ -61,38 +58,12 @@ struct Rig {
 }
 
 async fn rig(bin: &Path) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let (hap_port, api_port) = (free_port(), free_port());
-    let config = dir.path().join("hksv-bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
-             [[cameras]]\nname = \"{CAMERA}\"\nsource = \"demo:\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n\n\
-             [cameras.motion.detector]\nenabled = false\n"
-        ),
-    )
-    .unwrap();
-    let bridge = Bridge::start(
-        bin,
-        &config,
-        &dir.path().join("state"),
-        CAMERA,
-        hap_port,
-        api_port,
-    );
-    let hap_addr = SocketAddr::from(([127, 0, 0, 1], hap_port));
-    let keys = pair_setup(
+    let common::Paired {
+        bridge,
         hap_addr,
-        &ControllerIdentity::generate(&mut rand::rng()),
-        CODE,
-        STEP,
-    )
-    .await
-    .expect("pair-setup");
-    let mut hap = HapClient::connect(hap_addr, &keys, STEP)
-        .await
-        .expect("pair-verify");
+        mut hap,
+        dir,
+    } = common::start_paired(bin, CAMERA, "demo:", false, "", "").await;
     let ids = HksvIds::find(&hap.accessories().await.unwrap()).unwrap();
     let sel = hksv::read_supported(&mut hap, &ids)
         .await
@@ -108,9 +79,6 @@ async fn rig(bin: &Path) -> Rig {
     hksv::write_flag(&mut hap, ids.recording_active, true)
         .await
         .unwrap();
-    bridge
-        .wait_for_prebuffer(4000, Duration::from_secs(30))
-        .await;
     Rig {
         bridge,
         hap_addr,

@@ -33,15 +33,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{Bridge, Sampler, Usage, clock_ticks_per_s, kib_to_mib, release_binary};
+use common::{Sampler, Usage, clock_ticks_per_s, kib_to_mib, release_binary};
 use controller::live::{LiveIds, Viewer};
-use controller::{HapClient, hksv, pair_setup};
+use controller::{HapClient, hksv};
 use e2e_tests::{free_port, workspace_root};
-use hap_server::pairing::controller::ControllerIdentity;
 use hap_tlv::rtp::{SessionCommand, SetupEndpointsResponse, SetupEndpointsStatus};
 use tokio::net::UdpSocket;
 
-const CODE: &str = "031-45-154";
 const CAMERA: &str = "live-bench";
 const STEP: Duration = Duration::from_secs(10);
 /// Start-latency samples per setting.
@@ -194,10 +192,11 @@ impl Drop for RtspServer {
 }
 
 /// Slice bytes identify a frame across both paths (both pass NAL units through untouched).
-fn frame_key(annex_b: &[u8]) -> Option<u64> {
+/// `None` when the access unit has no slice.
+fn frame_key(data: &[u8], framing: recorder::H264Framing) -> Option<u64> {
     let mut h = DefaultHasher::new();
     let mut any = false;
-    for nal in split_annex_b(annex_b) {
+    for nal in recorder::h264::nal_units(data, framing).flatten() {
         if matches!(nal.first().map(|b| b & 0x1f), Some(1 | 5)) {
             nal.hash(&mut h);
             any = true;
@@ -225,23 +224,6 @@ fn spread(v: &mut [f64]) -> String {
     format!("{}/{}/{}", at(0.5), at(0.9), at(1.0))
 }
 
-/// NAL units after the 4-byte start codes the depacketizer writes (emulation prevention keeps
-/// `00 00 00 01` out of NAL payloads).
-fn split_annex_b(b: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut rest = b;
-    while let Some(pos) = rest.windows(4).position(|w| w == [0, 0, 0, 1]) {
-        if pos > 0 {
-            out.push(&rest[..pos]);
-        }
-        rest = &rest[pos + 4..];
-    }
-    if !rest.is_empty() {
-        out.push(rest);
-    }
-    out
-}
-
 /// A direct RTSP client (the `source` crate: retina, as the bridge itself ingests) whose
 /// frame arrival times stand for "real time"; stopped on drop.
 struct Reference {
@@ -262,13 +244,9 @@ impl Reference {
                     continue;
                 };
                 let now = Instant::now();
-                let mut h = DefaultHasher::new();
-                for nal in recorder::h264::nal_units(&v.data, v.framing).flatten() {
-                    if matches!(nal.first().map(|b| b & 0x1f), Some(1 | 5)) {
-                        nal.hash(&mut h);
-                    }
+                if let Some(k) = frame_key(&v.data, v.framing) {
+                    map.lock().unwrap().entry(k).or_insert(now);
                 }
-                map.lock().unwrap().entry(h.finish()).or_insert(now);
             }
         });
         let me = Self { arrivals, task };
@@ -400,46 +378,29 @@ fn delay_at(viewer: &Viewer, start: Instant, reference: &Reference, at: Duration
         .filter(|(t, _)| *t >= lo && *t <= hi)
         .filter_map(|(t, b)| {
             let seen_at = start + t;
-            let direct = reference.arrival(frame_key(b)?)?;
+            let direct = reference.arrival(frame_key(b, recorder::H264Framing::AnnexB)?)?;
             Some(signed_ms(seen_at, direct))
         })
         .collect()
 }
 
 async fn run(bin: &Path, url: &str, speed: u32, reference: &Reference, clk_tck: u64) -> RunFigures {
-    let dir = tempfile::tempdir().unwrap();
-    let (hap_port, api_port) = (free_port(), free_port());
-    let config = dir.path().join("hksv-bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
-             [live]\ncatch_up_speed = {speed}\n\n\
-             [[cameras]]\nname = \"{CAMERA}\"\nsource = \"{url}\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n\
-             live_streams = {VIEWERS}\n\n[cameras.motion.detector]\nenabled = false\n"
-        ),
-    )
-    .unwrap();
-    let bridge = Bridge::start(
+    let common::Paired {
+        bridge,
+        mut hap,
+        dir: _dir,
+        ..
+    } = common::start_paired(
         bin,
-        &config,
-        &dir.path().join("state"),
         CAMERA,
-        hap_port,
-        api_port,
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], hap_port));
-    let me = ControllerIdentity::generate(&mut rand::rng());
-    let keys = pair_setup(addr, &me, CODE, STEP).await.expect("pair-setup");
-    let mut hap = HapClient::connect(addr, &keys, STEP)
-        .await
-        .expect("pair-verify");
+        url,
+        false,
+        &format!("[live]\ncatch_up_speed = {speed}\n"),
+        &format!("live_streams = {VIEWERS}"),
+    )
+    .await;
     let services = LiveIds::each(&hap.accessories().await.unwrap());
     assert_eq!(services.len(), VIEWERS);
-    // A GOP in the ring.
-    bridge
-        .wait_for_prebuffer(4000, Duration::from_secs(30))
-        .await;
 
     let mut first_picture = Vec::new();
     let mut lossy_starts = 0;

@@ -765,8 +765,12 @@ async fn live_view(hap: &mut HapClient, ids: &LiveIds, rep: &mut SelftestReport)
     let mut secret = [0u8; 30];
     rand::fill(&mut secret[..]);
     let (key, salt) = secret.split_at(16);
-    let Ok(master) = rtp::MasterKey::new(key, salt) else {
-        return None;
+    let master = match rtp::MasterKey::new(key, salt) {
+        Ok(m) => m,
+        Err(e) => {
+            rep.fail(NAME, format!("SRTP key: {e}"), "the selftest build");
+            return None;
+        }
     };
     let session: [u8; 16] = rand::random();
     let answer = async {
@@ -840,8 +844,16 @@ async fn live_view(hap: &mut HapClient, ids: &LiveIds, rep: &mut SelftestReport)
         &select(hap_tlv::rtp::SessionCommand::End),
     )
     .await;
-    let Ok(seen) = tokio::task::spawn_blocking(move || viewer.finish()).await else {
-        return None;
+    let seen = match tokio::task::spawn_blocking(move || viewer.finish()).await {
+        Ok(seen) => seen,
+        Err(e) => {
+            rep.fail(
+                NAME,
+                format!("decoding failed: {e}"),
+                "the selftest build (openh264)",
+            );
+            return None;
+        }
     };
     match live_verdict(&seen, answer.video_ssrc) {
         Ok(detail) => {

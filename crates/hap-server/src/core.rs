@@ -629,10 +629,10 @@ impl Core {
         now: Instant,
         rng: &mut impl rand::CryptoRng,
     ) -> Vec<u8> {
-        let is_m1 = hap_tlv::Tlv8::decode(body)
+        let is_m1 = Tlv8::decode(body)
             .ok()
-            .and_then(|t| t.get(hap_tlv::TlvType::STATE).map(<[u8]>::to_vec))
-            .is_some_and(|s| s == [1]);
+            .and_then(|t| crate::pairing::state_of(&t))
+            == Some(1);
         if is_m1 && self.pair_setup.in_progress().is_none() && self.pairings.is_empty() {
             if self.attempts_unsaved {
                 match self.save_accessory_file() {

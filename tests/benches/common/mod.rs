@@ -13,6 +13,70 @@ use serde_json::json;
 
 /// Bound of each API call.
 pub const STEP: Duration = Duration::from_secs(10);
+/// Setup code of the benches' cameras.
+pub const SETUP_CODE: &str = "031-45-154";
+
+/// A bridge with one camera and a controller paired with it that stays connected.
+pub struct Paired {
+    /// The bridge process.
+    pub bridge: Bridge,
+    /// The camera's HAP address.
+    pub hap_addr: std::net::SocketAddr,
+    /// The paired controller's session.
+    pub hap: controller::HapClient,
+    /// Config, state and log.
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts `bin` with camera `camera` on `source` (loopback, no mDNS, the built-in detector
+/// on or off), `top` TOML before the camera table and `in_camera` lines inside it; pairs a
+/// fresh controller and waits until the ring holds 4 s.
+pub async fn start_paired(
+    bin: &Path,
+    camera: &str,
+    source: &str,
+    detector: bool,
+    top: &str,
+    in_camera: &str,
+) -> Paired {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (hap_port, api_port) = (e2e_tests::free_port(), e2e_tests::free_port());
+    let config = dir.path().join("hksv-bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n{top}\n\
+             [[cameras]]\nname = \"{camera}\"\nsource = \"{source}\"\nport = {hap_port}\nsetup_code = \"{SETUP_CODE}\"\n\
+             {in_camera}\n\n[cameras.motion.detector]\nenabled = {detector}\n"
+        ),
+    )
+    .expect("config");
+    let bridge = Bridge::start(
+        bin,
+        &config,
+        &dir.path().join("state"),
+        camera,
+        hap_port,
+        api_port,
+    );
+    let hap_addr = std::net::SocketAddr::from(([127, 0, 0, 1], hap_port));
+    let me = hap_server::pairing::controller::ControllerIdentity::generate(&mut rand::rng());
+    let keys = controller::pair_setup(hap_addr, &me, SETUP_CODE, STEP)
+        .await
+        .expect("pair-setup");
+    let hap = controller::HapClient::connect(hap_addr, &keys, STEP)
+        .await
+        .expect("pair-verify");
+    bridge
+        .wait_for_prebuffer(4000, Duration::from_secs(30))
+        .await;
+    Paired {
+        bridge,
+        hap_addr,
+        hap,
+        dir,
+    }
+}
 
 /// The release bridge process; killed on drop.
 pub struct Bridge {

@@ -55,6 +55,12 @@ impl StateCell {
             f(&mut state);
             state.recording_conditions()
         };
+        self.changed(conditions);
+    }
+
+    /// Hands `conditions` to the recording sessions (if they changed) and wakes the control
+    /// task.
+    fn changed(&self, conditions: Conditions) {
         self.conditions
             .send_if_modified(|c| std::mem::replace(c, conditions) != conditions);
         let _ = self.changed.send(());
@@ -77,9 +83,7 @@ impl StateCell {
             }
             state.recording_conditions()
         };
-        self.conditions
-            .send_if_modified(|c| std::mem::replace(c, conditions) != conditions);
-        let _ = self.changed.send(());
+        self.changed(conditions);
         Ok(())
     }
 
