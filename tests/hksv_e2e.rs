@@ -98,6 +98,17 @@ impl Bridge {
         );
     }
 
+    /// `GET /api/cameras`.
+    async fn cameras(&self) -> serde_json::Value {
+        let body = reqwest::get(format!("{}/api/cameras", self.api))
+            .await
+            .expect("GET /api/cameras")
+            .text()
+            .await
+            .expect("body");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
     async fn motion(&self, detected: bool) {
         let r = reqwest::Client::new()
             .post(format!("{}/api/cameras/{CAMERA}/motion", self.api))
@@ -277,6 +288,9 @@ async fn demo_camera_records_a_valid_clip() {
     bridge
         .wait_for_prebuffer(4000, Duration::from_secs(15))
         .await;
+    let cams = bridge.cameras().await;
+    assert_eq!(cams[0]["state"], json!("streaming"), "{cams}");
+    assert_eq!(cams[0]["last_error"], json!(null), "{cams}");
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "demo camera").await;
     // Its log went to a file: plain text, no terminal colour codes.
@@ -550,6 +564,20 @@ async fn camera_with_source_down_reports_motion_and_never_hangs() {
         rec.segments.len()
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+    // The API says why nothing arrives: down since start, with the connection's error.
+    let cams = bridge.cameras().await;
+    let cam = &cams[0];
+    assert_eq!(cam["state"], json!("retrying"), "{cam}");
+    let err = cam["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains(&format!("127.0.0.1:{closed}")), "{cam}");
+    assert!(
+        cam["since"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{cam}"
+    );
+    // One log line for the state change, none per retry, and no "lost" for a never-reached source.
+    let log = bridge.process.log_text();
+    assert_eq!(log.matches("source unreachable").count(), 1, "{log}");
+    assert!(!log.contains("source lost"), "{log}");
     assert!(
         !matches!(
             rec.end,

@@ -3,7 +3,7 @@
 //!
 //! | method | path | body | answer |
 //! | --- | --- | --- | --- |
-//! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port","prebuffer_ms"}]` |
+//! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port","aid","prebuffer_ms","state","last_error","since"}]` |
 //! | POST | `/api/cameras/{name}/motion` | `{"detected": bool}` | `{"detected": bool}` (after debounce) |
 //! | POST | `/api/cameras/{name}/ring` | | `{"rang": true}`; 409 when not a doorbell |
 //! | POST | `/api/cameras/{name}/selftest-pairing` | `{"controller_id", "ltpk": hex}` | `{"controller_id", "accessory_pairing_id", "accessory_ltpk"}` |
@@ -98,6 +98,14 @@ pub struct CameraSummary {
     /// 0 before the first init segment. A hub records a warm camera once this is ≥ the
     /// selected prebuffer length (HKSV §3.1: ≥ 4000 ms).
     pub prebuffer_ms: u64,
+    /// What the source is doing: `starting` (not connected yet), `streaming`, `retrying`
+    /// (down, reconnecting with backoff) or `failed` (not retried).
+    pub state: &'static str,
+    /// The source's last error (credentials redacted); `null` until it first fails. Kept after
+    /// recovery, so a flapping camera shows why.
+    pub last_error: Option<String>,
+    /// When `state` was entered: RFC 3339, UTC, whole seconds (`2026-12-07T21:04:05Z`).
+    pub since: String,
 }
 
 /// The accessory side of a pairing: what a controller verifies.
@@ -695,6 +703,13 @@ mod tests {
                     port,
                     aid: 1,
                     prebuffer_ms: if *n == "Porch" { 8000 } else { 0 },
+                    state: if *n == "Porch" {
+                        "streaming"
+                    } else {
+                        "retrying"
+                    },
+                    last_error: (*n == "Garage").then(|| "connection refused".into()),
+                    since: "2026-12-07T21:04:05Z".into(),
                 })
                 .collect()
         }

@@ -69,14 +69,21 @@ impl CameraDirectory for Cameras {
         self.order
             .iter()
             .filter_map(|n| self.by_name.get(n))
-            .map(|c| CameraSummary {
-                name: c.name().to_owned(),
-                motion: c.motion_detected(),
-                recording: c.is_recording(),
-                paired: c.is_paired(),
-                port: c.port(),
-                aid: c.aid(),
-                prebuffer_ms: u64::try_from(c.ring().buffered().as_millis()).unwrap_or(u64::MAX),
+            .map(|c| {
+                let source = c.source_status();
+                CameraSummary {
+                    name: c.name().to_owned(),
+                    motion: c.motion_detected(),
+                    recording: c.is_recording(),
+                    paired: c.is_paired(),
+                    port: c.port(),
+                    aid: c.aid(),
+                    prebuffer_ms: u64::try_from(c.ring().buffered().as_millis())
+                        .unwrap_or(u64::MAX),
+                    state: source.state.as_str(),
+                    last_error: source.last_error,
+                    since: rfc3339(source.since),
+                }
             })
             .collect()
     }
@@ -110,6 +117,16 @@ impl CameraDirectory for Cameras {
     }
 }
 
+/// `t` as RFC 3339 UTC to the second; the Unix epoch for a clock before it.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
+}
+
 /// Runs the bridge until SIGINT or SIGTERM; see [`run_with`].
 ///
 /// # Errors
@@ -121,9 +138,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Runs every camera of `config` and the HTTP API until `stop` completes, then stops them and
 /// joins every task.
 ///
-/// A camera whose source cannot be opened keeps serving HAP (it records nothing and says so
-/// in the log); only a camera that cannot start at all (state dir unreadable, port taken)
-/// stops the bridge at startup, as does an API address that cannot be bound.
+/// A source that can never work (bad spec, `rtsps://`, missing file or device:
+/// [`Config::preflight_sources`]) stops the bridge before it serves anything. A camera whose
+/// network source is down keeps serving HAP (it records nothing; `GET /api/cameras` and the
+/// log say why), as do the others; a camera that cannot start at all (state dir unreadable,
+/// port taken) stops the bridge at startup, as does an API address that cannot be bound.
 ///
 /// # Errors
 /// No cameras, a motion configuration the hub refuses, a camera that cannot start, MQTT that
@@ -134,6 +153,7 @@ pub async fn run_with(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(!config.cameras.is_empty(), "no cameras configured");
+    config.preflight_sources()?;
     let hub = MotionHub::new(
         config
             .cameras

@@ -353,7 +353,7 @@ fn read_host_info(host: &HapHostConfig, cameras: &[&CameraConfig]) -> anyhow::Re
     let first_start = inner.load(ACCESSORY_FILE)?.is_none();
     let core_config = crate::host::core_config(host);
     let store = PairInfoStore { inner, first_start };
-    let core = Core::open(core_config, Arc::new(store), Vec::new(), &mut rand::rng())
+    let core = Core::open_without_database(core_config, Arc::new(store), &mut rand::rng())
         .with_context(|| format!("reading state of {:?} in {}", host.name, dir.display()))?;
     Ok(PairInfo {
         name: host.name.clone(),
@@ -375,6 +375,7 @@ fn read_host_info(host: &HapHostConfig, cameras: &[&CameraConfig]) -> anyhow::Re
 pub fn write_pair_info(
     config: &Config,
     name: Option<&str>,
+    running: Option<&[serde_json::Value]>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let hosts = match name {
@@ -397,6 +398,9 @@ pub fn write_pair_info(
         };
         writeln!(out, "  HAP port:   {port}")?;
         writeln!(out, "  State:      {}", info.state_dir.display())?;
+        for cam in &cameras {
+            writeln!(out, "  {}", source_line(cam, running, cameras.len() > 1))?;
+        }
         if info.pairings > 0 {
             writeln!(
                 out,
@@ -413,12 +417,77 @@ pub fn write_pair_info(
     Ok(())
 }
 
-/// `hksv-bridge pair-info [NAME]`: prints to stdout.
+/// `Source: …` of `pair-info`: the running bridge's `state`/`since`/`last_error` for the camera
+/// when `running` (its `GET /api/cameras`) lists it, else what the preflight finds.
+fn source_line(cam: &CameraConfig, running: Option<&[serde_json::Value]>, named: bool) -> String {
+    let shown = cam
+        .source
+        .parse::<source::SourceSpec>()
+        .map_or_else(|_| source::spec::redact_str(&cam.source), |s| s.to_string());
+    let label = if named {
+        format!("Source ({}):", cam.name)
+    } else {
+        "Source:    ".to_owned()
+    };
+    let live = running.and_then(|list| list.iter().find(|c| c["name"] == cam.name.as_str()));
+    match live {
+        Some(c) => {
+            let state = c["state"].as_str().unwrap_or("unknown");
+            let since = c["since"].as_str().unwrap_or("?");
+            match c["last_error"].as_str() {
+                Some(e) if state != "streaming" => {
+                    format!("{label} {shown} — {state} since {since}: {e}")
+                }
+                _ => format!("{label} {shown} — {state} since {since}"),
+            }
+        }
+        None => match cam
+            .source
+            .parse::<source::SourceSpec>()
+            .and_then(|s| s.preflight())
+        {
+            Err(e) => format!("{label} {shown} — will not start: {e}"),
+            Ok(()) => {
+                format!("{label} {shown} (the bridge is not running, or its API did not answer)")
+            }
+        },
+    }
+}
+
+/// The running bridge's `GET /api/cameras`, if it answers within 1 s.
+pub async fn running_cameras(config: &Config) -> Option<Vec<serde_json::Value>> {
+    let listen = config.api.listen;
+    let ip = if listen.ip().is_unspecified() {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        listen.ip()
+    };
+    let url = format!("http://{}/api/cameras", SocketAddr::new(ip, listen.port()));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .ok()?;
+    let mut req = client.get(url);
+    if let Some(token) = &config.api.token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.ok()?.error_for_status().ok()?;
+    serde_json::from_str(&resp.text().await.ok()?).ok()
+}
+
+/// `hksv-bridge pair-info [NAME]`: prints to stdout, with each source's state from the running
+/// bridge when its API answers.
 ///
 /// # Errors
 /// See [`write_pair_info`].
-pub fn pair_info(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
-    write_pair_info(config, name, &mut std::io::stdout().lock())
+pub async fn pair_info(config: &Config, name: Option<&str>) -> anyhow::Result<()> {
+    let running = running_cameras(config).await;
+    write_pair_info(
+        config,
+        name,
+        running.as_deref(),
+        &mut std::io::stdout().lock(),
+    )
 }
 
 /// `hksv-bridge reset NAME`: deletes the controller pairings of the HAP server that serves
@@ -661,6 +730,41 @@ mod tests {
     }
 
     #[test]
+    fn pair_info_says_what_each_source_is_doing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = parse(&["--config", two_camera_file(dir.path()).to_str().unwrap()]).unwrap();
+        let mut config = load_config_with(&cli.run, &no_env).unwrap();
+        config.cameras[1].source = "rtsp://u:secret@10.0.0.9/s".into();
+        let running = [serde_json::json!({
+            "name": "Garage", "state": "retrying", "since": "2026-12-07T21:04:05Z",
+            "last_error": "rtsp://u:***@10.0.0.9/s: cannot connect: refused",
+        })];
+        let mut text = Vec::new();
+        write_pair_info(&config, Some("Garage"), Some(&running), &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(
+                "retrying since 2026-12-07T21:04:05Z: rtsp://u:***@10.0.0.9/s: cannot connect"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        // Not running: what the preflight finds.
+        config.cameras[1].source = dir.path().join("gone.mp4").to_str().unwrap().into();
+        let mut text = Vec::new();
+        write_pair_info(&config, Some("Garage"), None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("will not start") && text.contains("gone.mp4"),
+            "{text}"
+        );
+        let mut text = Vec::new();
+        write_pair_info(&config, Some("Front Door"), None, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("demo: (the bridge is not running"), "{text}");
+    }
+
+    #[test]
     fn pair_info_persists_the_code_of_a_new_camera_and_reset_forgets_pairings() {
         let dir = tempfile::tempdir().unwrap();
         let cli = parse(&["--config", two_camera_file(dir.path()).to_str().unwrap()]).unwrap();
@@ -684,14 +788,14 @@ mod tests {
         drop(core);
 
         let mut text = Vec::new();
-        write_pair_info(&config, Some("Garage"), &mut text).unwrap();
+        write_pair_info(&config, Some("Garage"), None, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains(&first.setup_code) && text.contains(&first.setup_uri));
         assert!(
             text.contains('█') || text.contains('▀'),
             "QR missing:\n{text}"
         );
-        assert!(write_pair_info(&config, Some("Nope"), &mut Vec::new()).is_err());
+        assert!(write_pair_info(&config, Some("Nope"), None, &mut Vec::new()).is_err());
 
         // A pairing on disk (as hap-server writes it) is counted, then forgotten by reset.
         store
@@ -740,7 +844,7 @@ mod tests {
         assert_eq!(porch.state_dir, dir.path().join("state/_bridge"));
 
         let mut text = Vec::new();
-        write_pair_info(&config, None, &mut text).unwrap();
+        write_pair_info(&config, None, None, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert_eq!(text.matches("Setup code:").count(), 1, "{text}");
         assert!(

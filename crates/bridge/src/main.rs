@@ -65,7 +65,7 @@ async fn real_main() -> anyhow::Result<()> {
             seconds,
             out,
         } => cli::check(&config, &source, seconds, out.as_deref()).await,
-        Command::PairInfo { name } => cli::pair_info(&config, name.as_deref()),
+        Command::PairInfo { name } => cli::pair_info(&config, name.as_deref()).await,
         Command::Reset { name } => cli::reset(&config, &name),
         Command::Selftest { name, out } => selftest(&config, name.as_deref(), out).await,
     }

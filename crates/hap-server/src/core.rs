@@ -229,6 +229,29 @@ impl Core {
         accessories: Vec<Accessory>,
         rng: &mut impl rand::CryptoRng,
     ) -> Result<Self, OpenError> {
+        Self::open_inner(config, store, Some(accessories), rng)
+    }
+
+    /// [`open`](Self::open) for tools that read the identity, setup code and pairings but
+    /// serve no database (`pair-info`): `c#` and its hash stay as stored, so running the tool
+    /// neither bumps `c#` nor logs a database change. Creates the identity on first start.
+    ///
+    /// # Errors
+    /// See [`open`](Self::open).
+    pub fn open_without_database(
+        config: CoreConfig,
+        store: Arc<dyn Store>,
+        rng: &mut impl rand::CryptoRng,
+    ) -> Result<Self, OpenError> {
+        Self::open_inner(config, store, None, rng)
+    }
+
+    fn open_inner(
+        config: CoreConfig,
+        store: Arc<dyn Store>,
+        accessories: Option<Vec<Accessory>>,
+        rng: &mut impl rand::CryptoRng,
+    ) -> Result<Self, OpenError> {
         let stored: Option<AccessoryFile> = match store.load(ACCESSORY_FILE)? {
             Some(b) => Some(serde_json::from_slice(&b).map_err(|e| corrupt(ACCESSORY_FILE, e))?),
             None => None,
@@ -293,8 +316,9 @@ impl Core {
         if let Some(code) = &config.setup_code {
             setup_code = code.clone();
         }
+        let serves = accessories.is_some();
         let mut db = Database::new();
-        for a in accessories {
+        for a in accessories.into_iter().flatten() {
             db.add_accessory(a, &mut iids);
         }
         let mut core = Self {
@@ -319,7 +343,9 @@ impl Core {
             resource_handler: None,
             identify_handler: None,
         };
-        core.refresh_config_number();
+        if serves {
+            core.refresh_config_number();
+        }
         core.save_accessory_file()?;
         core.save_iids()?;
         if core.pairings.is_empty() && core.failed_attempts >= crate::pairing::MAX_FAILED_ATTEMPTS {
@@ -344,12 +370,17 @@ impl Core {
             } else {
                 self.config_number + 1
             };
+            let first = self.config_hash.is_empty();
             self.config_hash = hash;
             self.advertisement_changed = true;
-            info!(
-                config_number = self.config_number,
-                "accessory database changed"
-            );
+            if first {
+                info!(config_number = self.config_number, "new accessory database");
+            } else {
+                info!(
+                    config_number = self.config_number,
+                    "accessory database changed"
+                );
+            }
         }
     }
 

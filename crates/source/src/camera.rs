@@ -16,7 +16,7 @@ use recorder::MediaUnit;
 use recorder::ParameterSets;
 use recorder::aac::AudioSpecificConfig;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::Error;
 
@@ -278,7 +278,7 @@ impl<C: Connector> ReconnectingSource<C> {
             return Err(error);
         }
         let delay = self.policy.backoff(self.failures);
-        warn!(camera = %self.connector.camera(), %error, failures = self.failures, delay_ms = delay.as_millis() as u64, "camera source failed; reconnecting");
+        debug!(camera = %self.connector.camera(), %error, failures = self.failures, delay_ms = delay.as_millis() as u64, "camera source failed; reconnecting");
         self.state = State::Waiting { until: now + delay };
         Ok(SourceEvent::Reconnecting {
             error,
@@ -324,7 +324,7 @@ impl<C: Connector> CameraSource for ReconnectingSource<C> {
                     match res {
                         Ok(session) => {
                             let params = session.params().clone();
-                            info!(camera = %self.connector.camera(), transport = %params.transport, "camera connected");
+                            debug!(camera = %self.connector.camera(), transport = %params.transport, "camera connected");
                             self.rebaser
                                 .new_session(params.audio.as_ref().map_or(1, |a| a.sample_rate_hz));
                             let now = Instant::now();

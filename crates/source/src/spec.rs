@@ -401,6 +401,46 @@ impl fmt::Debug for SourceSpec {
 }
 
 impl SourceSpec {
+    /// Checks what can be known before connecting: a scheme this build can serve, and that a
+    /// file or V4L2 device exists. Network sources are only checked when they connect (a camera
+    /// may boot after the bridge); `exec:` commands when they run.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for `rtsps://` or V4L2 in a build without it;
+    /// [`Error::InvalidSpec`] naming a missing file or device.
+    pub fn preflight(&self) -> Result<(), Error> {
+        match self {
+            Self::Rtsp { url, .. } if url.scheme() == "rtsps" => Err(Error::Unsupported {
+                camera: redact_url(url),
+                detail: "rtsps:// (RTSP over TLS) is not supported by the RTSP client (retina 0.4); use the camera's rtsp:// URL on the LAN".into(),
+            }),
+            Self::File { path, .. } => match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => Err(invalid(
+                    &path.display().to_string(),
+                    "is a directory, not a video file",
+                )),
+                Ok(_) => Ok(()),
+                Err(e) => Err(invalid(&path.display().to_string(), format!("cannot open: {e}"))),
+            },
+            Self::V4l2(p) => {
+                if cfg!(not(feature = "v4l2")) {
+                    return Err(Error::Unsupported {
+                        camera: self.to_string(),
+                        detail: "this build has no V4L2 support (cargo feature `v4l2`)".into(),
+                    });
+                }
+                match std::fs::metadata(&p.device) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(invalid(
+                        &p.device.display().to_string(),
+                        format!("no such V4L2 device ({e}); `ls /dev/video*` lists the cameras"),
+                    )),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The byte-stream options, for byte-stream sources.
     pub fn byte_options(&self) -> Option<ByteStreamOptions> {
         match self {
@@ -418,6 +458,40 @@ impl SourceSpec {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preflight_refuses_what_can_never_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clip.mp4");
+        std::fs::write(&file, b"x").unwrap();
+        let ok: SourceSpec = file.to_str().unwrap().parse().unwrap();
+        assert!(ok.preflight().is_ok());
+        let missing: SourceSpec = dir
+            .path()
+            .join("nope.mp4")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let e = missing.preflight().unwrap_err().to_string();
+        assert!(e.contains("nope.mp4") && e.contains("cannot open"), "{e}");
+        let d: SourceSpec = dir.path().to_str().unwrap().parse().unwrap();
+        assert!(d.preflight().unwrap_err().to_string().contains("directory"));
+        let tls: SourceSpec = "rtsps://u:secret@cam/s".parse().unwrap();
+        let e = tls.preflight().unwrap_err().to_string();
+        assert!(e.contains("rtsps://") && !e.contains("secret"), "{e}");
+        let dev: SourceSpec = "v4l2:///dev/video-none".parse().unwrap();
+        assert!(
+            dev.preflight()
+                .unwrap_err()
+                .to_string()
+                .contains("/dev/video-none")
+        );
+        // Network sources are checked when they connect.
+        for s in ["rtsp://cam/s", "http://cam/s.ts", "tcp://cam:9000", "demo:"] {
+            assert!(s.parse::<SourceSpec>().unwrap().preflight().is_ok(), "{s}");
+        }
+    }
 
     #[test]
     fn rtsp_credentials_are_redacted_in_display_and_debug() {

@@ -10,6 +10,7 @@ use source::{CameraSource as _, ReconnectPolicy, SourceEvent, SourceSpec};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::source_status::SourceTracker;
 use super::{Shared, SourceFacts, lock};
 
 /// Turns media units into ring fragments and keeps the source facts current.
@@ -176,45 +177,42 @@ impl UnitSink for SubStream {
     }
 }
 
-/// Reads source `spec` (`role`: "source" or "live_source", for the logs) into `sink` until
-/// shutdown.
+/// Reads source `spec` into `sink` until shutdown; `tracker` keeps (and logs) its state.
 pub(super) async fn source_task(
-    name: String,
-    role: &'static str,
+    tracker: Arc<SourceTracker>,
     spec: String,
     mut sink: impl UnitSink,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let parsed: SourceSpec = match spec.parse() {
+    let mut source = match spec
+        .parse::<SourceSpec>()
+        .and_then(|parsed| source::open(&parsed, ReconnectPolicy::default()).map(|s| (parsed, s)))
+    {
         Ok(s) => s,
         Err(e) => {
-            warn!(camera = %name, role, error = %e, "bad source; it delivers nothing");
+            tracker.failed(&e.to_string());
             return;
         }
     };
-    let mut source = match source::open(&parsed, ReconnectPolicy::default()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(camera = %name, role, error = %e, "cannot open the source; it delivers nothing");
-            return;
-        }
-    };
+    let (parsed, ref mut source) = source;
+    let shown = parsed.to_string();
     loop {
         tokio::select! {
             ev = source.next_event() => match ev {
                 Ok(SourceEvent::Connected { params, attempt }) => {
-                    info!(camera = %name, role, source = %parsed, attempt, transport = %params.transport, "source connected");
+                    tracker.connected(&shown, &params.transport, attempt);
                     sink.connected(params.audio.clone());
                     if let Some(ps) = params.parameter_sets {
                         sink.push(MediaUnit::ParameterSets(ps));
                     }
                 }
                 Ok(SourceEvent::Unit(unit)) => sink.push(unit),
-                Ok(SourceEvent::Reconnecting { error, delay, .. }) => {
-                    warn!(camera = %name, role, %error, ?delay, "source lost; reconnecting (the ring keeps serving)");
+                Ok(SourceEvent::Reconnecting { error, failures, delay }) => {
+                    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                    tracker.retrying(&error.to_string(), failures, ms);
                 }
                 Err(e) => {
-                    warn!(camera = %name, role, error = %e, "source failed for good");
+                    tracker.failed(&e.to_string());
                     return;
                 }
             },

@@ -13,6 +13,7 @@
 mod media;
 mod services;
 pub mod snapshot;
+pub mod source_status;
 mod start;
 pub mod state;
 pub mod supported;
@@ -119,6 +120,8 @@ pub(crate) struct Shared {
     pub(crate) motion: MotionHub,
     /// Live view: the feed, the RTP services and their streams.
     pub(crate) live: Arc<crate::live::LiveView>,
+    /// What the `source` is doing (the API's `state`, `last_error`, `since`).
+    pub(crate) source: Arc<source_status::SourceTracker>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -278,6 +281,11 @@ impl Camera {
     /// A copy of the persisted HomeKit state.
     pub fn state(&self) -> CameraState {
         self.shared.state().clone()
+    }
+
+    /// What the camera's `source` is doing.
+    pub fn source_status(&self) -> source_status::SourceStatus {
+        self.shared.source.get()
     }
 
     /// Whether any controller is paired.

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::source_status::{SourceState, SourceTracker};
 use super::{
     Camera, CameraOptions, CameraState, Ids, MediaInput, MediaTaps, Shared, StateCell, lock, media,
     services, snapshot, supported,
@@ -110,8 +111,7 @@ impl PreparedCamera {
         let name = self.shared.options.name.clone();
         if let MediaInput::Source(spec) = &self.shared.options.input {
             tasks.spawn(media::source_task(
-                name.clone(),
-                "source",
+                self.shared.source.clone(),
                 spec.clone(),
                 camera.feeder(),
                 shutdown.clone(),
@@ -121,8 +121,11 @@ impl PreparedCamera {
             (&self.shared.options.live_source, &self.shared.live.sub_feed)
         {
             tasks.spawn(media::source_task(
-                name,
-                "live_source",
+                Arc::new(SourceTracker::new(
+                    name,
+                    "live_source",
+                    SourceState::Starting,
+                )),
                 spec.clone(),
                 media::SubStream(feed.clone()),
                 shutdown.clone(),
@@ -168,6 +171,12 @@ pub(crate) async fn prepare(
             .map(|_| LiveFeed::new(LiveFeedConfig::default())),
         live_services,
     ));
+    let options_name = options.name.clone();
+    // Media fed by the embedder (tests) flows from the start.
+    let source_start = match options.input {
+        MediaInput::Source(_) => SourceState::Starting,
+        MediaInput::External => SourceState::Streaming,
+    };
     let shared = Arc::new(Shared {
         options,
         state: cell,
@@ -180,6 +189,7 @@ pub(crate) async fn prepare(
         },
         motion: motion.clone(),
         live,
+        source: Arc::new(SourceTracker::new(options_name, "source", source_start)),
     });
     Ok(PreparedCamera {
         shared,

@@ -280,6 +280,12 @@ impl CameraConfig {
             motion: CameraMotionConfig::default(),
         }
     }
+
+    /// `("source", source)` and, when set, `("live_source", live_source)`: key and spec.
+    pub fn sources(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        std::iter::once(("source", self.source.as_str()))
+            .chain(self.live_source.as_deref().map(|s| ("live_source", s)))
+    }
 }
 
 /// The default index-based HAP port of camera `index`, saturating at 65535.
@@ -561,6 +567,25 @@ impl Config {
         }
     }
 
+    /// What `run` checks before it serves anything: every camera's `source` and `live_source`
+    /// parse and pass [`source::SourceSpec::preflight`] (a scheme this build serves, an existing
+    /// file or device). A camera that can never record is refused at start rather than paired.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the camera and the key.
+    pub fn preflight_sources(&self) -> Result<(), ConfigError> {
+        for c in &self.cameras {
+            for (key, spec) in c.sources() {
+                spec.parse::<source::SourceSpec>()
+                    .and_then(|s| s.preflight())
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!("camera {:?}: {key}: {e}", c.name))
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The camera called `name`.
     pub fn camera(&self, name: &str) -> Option<&CameraConfig> {
         self.cameras.iter().find(|c| c.name == name)
@@ -628,6 +653,11 @@ impl Config {
                     "camera {:?}: source is empty",
                     c.name
                 )));
+            }
+            for (key, spec) in c.sources() {
+                spec.parse::<source::SourceSpec>().map_err(|e| {
+                    ConfigError::Invalid(format!("camera {:?}: {key}: {e}", c.name))
+                })?;
             }
             c.motion
                 .detector
