@@ -369,9 +369,22 @@ async fn rtsp_camera_records_a_valid_clip() {
     let rtsp = RtspServer::start(free_port(), &clip);
     let bridge = Bridge::start(&rtsp.url);
     let mut hub = Hub::pair(bridge.hap).await;
+    // A new camera (no persisted facts) answers only once it knows the stream: the first read
+    // already describes the clip: 1920x1080 at 16 fps, AAC 32 kHz (ffprobe of demo.mp4:
+    // avg_frame_rate 193000/12003; its nominal r_frame_rate of 20 is not what it sends).
+    let first = hksv::read_supported(&mut hub.hap, &hub.ids)
+        .await
+        .expect("205/206/207");
+    let (w, h, fps) = first.video[0].attributes[0];
+    assert_eq!((w, h, fps), (1920, 1080, 16), "{first:?}");
+    assert_eq!(first.audio[0].sample_rates, vec![3], "32 kHz: {first:?}");
     let sel = hub.enable().await;
     // Let the camera fill its prebuffer from the RTSP stream.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = hksv::read_supported(&mut hub.hap, &hub.ids)
+        .await
+        .expect("205/206/207");
+    assert_eq!(later, first, "205/206/207 changed after the hub selected");
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "RTSP camera").await;
 }

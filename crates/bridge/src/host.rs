@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hap_server::core::{CATEGORY_BRIDGE, CATEGORY_IP_CAMERA, CoreConfig, ResourceHandler};
@@ -135,6 +136,13 @@ pub async fn start_host(
         ids.push(p.ids(core.database())?);
     }
     let server = Server::new(core);
+    let mut started = Vec::with_capacity(prepared.len());
+    for (p, ids) in prepared.into_iter().zip(ids) {
+        let camera = p.start(&server, host_store.clone(), port, ids, tasks, &shutdown);
+        started.push(camera);
+    }
+    // Hubs select from 205/206/207 once, at pairing: let them describe the source first.
+    wait_for_source_facts(&started, SOURCE_FACTS_WAIT, &shutdown).await;
     if host.mdns {
         server.advertise(port);
     }
@@ -148,14 +156,55 @@ pub async fn start_host(
             }
         });
     }
-    info!(host = %host.name, port, bridge = host.bridge, cameras = prepared.len(), "HAP server ready");
-
-    let mut started = Vec::with_capacity(prepared.len());
-    for (p, ids) in prepared.into_iter().zip(ids) {
-        let camera = p.start(&server, host_store.clone(), port, ids, tasks, &shutdown);
-        started.push(camera);
-    }
+    info!(host = %host.name, port, bridge = host.bridge, cameras = started.len(), "HAP server ready");
     Ok(started)
+}
+
+/// Longest wait at start for a camera's first fragment (it gives 205/206/207 the source's
+/// resolution, frame rate, profile and audio) before the HAP server is advertised and answers.
+pub const SOURCE_FACTS_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until every camera that reads a source and has no known (or persisted) stream facts
+/// has them, its source is down (retrying or failed: no facts soon), `limit` has passed or
+/// `shutdown` is set. Each camera still without facts gets one warning: it advertises the
+/// defaults until its stream arrives, and then changes them (with events).
+async fn wait_for_source_facts(
+    cameras: &[Camera],
+    limit: Duration,
+    shutdown: &watch::Receiver<bool>,
+) {
+    use crate::camera::source_status::SourceState;
+    let pending = |c: &&Camera| c.reads_source() && !c.knows_source();
+    let started = tokio::time::Instant::now();
+    let n = cameras.iter().filter(pending).count();
+    if n > 0 {
+        info!(
+            cameras = n,
+            limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            "new camera: reading its stream before it is advertised"
+        );
+    }
+    loop {
+        let waiting = cameras.iter().filter(pending).any(|c| {
+            matches!(
+                c.source_status().state,
+                SourceState::Starting | SourceState::Streaming
+            )
+        });
+        if !waiting || started.elapsed() >= limit || *shutdown.borrow() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in cameras.iter().filter(pending) {
+        let status = c.source_status();
+        warn!(
+            camera = %c.name(),
+            waited_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            source = status.state.as_str(),
+            "source stream not known yet; advertising default recording configurations until it is"
+        );
+    }
 }
 
 /// The bridge accessory (AID 1): AccessoryInformation and ProtocolInformation only.

@@ -120,7 +120,8 @@ impl CheckReport {
     }
 }
 
-fn profile_name(idc: u8) -> String {
+/// The H.264 profile's name for a `profile_idc` (H.264 Annex A), e.g. `Main` for 77.
+pub fn profile_name(idc: u8) -> String {
     match idc {
         66 => "Baseline".into(),
         77 => "Main".into(),

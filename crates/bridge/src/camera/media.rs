@@ -133,7 +133,19 @@ fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitS
     if current.as_ref() == Some(&facts) {
         return;
     }
-    info!(camera = %shared.options.name, ?facts, "source stream");
+    let audio = match facts.aac_sample_rate_hz {
+        Some(hz) => format!("AAC {hz} Hz, {} channel(s)", facts.aac_channels),
+        None => "none".to_owned(),
+    };
+    info!(
+        camera = %shared.options.name,
+        resolution = %format_args!("{}x{}", facts.width, facts.height),
+        fps = facts.fps,
+        profile = %source::check::profile_name(facts.profile_idc),
+        level = %format_args!("{}.{}", facts.level_idc / 10, facts.level_idc % 10),
+        %audio,
+        "source stream"
+    );
     *current = Some(facts.clone());
     drop(current);
     // The hub's selection stays: we send the native stream whatever it says, and dropping it
@@ -141,7 +153,7 @@ fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitS
     if let Some(sel) = shared.state().selected_configuration() {
         let diffs = super::supported::differences(&sel, Some(&facts));
         if !diffs.is_empty() {
-            warn!(camera = %shared.options.name, ?diffs, "the source no longer matches the selected recording configuration; recording the native stream");
+            warn!(camera = %shared.options.name, differences = %diffs.join("; "), "the source no longer matches the selected recording configuration; recording the native stream");
         }
     }
     // Persisted, and 205/206/207 re-derived with events to subscribed hubs (control task).

@@ -288,6 +288,17 @@ impl Camera {
         self.shared.source.get()
     }
 
+    /// Whether 205/206/207 describe the source: its stream was seen in this run, or persisted
+    /// from an earlier one.
+    pub fn knows_source(&self) -> bool {
+        lock(&self.shared.facts).is_some()
+    }
+
+    /// Whether the camera reads its own `source` (not media fed by the embedder).
+    pub fn reads_source(&self) -> bool {
+        matches!(self.shared.options.input, MediaInput::Source(_))
+    }
+
     /// Whether any controller is paired.
     pub fn is_paired(&self) -> bool {
         self.server.lock().is_paired()

@@ -133,7 +133,7 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
                     })?;
                     let facts = lock(&sel_w.facts).clone();
                     let diffs = supported::differences(&sel, facts.as_ref());
-                    info!(camera = %sel_w.options.name, prebuffer_ms = sel.prebuffer_ms, ?diffs, "recording configuration selected (the native stream is sent)");
+                    info!(camera = %sel_w.options.name, prebuffer_ms = sel.prebuffer_ms, differences = %diffs.join("; "), "recording configuration selected (the native stream is sent)");
                     let bytes = bytes.clone();
                     sel_w.commit_write(move |s| s.selected = Some(bytes))?;
                     Ok(None)

@@ -213,7 +213,7 @@ fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
         let facts = lock(&shared.facts).clone();
         let diffs = supported::differences(&sel, facts.as_ref());
         if !diffs.is_empty() {
-            info!(camera = %shared.options.name, stream_id, ?diffs, "the selection differs from the source");
+            info!(camera = %shared.options.name, stream_id, differences = %diffs.join("; "), "the selection differs from the source");
         }
     });
     DriverContext {

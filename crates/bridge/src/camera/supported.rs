@@ -161,6 +161,17 @@ pub fn differences(
             profile_for(f.profile_idc)
         ));
     }
+    match (&sel.audio, f.aac_sample_rate_hz) {
+        (Some(a), Some(hz)) if a.sample_rate.hz() != hz => out.push(format!(
+            "audio {} Hz selected, source has {hz} Hz",
+            a.sample_rate.hz()
+        )),
+        (Some(a), Some(_)) if a.channels != f.aac_channels => out.push(format!(
+            "{} audio channel(s) selected, source has {}",
+            a.channels, f.aac_channels
+        )),
+        _ => {}
+    }
     if sel.container.fragment_length_ms != FRAGMENT_MS {
         out.push(format!(
             "fragment length {} ms selected, we cut at {FRAGMENT_MS} ms",
@@ -174,6 +185,67 @@ pub fn differences(
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_name_video_and_audio_mismatches() {
+        let f = SourceFacts {
+            width: 1280,
+            height: 720,
+            fps: 16,
+            profile_idc: 77,
+            level_idc: 31,
+            aac_sample_rate_hz: Some(32000),
+            aac_channels: 1,
+        };
+        let mut sel = SelectedCameraRecordingConfiguration {
+            prebuffer_ms: 4000,
+            event_triggers: EventTriggers::MOTION,
+            container: MediaContainer {
+                container_type: hap_tlv::hksv::CONTAINER_FRAGMENTED_MP4,
+                fragment_length_ms: FRAGMENT_MS,
+            },
+            video: hap_tlv::hksv::SelectedVideo {
+                profile: H264Profile::Main,
+                level: H264Level::L3_1,
+                bitrate_kbps: 2000,
+                iframe_interval_ms: 4000,
+                attributes: VideoAttributes {
+                    width: 1280,
+                    height: 720,
+                    fps: 16,
+                },
+            },
+            audio: Some(hap_tlv::hksv::SelectedAudio {
+                codec: RecordingAudioCodec::AacLc,
+                channels: 1,
+                bitrate_mode: 0,
+                sample_rate: SampleRate::Hz32000,
+                max_bitrate_kbps: 64,
+            }),
+        };
+        assert!(differences(&sel, Some(&f)).is_empty());
+        sel.video.attributes.fps = 30;
+        sel.video.profile = H264Profile::High;
+        if let Some(a) = sel.audio.as_mut() {
+            a.sample_rate = SampleRate::Hz16000;
+        }
+        let d = differences(&sel, Some(&f));
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            d.iter()
+                .any(|l| l == "audio 16000 Hz selected, source has 32000 Hz"),
+            "{d:?}"
+        );
+        if let Some(a) = sel.audio.as_mut() {
+            a.sample_rate = SampleRate::Hz32000;
+            a.channels = 2;
+        }
+        assert!(
+            differences(&sel, Some(&f))
+                .iter()
+                .any(|l| l.contains("2 audio channel(s)"))
+        );
+    }
 
     #[test]
     fn source_resolution_first_then_mandatory_ones() {
