@@ -245,6 +245,30 @@ pub fn demux(data: Bytes) -> Result<Mp4File, Error> {
     Ok(Mp4File { data, tracks })
 }
 
+/// The tracks of a regular (moov-based) MP4 from its `moov` body alone, so a file can be read
+/// sample by sample without loading it: sample ranges are absolute offsets, checked against
+/// `file_len`. Fragments (`moof`) are not seen; see [`moov_is_fragmented`].
+///
+/// # Errors
+/// [`Error::MalformedMp4`] as for [`demux`], and for a file too large to address.
+pub fn index(moov: &[u8], file_len: u64) -> Result<Vec<Mp4Track>, Error> {
+    let file_len = usize::try_from(file_len).map_err(|_| bad("file too large to address"))?;
+    let mut total = 0usize;
+    let mut tracks = Vec::new();
+    for b in boxes(moov) {
+        let (f, body, _) = b?;
+        if &f == b"trak" {
+            tracks.push(parse_trak(body, file_len, &mut total)?);
+        }
+    }
+    Ok(tracks)
+}
+
+/// Whether a `moov` body announces fragments (`mvex`): its samples then live in `moof`s.
+pub fn moov_is_fragmented(moov: &[u8]) -> bool {
+    matches!(find(moov, b"mvex"), Ok(Some(_)))
+}
+
 fn parse_trak(trak: &[u8], file_len: usize, total: &mut usize) -> Result<Mp4Track, Error> {
     let tkhd = need(trak, b"tkhd")?;
     let mut c = Cur { d: tkhd };

@@ -1,5 +1,5 @@
 //! Byte-stream sources: HTTP(S), TCP, files, stdin and child commands, all through
-//! [`ByteIngest`]. Files are paced in real time by their timestamps by default; live
+//! [`ByteIngest`] (regular moov-based MP4 files through [`crate::mp4file`]). Files are paced in real time by their timestamps by default; live
 //! streams arrive at the camera's pace. A child command is run by `sh -c` with its stdout
 //! piped; when it exits the session ends with its status and last stderr lines, and the
 //! [`crate::ReconnectingSource`] restarts it with backoff (never a hot loop).
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::Error;
 use crate::camera::{Connector, MediaSession, StreamParams};
 use crate::ingest::{ByteFormat, ByteIngest};
+use crate::mp4file::PlainMp4;
 use crate::spec::{ByteStreamOptions, SourceSpec};
 
 /// Bytes read per call.
@@ -260,6 +261,8 @@ pub struct ByteSession {
     pacer: Option<Pacer>,
     /// A unit pulled but not yet due (kept across cancellation).
     pending: Option<MediaUnit>,
+    /// A regular MP4 file, read by sample offsets instead of through `ingest`.
+    plain: Option<PlainMp4>,
     buf: Vec<u8>,
     eof: bool,
 }
@@ -324,7 +327,13 @@ impl MediaSession for ByteSession {
     async fn next_unit(&mut self) -> Result<Option<MediaUnit>, Error> {
         loop {
             if self.pending.is_none() {
-                self.pending = self.ingest.pull();
+                self.pending = match self.plain.as_mut() {
+                    Some(p) => match p.next_unit().await? {
+                        Some(u) => Some(u),
+                        None => return Ok(None),
+                    },
+                    None => self.ingest.pull(),
+                };
             }
             if let Some(unit) = &self.pending {
                 if let Some(p) = self.pacer.as_mut() {
@@ -351,11 +360,37 @@ impl Connector for ByteConnector {
     }
 
     async fn connect(&mut self) -> Result<ByteSession, Error> {
-        let (reader, child, stderr_tail, carrier) = self.open_reader().await?;
         let realtime = self
             .options
             .realtime
             .unwrap_or(matches!(self.spec, SourceSpec::File { .. }));
+        if let SourceSpec::File { path, .. } = &self.spec
+            && let Some(plain) = PlainMp4::open(path, &self.camera).await?
+        {
+            let audio = plain.audio_config().cloned();
+            return Ok(ByteSession {
+                camera: self.camera.clone(),
+                reader: Box::pin(tokio::io::empty()),
+                child: None,
+                stderr_tail: Arc::default(),
+                ingest: ByteIngest::new(self.camera.clone(), self.options.fps),
+                pacer: realtime.then(|| Pacer {
+                    origin: None,
+                    audio_rate_hz: audio.as_ref().map_or(1, |a| a.sample_rate_hz),
+                }),
+                params: StreamParams {
+                    parameter_sets: None,
+                    audio,
+                    ignored_audio: None,
+                    transport: "MP4 file".into(),
+                },
+                pending: None,
+                plain: Some(plain),
+                buf: Vec::new(),
+                eof: false,
+            });
+        }
+        let (reader, child, stderr_tail, carrier) = self.open_reader().await?;
         let mut s = ByteSession {
             camera: self.camera.clone(),
             reader,
@@ -365,6 +400,7 @@ impl Connector for ByteConnector {
             params: StreamParams::default(),
             pacer: None,
             pending: None,
+            plain: None,
             buf: vec![0; READ_CHUNK_BYTES],
             eof: false,
         };

@@ -321,6 +321,21 @@ impl ByteIngest {
         let State::Fmp4(f) = &mut self.state else {
             return Ok(());
         };
+        let moov_body = f
+            .moov
+            .as_deref()
+            .and_then(|m| m.get(8..))
+            .unwrap_or_default();
+        if !demux::moov_is_fragmented(moov_body)
+            && !contains(moov_body, b"hvc1")
+            && !contains(moov_body, b"hev1")
+        {
+            // Its samples are in an mdat we may never see (or saw before the moov).
+            return Err(Error::Stream {
+                camera: self.camera.clone(),
+                detail: "a regular (non-fragmented) MP4 is read only from a file; as a stream, send fragmented MP4 (ffmpeg -movflags frag_keyframe+empty_moov) or Annex B".into(),
+            });
+        }
         let init = Self::init_bytes(f).freeze();
         let file = demux::demux(init.clone()).map_err(|e| Error::Stream {
             camera: self.camera.clone(),

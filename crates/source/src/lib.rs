@@ -41,6 +41,7 @@ pub mod check;
 pub mod demo;
 mod error;
 pub mod ingest;
+pub mod mp4file;
 pub mod rtsp;
 pub mod spec;
 pub mod testing;

@@ -167,3 +167,78 @@ async fn demo_source_checks_on_virtual_time() {
     assert!(!report.fragment_ms.is_empty());
     assert!(report.audio.is_some());
 }
+
+/// Regular MP4 files (moov after the mdat, as ffmpeg writes by default, and `+faststart`),
+/// with B-frames (composition offsets) and AAC, read by sample offsets: the same verdicts as
+/// for the fragmented file.
+#[tokio::test]
+async fn regular_mp4_files_are_read_moov_first_or_last() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        ("moov-last.mp4", vec!["-bf", "2"]),
+        ("faststart.mp4", vec!["-bf", "2", "-movflags", "+faststart"]),
+    ] {
+        let file = dir.path().join(name);
+        encode(&file, "640x360", 10, 40, 13, true, &extra);
+        let out = dir.path().join(format!("out-{name}"));
+        let report = source::check(
+            &file_spec(&file),
+            Duration::from_secs(12),
+            Some(&out),
+            |_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        println!("{name}:\n{report}");
+        assert!(report.is_ready(), "{name}: {report}");
+        assert_eq!(report.gop, Some((40, 4000)), "{name}");
+        let sps = report.sps.as_ref().unwrap();
+        assert_eq!((sps.width, sps.height), (640, 360), "{name}");
+        assert!((report.measured_fps.unwrap() - 10.0).abs() < 0.05, "{name}");
+        let asc = report.audio.as_ref().unwrap();
+        assert_eq!(asc.sample_rate_hz, 16000, "{name}");
+        assert!(
+            report.fragment_ms.len() >= 2,
+            "{name}: {:?}",
+            report.fragment_ms
+        );
+        // What a hub would receive decodes, B-frames and all: every fragment's 40 frames.
+        let decoded = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(out.join("clip.mp4"))
+            .output()
+            .unwrap();
+        let frames: u64 = String::from_utf8_lossy(&decoded.stdout)
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(frames, 40 * report.fragment_ms.len() as u64, "{name}");
+    }
+}
+
+/// A regular MP4 over a stream (here stdin-like: a pipe) cannot be read in order: the error
+/// says what to send instead, never "sample outside the file".
+#[tokio::test]
+async fn a_regular_mp4_over_a_stream_says_to_send_fragmented_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("faststart.mp4");
+    encode(
+        &file,
+        "320x240",
+        10,
+        40,
+        3,
+        false,
+        &["-movflags", "+faststart"],
+    );
+    let spec: SourceSpec = format!("exec:cat {}", file.display()).parse().unwrap();
+    let e = source::check(&spec, Duration::from_secs(5), None, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fragmented MP4") && !e.contains("outside"),
+        "{e}"
+    );
+}
