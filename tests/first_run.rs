@@ -172,3 +172,29 @@ fn pair_info_changes_nothing() {
         "pair-info rewrote the accessory file"
     );
 }
+
+/// Through the binary: `check --help` lists check's flags, not run's; `run --help` has them.
+#[test]
+fn each_subcommand_lists_only_its_flags() {
+    let help = |sub: &str| {
+        let out = Command::new(e2e_tests::bridge_bin())
+            .args([sub, "--help"])
+            .output()
+            .expect("run hksv-bridge --help");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let check = help("check");
+    assert!(
+        check.contains("--seconds") && check.contains("--config"),
+        "{check}"
+    );
+    assert!(
+        !check.contains("--port") && !check.contains("--no-mdns"),
+        "{check}"
+    );
+    let run = help("run");
+    assert!(run.contains("--port") && run.contains("--no-mdns"), "{run}");
+    let pair_info = help("pair-info");
+    assert!(!pair_info.contains("--demo-motion-ms"), "{pair_info}");
+}

@@ -1,6 +1,7 @@
 //! Command line: subcommands run, check, pair-info, reset, selftest.
 //!
-//! Flags are global (`hksv-bridge pair-info --config x.toml` works) and override the
+//! Each command lists only the flags it uses; `--config` and `--state-dir` go anywhere, the
+//! others after the command or before it (`hksv-bridge --port 0 pair-info`). Flags override the
 //! environment, which overrides the config file ([`load_config`]). With several cameras the
 //! single-camera flags (`--name`, `--source`, `--port`, `--setup-code`) are refused: per-camera
 //! settings live in the file.
@@ -38,14 +39,23 @@ pub struct Cli {
     /// What to do; `run` when absent.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Configuration flags, shared by every command.
+    /// `--config`, `--state-dir`: every command, before or after its name.
     #[command(flatten)]
-    pub run: RunArgs,
+    pub file: FileArgs,
+    /// Camera flags given before the command (or without one, for `run`).
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// Address flags given before the command.
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// `run`'s own flags given without the command.
+    #[command(flatten)]
+    pub run_only: RunOnlyArgs,
 }
 
-/// Flags that shape the configuration. Precedence: flag > `HKSV_*` variable > file > default.
+/// Where the configuration and state live; every command takes these.
 #[derive(Debug, Clone, Default, Args)]
-pub struct RunArgs {
+pub struct FileArgs {
     /// Configuration file (TOML, see docs/config.md) [env: HKSV_CONFIG]. Without one: a single
     /// demo camera.
     #[arg(long, global = true, value_name = "FILE")]
@@ -54,36 +64,70 @@ pub struct RunArgs {
     /// [default: $XDG_STATE_HOME/hksv-bridge or ~/.local/state/hksv-bridge].
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Address the HAP servers listen on [env: HKSV_BIND] [default: 0.0.0.0].
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub bind: Option<IpAddr>,
+}
+
+/// The single camera (or the bridge) a command is about, without a file or with one camera.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HostArgs {
     /// `accessory` (each camera its own HomeKit accessory) or `bridge` (one bridge carrying
     /// every camera) [env: HKSV_MODE] [default: accessory].
-    #[arg(long, global = true, value_parser = parse_mode, value_name = "MODE")]
+    #[arg(long, value_parser = parse_mode, value_name = "MODE")]
     pub mode: Option<Mode>,
     /// Single camera (or the bridge in bridge mode): HAP TCP port, 0 = any free port
     /// [env: HKSV_PORT] [default: 51826].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub port: Option<u16>,
     /// Single camera (or the bridge in bridge mode): setup code XXX-XX-XXX
     /// [env: HKSV_SETUP_CODE] [default: generated once and kept in the state directory].
-    #[arg(long, global = true, value_parser = parse_setup_code, value_name = "CODE")]
+    #[arg(long, value_parser = parse_setup_code, value_name = "CODE")]
     pub setup_code: Option<SetupCode>,
     /// Single camera: name shown in the Home app and on mDNS [env: HKSV_NAME] [default: Demo
     /// Camera].
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub name: Option<String>,
+}
+
+impl HostArgs {
+    fn or(&self, outer: &Self) -> Self {
+        Self {
+            mode: self.mode.or(outer.mode),
+            port: self.port.or(outer.port),
+            setup_code: self.setup_code.clone().or_else(|| outer.setup_code.clone()),
+            name: self.name.clone().or_else(|| outer.name.clone()),
+        }
+    }
+}
+
+/// Addresses the bridge listens on (and the helper commands reach it at).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NetArgs {
+    /// Address the HAP servers listen on [env: HKSV_BIND] [default: 0.0.0.0].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<IpAddr>,
+    /// HTTP API listen address [env: HKSV_API_LISTEN] [default: 127.0.0.1:8280].
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+}
+
+impl NetArgs {
+    fn or(&self, outer: &Self) -> Self {
+        Self {
+            bind: self.bind.or(outer.bind),
+            api_listen: self.api_listen.or(outer.api_listen),
+        }
+    }
+}
+
+/// Flags only `run` takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunOnlyArgs {
     /// Single camera: video source (rtsp://…, v4l2://…, http(s)://…, tcp://…, a file, -,
     /// exec:…, demo:) [env: HKSV_SOURCE] [default: demo:].
-    #[arg(long, global = true, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC")]
     pub source: Option<String>,
-    /// HTTP API listen address [env: HKSV_API_LISTEN] [default: 127.0.0.1:8280].
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub api_listen: Option<SocketAddr>,
     /// Do not advertise over mDNS [env: HKSV_NO_MDNS=1/0, true/false, yes/no, on/off].
     #[arg(
         long,
-        global = true,
         env = "HKSV_NO_MDNS",
         action = clap::ArgAction::SetTrue,
         value_parser = clap::builder::BoolishValueParser::new(),
@@ -93,7 +137,6 @@ pub struct RunArgs {
     /// Demo: toggle motion on the first camera every this many milliseconds (0 = never).
     #[arg(
         long,
-        global = true,
         env = "HKSV_DEMO_MOTION_MS",
         default_value_t = 0,
         value_name = "MS"
@@ -101,11 +144,101 @@ pub struct RunArgs {
     pub demo_motion_ms: u64,
 }
 
-/// The subcommands.
+impl RunOnlyArgs {
+    fn or(&self, outer: &Self) -> Self {
+        Self {
+            source: self.source.clone().or_else(|| outer.source.clone()),
+            no_mdns: self.no_mdns || outer.no_mdns,
+            demo_motion_ms: if self.demo_motion_ms != 0 {
+                self.demo_motion_ms
+            } else {
+                outer.demo_motion_ms
+            },
+        }
+    }
+}
+
+/// Every flag, merged: a command's own flags over those given before it. Precedence over the
+/// environment and the file: flag > `HKSV_*` variable > file > default.
+#[derive(Debug, Clone, Default)]
+pub struct RunArgs {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--bind`.
+    pub bind: Option<IpAddr>,
+    /// `--mode`.
+    pub mode: Option<Mode>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--setup-code`.
+    pub setup_code: Option<SetupCode>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// `--source`.
+    pub source: Option<String>,
+    /// `--api-listen`.
+    pub api_listen: Option<SocketAddr>,
+    /// `--no-mdns`.
+    pub no_mdns: bool,
+    /// `--demo-motion-ms`.
+    pub demo_motion_ms: u64,
+}
+
+impl Cli {
+    /// The flags, merged for the command given.
+    pub fn flags(&self) -> RunArgs {
+        let (host, net, run) = match &self.command {
+            Some(Command::Run { host, net, run }) => (
+                host.or(&self.host),
+                net.or(&self.net),
+                run.or(&self.run_only),
+            ),
+            Some(
+                Command::PairInfo { host, net, .. }
+                | Command::Reset { host, net, .. }
+                | Command::Selftest { host, net, .. },
+            ) => (
+                host.or(&self.host),
+                net.or(&self.net),
+                self.run_only.clone(),
+            ),
+            Some(Command::Check { .. }) | None => {
+                (self.host.clone(), self.net.clone(), self.run_only.clone())
+            }
+        };
+        RunArgs {
+            config: self.file.config.clone(),
+            state_dir: self.file.state_dir.clone(),
+            bind: net.bind,
+            mode: host.mode,
+            port: host.port,
+            setup_code: host.setup_code,
+            name: host.name,
+            source: run.source,
+            api_listen: net.api_listen,
+            no_mdns: run.no_mdns,
+            demo_motion_ms: run.demo_motion_ms,
+        }
+    }
+}
+
+/// The subcommands. Each lists only the flags it uses (`hksv-bridge check --help`).
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the bridge (the default).
-    Run,
+    Run {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        host: HostArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        net: NetArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        run: RunOnlyArgs,
+    },
     /// Read a camera stream for a while and say whether HomeKit Secure Video can record it.
     Check {
         /// Source spec (rtsp://…, v4l2://…, a file, demo:, …) or a configured camera's name.
@@ -118,17 +251,30 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Print each camera's setup code, X-HM:// setup URI and QR code.
+    /// Print each camera's setup code, X-HM:// setup URI and QR code, and what its source is
+    /// doing (from the running bridge's API).
     PairInfo {
         /// Only this camera.
         #[arg(id = "camera", value_name = "CAMERA")]
         name: Option<String>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        host: HostArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        net: NetArgs,
     },
     /// Forget a camera's pairings and recording settings (stop the bridge first).
     Reset {
         /// The camera.
         #[arg(id = "camera", value_name = "CAMERA")]
         name: String,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        host: HostArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        net: NetArgs,
     },
     /// Pair with a running camera like a home hub, record a clip and check it.
     Selftest {
@@ -138,7 +284,24 @@ pub enum Command {
         /// Where to write the received clip.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        host: HostArgs,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        net: NetArgs,
     },
+}
+
+impl Command {
+    /// `run` with no flags of its own (what no command means).
+    pub fn run() -> Self {
+        Self::Run {
+            host: HostArgs::default(),
+            net: NetArgs::default(),
+            run: RunOnlyArgs::default(),
+        }
+    }
 }
 
 fn parse_setup_code(s: &str) -> Result<SetupCode, String> {
@@ -582,7 +745,7 @@ mod tests {
     fn no_arguments_runs_the_demo() {
         let cli = parse(&[]).unwrap();
         assert!(cli.command.is_none());
-        let c = load_config_with(&cli.run, &no_env).unwrap();
+        let c = load_config_with(&cli.flags(), &no_env).unwrap();
         assert_eq!(c, Config::demo());
     }
 
@@ -592,7 +755,7 @@ mod tests {
             assert!(parse(&["--setup-code", bad]).is_err(), "{bad}");
         }
         let ok = parse(&["--setup-code", "031-45-154"]).unwrap();
-        assert_eq!(ok.run.setup_code.unwrap().as_str(), "031-45-154");
+        assert_eq!(ok.flags().setup_code.unwrap().as_str(), "031-45-154");
     }
 
     #[test]
@@ -614,9 +777,9 @@ mod tests {
             "500",
         ])
         .unwrap();
-        assert!(cli.command.is_none() && cli.run.no_mdns);
-        assert_eq!(cli.run.demo_motion_ms, 500);
-        let c = load_config_with(&cli.run, &no_env).unwrap();
+        assert!(cli.command.is_none() && cli.flags().no_mdns);
+        assert_eq!(cli.flags().demo_motion_ms, 500);
+        let c = load_config_with(&cli.flags(), &no_env).unwrap();
         assert!(!c.mdns);
         assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
         let cam = &c.cameras[0];
@@ -641,16 +804,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // Default check length, and --source stays the global flag.
-        let c = parse(&["check", "demo:", "--source", "x"]).unwrap();
+        // Default check length; check takes no run flags after it, but they may come first.
+        assert!(parse(&["check", "demo:", "--source", "x"]).is_err());
+        let c = parse(&["--source", "x", "check", "demo:"]).unwrap();
         assert!(matches!(
             c.command,
             Some(Command::Check { seconds: 12, .. })
         ));
-        assert_eq!(c.run.source.as_deref(), Some("x"));
+        assert_eq!(c.flags().source.as_deref(), Some("x"));
+        // A command's own flag wins over the same flag before it.
+        let c = parse(&["--port", "1", "run", "--port", "2"]).unwrap();
+        assert_eq!(c.flags().port, Some(2));
+        let c = parse(&["--port", "1", "pair-info"]).unwrap();
+        assert_eq!(c.flags().port, Some(1));
 
         let c = parse(&["pair-info"]).unwrap();
-        assert!(matches!(c.command, Some(Command::PairInfo { name: None })));
+        assert!(matches!(
+            c.command,
+            Some(Command::PairInfo { name: None, .. })
+        ));
         // Global flags after the subcommand; --name is the flag, the positional the camera.
         let c = parse(&[
             "pair-info",
@@ -662,14 +834,14 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(&c.command, Some(Command::PairInfo { name: Some(n) }) if n == "Front Door")
+            matches!(&c.command, Some(Command::PairInfo { name: Some(n), .. }) if n == "Front Door")
         );
-        assert_eq!(c.run.config.as_deref(), Some(Path::new("b.toml")));
-        assert_eq!(c.run.name.as_deref(), Some("n"));
+        assert_eq!(c.flags().config.as_deref(), Some(Path::new("b.toml")));
+        assert_eq!(c.flags().name.as_deref(), Some("n"));
 
         assert!(matches!(
             parse(&["reset", "Garage"]).unwrap().command,
-            Some(Command::Reset { name }) if name == "Garage"
+            Some(Command::Reset { name, .. }) if name == "Garage"
         ));
         assert!(parse(&["reset"]).is_err(), "reset needs a camera");
 
@@ -678,17 +850,59 @@ mod tests {
             c.command,
             Some(Command::Selftest {
                 name: None,
-                out: Some(_)
+                out: Some(_),
+                ..
             })
         ));
         assert!(matches!(
             parse(&["run", "--api-listen", "127.0.0.1:9"])
                 .unwrap()
                 .command,
-            Some(Command::Run)
+            Some(Command::Run { .. })
         ));
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["run", "--api-listen", "9"]).is_err());
+    }
+
+    #[test]
+    fn each_command_lists_only_its_flags() {
+        use clap::CommandFactory as _;
+        let mut cmd = Cli::command();
+        cmd.build(); // propagates the global flags
+        let help = |cmd: &mut clap::Command, sub: &str| {
+            cmd.find_subcommand_mut(sub)
+                .map(|c| c.render_long_help().to_string())
+                .unwrap_or_default()
+        };
+        let run = help(&mut cmd, "run");
+        for f in [
+            "--config",
+            "--port",
+            "--source",
+            "--no-mdns",
+            "--demo-motion-ms",
+            "--bind",
+        ] {
+            assert!(run.contains(f), "run lacks {f}: {run}");
+        }
+        let check = help(&mut cmd, "check");
+        assert!(
+            check.contains("--seconds") && check.contains("--config"),
+            "{check}"
+        );
+        for f in ["--port", "--source", "--no-mdns", "--setup-code", "--bind"] {
+            assert!(!check.contains(f), "check lists {f}: {check}");
+        }
+        for sub in ["pair-info", "reset", "selftest"] {
+            let h = help(&mut cmd, sub);
+            assert!(
+                h.contains("--setup-code") && h.contains("--state-dir"),
+                "{sub}: {h}"
+            );
+            for f in ["--source", "--no-mdns", "--demo-motion-ms"] {
+                assert!(!h.contains(f), "{sub} lists {f}: {h}");
+            }
+        }
     }
 
     fn two_camera_file(dir: &Path) -> PathBuf {
@@ -716,24 +930,24 @@ mod tests {
         .into();
         let lookup = |k: &str| env.get(k).map(|v| (*v).to_owned());
         let cli = parse(&["--api-listen", "127.0.0.1:2222"]).unwrap();
-        let c = load_config_with(&cli.run, &lookup).unwrap();
+        let c = load_config_with(&cli.flags(), &lookup).unwrap();
         assert_eq!(c.cameras.len(), 2);
         assert_eq!(c.api.listen.port(), 2222, "the flag beats the variable");
         assert_eq!(c.api.token.as_deref(), Some("tok"));
         // Single-camera flags are refused with two cameras.
         let cli = parse(&["--port", "5"]).unwrap();
-        let e = load_config_with(&cli.run, &lookup).unwrap_err();
+        let e = load_config_with(&cli.flags(), &lookup).unwrap_err();
         assert!(e.to_string().contains("--port"), "{e}");
         // A missing file is an error, not the demo.
         let cli = parse(&["--config", "/nonexistent/hksv.toml"]).unwrap();
-        assert!(load_config_with(&cli.run, &no_env).is_err());
+        assert!(load_config_with(&cli.flags(), &no_env).is_err());
     }
 
     #[test]
     fn pair_info_says_what_each_source_is_doing() {
         let dir = tempfile::tempdir().unwrap();
         let cli = parse(&["--config", two_camera_file(dir.path()).to_str().unwrap()]).unwrap();
-        let mut config = load_config_with(&cli.run, &no_env).unwrap();
+        let mut config = load_config_with(&cli.flags(), &no_env).unwrap();
         config.cameras[1].source = "rtsp://u:secret@10.0.0.9/s".into();
         let running = [serde_json::json!({
             "name": "Garage", "state": "retrying", "since": "2026-12-07T21:04:05Z",
@@ -768,7 +982,7 @@ mod tests {
     fn pair_info_persists_the_code_of_a_new_camera_and_reset_forgets_pairings() {
         let dir = tempfile::tempdir().unwrap();
         let cli = parse(&["--config", two_camera_file(dir.path()).to_str().unwrap()]).unwrap();
-        let config = load_config_with(&cli.run, &no_env).unwrap();
+        let config = load_config_with(&cli.flags(), &no_env).unwrap();
         let cam = &config.cameras[1];
         let first = read_pair_info(&config, cam).unwrap();
         assert!(
@@ -832,7 +1046,7 @@ mod tests {
         )
         .unwrap();
         let cli = parse(&["--config", file.to_str().unwrap()]).unwrap();
-        let config = load_config_with(&cli.run, &no_env).unwrap();
+        let config = load_config_with(&cli.flags(), &no_env).unwrap();
         let porch = read_pair_info(&config, &config.cameras[0]).unwrap();
         let garage = read_pair_info(&config, &config.cameras[1]).unwrap();
         assert_eq!(

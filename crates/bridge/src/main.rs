@@ -52,11 +52,12 @@ async fn real_main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let config = cli::load_config(&cli.run)?;
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => {
+    let flags = cli.flags();
+    let config = cli::load_config(&flags)?;
+    match cli.command.unwrap_or_else(Command::run) {
+        Command::Run { .. } => {
             let options = RunOptions {
-                demo_motion_ms: cli.run.demo_motion_ms,
+                demo_motion_ms: flags.demo_motion_ms,
             };
             app::run_with(config, options, app::wait_for_signal()).await
         }
@@ -65,9 +66,9 @@ async fn real_main() -> anyhow::Result<()> {
             seconds,
             out,
         } => cli::check(&config, &source, seconds, out.as_deref()).await,
-        Command::PairInfo { name } => cli::pair_info(&config, name.as_deref()).await,
-        Command::Reset { name } => cli::reset(&config, &name),
-        Command::Selftest { name, out } => selftest(&config, name.as_deref(), out).await,
+        Command::PairInfo { name, .. } => cli::pair_info(&config, name.as_deref()).await,
+        Command::Reset { name, .. } => cli::reset(&config, &name),
+        Command::Selftest { name, out, .. } => selftest(&config, name.as_deref(), out).await,
     }
 }
 
