@@ -333,8 +333,8 @@ fn user_errors_are_one_line_and_the_version_names_the_commit() {
     assert!(commit.is_some_and(|c| !c.is_empty()), "{v}");
 }
 
-/// Booleans from the environment read as a user writes them; a bad one is an error that
-/// names the variable's flag, and nothing runs.
+/// Booleans from the environment read as a user writes them; a bad one is a one-line error
+/// that names the variable, and nothing runs.
 #[test]
 fn environment_booleans_accept_the_usual_spellings() {
     let state = tempfile::tempdir().expect("tmp");
@@ -359,7 +359,11 @@ fn environment_booleans_accept_the_usual_spellings() {
     let out = run("maybe");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-mdns") && err.contains("maybe"), "{err}");
+    assert!(
+        err.contains("HKSV_NO_MDNS") && err.contains("maybe"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

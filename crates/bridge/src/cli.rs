@@ -126,13 +126,7 @@ pub struct RunOnlyArgs {
     #[arg(long, value_name = "SPEC")]
     pub source: Option<String>,
     /// Do not advertise over mDNS [env: HKSV_NO_MDNS=1/0, true/false, yes/no, on/off].
-    #[arg(
-        long,
-        env = "HKSV_NO_MDNS",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new(),
-        hide_env = true
-    )]
+    #[arg(long)]
     pub no_mdns: bool,
     /// Demo: toggle motion on the first camera every this many milliseconds (0 = never).
     #[arg(
@@ -862,6 +856,30 @@ mod tests {
         ));
         assert!(parse(&["frobnicate"]).is_err());
         assert!(parse(&["run", "--api-listen", "9"]).is_err());
+    }
+
+    #[test]
+    fn no_mdns_from_the_environment_or_the_flag() {
+        let cli = parse(&[]).unwrap();
+        for (v, mdns) in [
+            ("1", false),
+            ("yes", false),
+            ("ON", false),
+            ("0", true),
+            ("off", true),
+        ] {
+            let c = load_config_with(&cli.flags(), &|k| (k == "HKSV_NO_MDNS").then(|| v.into()))
+                .unwrap();
+            assert_eq!(c.mdns, mdns, "HKSV_NO_MDNS={v}");
+        }
+        let e = load_config_with(&cli.flags(), &|k| {
+            (k == "HKSV_NO_MDNS").then(|| "maybe".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("HKSV_NO_MDNS") && e.contains("maybe"), "{e}");
+        let cli = parse(&["run", "--no-mdns"]).unwrap();
+        assert!(!load_config_with(&cli.flags(), &no_env).unwrap().mdns);
     }
 
     #[test]

@@ -728,9 +728,8 @@ impl Fragmenter {
                 bitrate_bps: config.audio_bitrate_bps,
             });
             if config.record_audio && g.audio.is_none() {
-                warn!(
-                    "audio recording requested but no AudioSpecificConfig is known; recording without audio"
-                );
+                // Most often a camera without audio; the embedder reports what the source has.
+                debug!("no AudioSpecificConfig known; recording without audio");
             }
             events.push_back(FragmenterEvent::Init(InitSegment {
                 bytes: fmp4::write_init_segment(&InitConfig {

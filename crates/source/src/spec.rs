@@ -356,7 +356,7 @@ impl FromStr for SourceSpec {
             other => Err(invalid(
                 input,
                 format!(
-                    "unknown scheme {other}:; expected rtsp://, rtsps://, v4l2://, http(s)://, tcp://, file://, exec:, demo: or -"
+                    "unknown scheme {other}:; expected rtsp://, v4l2://, http(s)://, tcp://, file://, exec:, demo: or -"
                 ),
             )),
         }

@@ -8,9 +8,22 @@ use hap_server::setup::SetupCode;
 
 use super::{Config, ConfigError, Mode};
 
+/// A boolean as people write it in an environment file; errors name `key`.
+fn parse_bool(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Override {
+            key: key.into(),
+            reason: format!("{v:?} is not a boolean (1/0, true/false, yes/no, on/off)"),
+        }),
+    }
+}
+
 impl Config {
     /// Applies the `HKSV_*` variables that `env` returns (`std::env::var` in the binary):
-    /// `HKSV_STATE_DIR`, `HKSV_BIND`, `HKSV_API_LISTEN`, `HKSV_API_TOKEN`, `HKSV_MODE`, and with
+    /// `HKSV_STATE_DIR`, `HKSV_BIND`, `HKSV_API_LISTEN`, `HKSV_API_TOKEN`, `HKSV_MODE`,
+    /// `HKSV_NO_MDNS` (1/0, true/false, yes/no, on/off), and with
     /// exactly one camera `HKSV_NAME`, `HKSV_SOURCE`, `HKSV_PORT`, `HKSV_SETUP_CODE` (the last
     /// two set the bridge's in bridge mode). Empty values are ignored. (`HKSV_CONFIG` picks the file; see [`crate::cli::load_config`].)
     ///
@@ -37,6 +50,9 @@ impl Config {
         }
         if let Some(v) = get("HKSV_PORT") {
             o.port = Some(("HKSV_PORT", parse_override("HKSV_PORT", &v)?));
+        }
+        if let Some(v) = get("HKSV_NO_MDNS") {
+            o.no_mdns = parse_bool("HKSV_NO_MDNS", &v)?;
         }
         if let Some(v) = get("HKSV_SETUP_CODE") {
             let code = SetupCode::parse(&v).map_err(|e| ConfigError::Override {
