@@ -35,6 +35,11 @@ struct Bridge {
 
 impl Bridge {
     fn start(source: &str) -> Self {
+        Self::start_with(source, "")
+    }
+
+    /// [`start`](Self::start) with more keys for the camera's table.
+    fn start_with(source: &str, camera_toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let (hap_port, api_port) = (free_port(), free_port());
         let config = dir.path().join("hksv-bridge.toml");
@@ -43,7 +48,7 @@ impl Bridge {
             &config,
             format!(
                 "bind = \"127.0.0.1\"\nmdns = false\n\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n\n\
-                 [[cameras]]\nname = \"{CAMERA}\"\nsource = \"{source}\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n"
+                 [[cameras]]\nname = \"{CAMERA}\"\nsource = \"{source}\"\nport = {hap_port}\nsetup_code = \"{CODE}\"\n{camera_toml}"
             ),
         )
         .expect("config");
@@ -96,6 +101,30 @@ impl Bridge {
             &self.process.state_dir.clone(),
             &ports,
         );
+    }
+
+    /// The newest `GET /api/cameras/{CAMERA}/events` entry once `done` holds for it.
+    async fn latest_event(
+        &self,
+        within: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let body = reqwest::get(format!("{}/api/cameras/{CAMERA}/events?limit=1", self.api))
+                .await
+                .expect("GET events")
+                .text()
+                .await
+                .expect("body");
+            let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let entry = page[0].clone();
+            if !entry.is_null() && done(&entry) {
+                return entry;
+            }
+            assert!(Instant::now() < deadline, "history: {page}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// `GET /api/cameras`.
@@ -293,6 +322,18 @@ async fn demo_camera_records_a_valid_clip() {
     assert_eq!(cams[0]["last_error"], json!(null), "{cams}");
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "demo camera").await;
+    // The history has the event: HTTP motion, the hub's stream, how fast and how it ended.
+    let entry = bridge
+        .latest_event(STEP, |e| e["outcome"] != json!("recording"))
+        .await;
+    assert_eq!(entry["outcome"], json!("recorded"), "{entry}");
+    assert_eq!(entry["trigger"], json!("http"), "{entry}");
+    let r = &entry["recording"];
+    assert!(r["opened_after_ms"].as_u64().is_some(), "{entry}");
+    assert!(r["fragments"].as_u64().is_some_and(|n| n >= 2), "{entry}");
+    assert!(r["bytes"].as_u64().is_some_and(|n| n > 100_000), "{entry}");
+    assert_eq!(r["completed"], json!(true), "{entry}");
+    println!("history entry: {entry}");
     // Its log went to a file: plain text, no terminal colour codes.
     let log = bridge.process.log_text();
     assert!(
@@ -682,4 +723,36 @@ async fn bridge_mode_records_each_bridged_camera() {
             ("Garage".to_owned(), 3, port)
         ]
     );
+}
+
+/// Motion on a camera no hub records: the history says so, and why, in plain words; it
+/// survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn motion_without_a_hub_is_explained_in_the_history() {
+    // Only the API's motion: the detector would fire on the demo loop's cut.
+    let mut bridge = Bridge::start_with("demo:", "[cameras.motion.detector]\nenabled = false\n");
+    bridge.motion(true).await;
+    bridge.motion(false).await;
+    // Motion turns off after min_on_ms (10 s by default); 10 s of hub grace later the entry is
+    // closed with the diagnosis.
+    let entry = bridge
+        .latest_event(Duration::from_secs(30), |e| {
+            e["outcome"] != json!("waiting")
+        })
+        .await;
+    assert!(
+        entry["motion_ms"].as_u64().is_some_and(|m| m >= 10_000),
+        "{entry}"
+    );
+    assert_eq!(entry["outcome"], json!("no recording"), "{entry}");
+    assert!(
+        entry["diagnosis"]
+            .as_str()
+            .is_some_and(|d| d.contains("not paired")),
+        "{entry}"
+    );
+    assert_eq!(entry["recording"], json!(null), "{entry}");
+    bridge.restart();
+    let again = bridge.latest_event(STEP, |_| true).await;
+    assert_eq!(again, entry, "the history survives a restart");
 }

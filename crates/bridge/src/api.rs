@@ -6,6 +6,8 @@
 //! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port","aid","prebuffer_ms","state","last_error","since"}]` |
 //! | POST | `/api/cameras/{name}/motion` | `{"detected": bool}` | `{"detected": bool}` (after debounce) |
 //! | POST | `/api/cameras/{name}/ring` | | `{"rang": true}`; 409 when not a doorbell |
+//! | GET | `/api/cameras/{name}/events?before=ID&limit=N` | | the recording history, newest first ([`crate::camera::history::HistoryEntry`]; `limit` 1–200, default 50) |
+//! | GET | `/healthz` | | `{"status": "ok"}`; no token needed |
 //! | POST | `/api/cameras/{name}/selftest-pairing` | `{"controller_id", "ltpk": hex}` | `{"controller_id", "accessory_pairing_id", "accessory_ltpk"}` |
 //! | DELETE | `/api/cameras/{name}/selftest-pairing` | `{"controller_id"}` | `{"removed": true}` |
 //!
@@ -66,6 +68,20 @@ pub trait CameraDirectory: Send + Sync + 'static {
     /// # Errors
     /// [`ApiError::UnknownCamera`], [`ApiError::Failed`].
     fn remove_temporary_pairing(&self, name: &str, controller_id: &str) -> Result<(), ApiError>;
+    /// Camera `name`'s recording history, newest first: up to `limit` entries with an id below
+    /// `before`. The default says there is none.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`].
+    fn events(
+        &self,
+        name: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::camera::history::HistoryEntry>, ApiError> {
+        let _ = (before, limit);
+        Err(ApiError::UnknownCamera(name.to_owned()))
+    }
     /// The accessory's pairing ID and long-term public key, which the selftest controller
     /// needs to pair-verify with the temporary pairing. Added to the contract; the default
     /// says it is not available, and the POST answer then lacks these fields.
@@ -212,7 +228,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
+    if let Some(token) = state
+        .token
+        .as_ref()
+        .filter(|_| req.uri().path() != "/healthz")
+    {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -379,6 +399,43 @@ async fn set_motion(
     Ok(axum::Json(reply).into_response())
 }
 
+/// Entries in one `events` page at most (and the default).
+pub const MAX_EVENTS_PAGE: usize = 200;
+const DEFAULT_EVENTS_PAGE: usize = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn camera_events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("query: before=<entry id>&limit=<1–{MAX_EVENTS_PAGE}>"),
+        );
+    };
+    let limit = q
+        .limit
+        .unwrap_or(DEFAULT_EVENTS_PAGE)
+        .clamp(1, MAX_EVENTS_PAGE);
+    match state.cameras.events(&name, q.before, limit) {
+        Ok(events) => axum::Json(events).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Liveness for supervisors and container health checks: no token needed, says nothing else.
+async fn healthz() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}
+
 async fn ring(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
     match state.cameras.ring(&name) {
         Ok(()) => axum::Json(json!({ "rang": true })).into_response(),
@@ -518,6 +575,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras", get(list_cameras))
         .route("/api/cameras/{name}/motion", post(set_motion))
         .route("/api/cameras/{name}/ring", post(ring))
+        .route("/api/cameras/{name}/events", get(camera_events))
+        .route("/healthz", get(healthz))
         .route(
             "/api/cameras/{name}/selftest-pairing",
             post(add_pairing).delete(remove_pairing),
@@ -961,6 +1020,41 @@ mod tests {
         assert_eq!(off["detected"], json!(true));
         assert_eq!(off["held_by_debounce"], json!(true), "{off}");
         assert!(off["note"].as_str().unwrap().contains("min_on_ms"));
+    }
+
+    #[tokio::test]
+    async fn healthz_needs_no_token_and_events_are_checked() {
+        let (s, _) = state(Some("sekrit"));
+        let app = router(s);
+        let (st, j) = call(&app, "GET", "/healthz", "", None, LO).await;
+        assert_eq!((st, &j["status"]), (StatusCode::OK, &json!("ok")));
+        // Everything else still needs it.
+        let (st, _) = call(&app, "GET", "/api/cameras/Porch/events", "", None, LO).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        let tok = Some("sekrit");
+        let (st, j) = call(
+            &app,
+            "GET",
+            "/api/cameras/Porch/events?limit=x",
+            "",
+            tok,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{j}");
+        let (st, j) = call(
+            &app,
+            "GET",
+            "/api/cameras/Porch/events?bogus=1",
+            "",
+            tok,
+            LO,
+        )
+        .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{j}");
+        // The double has no history: the trait's default answers 404.
+        let (st, _) = call(&app, "GET", "/api/cameras/Nope/events", "", tok, LO).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

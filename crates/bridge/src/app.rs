@@ -88,6 +88,15 @@ impl CameraDirectory for Cameras {
             .collect()
     }
 
+    fn events(
+        &self,
+        name: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<crate::camera::history::HistoryEntry>, ApiError> {
+        Ok(self.get(name)?.history(before, limit))
+    }
+
     fn ring(&self, name: &str) -> Result<(), ApiError> {
         self.get(name)?
             .ring_doorbell()

@@ -10,6 +10,7 @@
 //!                                                mirror StatusActive, wake streams)
 //! ```
 
+pub mod history;
 mod media;
 mod services;
 pub mod snapshot;
@@ -122,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) live: Arc<crate::live::LiveView>,
     /// What the `source` is doing (the API's `state`, `last_error`, `since`).
     pub(crate) source: Arc<source_status::SourceTracker>,
+    /// Motion events and recordings (`GET /api/cameras/{name}/events`).
+    pub(crate) history: Arc<history::History>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -281,6 +284,11 @@ impl Camera {
     /// A copy of the persisted HomeKit state.
     pub fn state(&self) -> CameraState {
         self.shared.state().clone()
+    }
+
+    /// The recording history, newest first: up to `limit` entries with an id below `before`.
+    pub fn history(&self, before: Option<u64>, limit: usize) -> Vec<history::HistoryEntry> {
+        self.shared.history.page(before, limit)
     }
 
     /// What the camera's `source` is doing.

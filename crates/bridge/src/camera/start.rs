@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::history::{self, Conditions, History};
 use super::source_status::{SourceState, SourceTracker};
 use super::{
     Camera, CameraOptions, CameraState, Ids, MediaInput, MediaTaps, Shared, StateCell, lock, media,
@@ -158,6 +159,7 @@ pub(crate) async fn prepare(
         .with_context(|| format!("binding the HDS listener on {}", options.bind))?;
     let hds_port = hds_listener.local_addr()?.port();
     let ring = PrebufferRing::new(PrebufferConfig::default())?;
+    let history = Arc::new(History::load(&options.name, store.clone()));
     let (cell, control_rx) = StateCell::new(state, store);
     let snapshots = snapshot::Snapshots::new(&options.name);
     let live_services = (0..usize::from(options.live_streams.clamp(1, 4)))
@@ -189,6 +191,7 @@ pub(crate) async fn prepare(
         },
         motion: motion.clone(),
         live,
+        history,
         source: Arc::new(SourceTracker::new(options_name, "source", source_start)),
     });
     Ok(PreparedCamera {
@@ -204,7 +207,33 @@ pub(crate) async fn prepare(
 fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
     let weak = weak(shared);
     let events: EventSink = Arc::new(move |ev| {
-        let (RecordingEvent::Opened { stream_id, .. }, Some(shared)) = (ev, weak.upgrade()) else {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let now = tokio::time::Instant::now().into_std();
+        match ev {
+            RecordingEvent::Opened {
+                stream_id,
+                prebuffer_ms,
+                prebuffer_fragments,
+                ..
+            } => shared
+                .history
+                .opened(*stream_id, *prebuffer_ms, *prebuffer_fragments, now),
+            RecordingEvent::Refused { reason, .. } => {
+                shared.history.refused(&format!("{reason:?}"));
+            }
+            RecordingEvent::Ended {
+                stream_id,
+                why,
+                fragments,
+                bytes,
+            } => shared
+                .history
+                .ended(*stream_id, why, *fragments, *bytes, now),
+            _ => {}
+        }
+        let RecordingEvent::Opened { stream_id, .. } = ev else {
             return;
         };
         let Some(sel) = shared.state().selected_configuration() else {
@@ -274,19 +303,57 @@ async fn control_task(
     }
 }
 
-/// MotionHub → MotionDetected.
+/// MotionHub → MotionDetected, and each motion event into the recording history.
 async fn motion_task(camera: Camera, mut shutdown: watch::Receiver<bool>) {
     let Ok(mut rx) = camera.shared.motion.subscribe(camera.name()) else {
         return;
     };
+    let history = camera.shared.history.clone();
+    let mut was = false;
+    // When the history next needs a look (a motion event waiting for its hub).
+    let mut tick: Option<tokio::time::Instant> = None;
     loop {
-        let detected = rx.borrow_and_update().detected;
+        let (detected, source) = {
+            let m = rx.borrow_and_update();
+            (m.detected, m.source)
+        };
         camera
             .server
             .set_value(camera.ids.motion_detected, Value::Bool(detected));
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return },
-            _ = shutdown.changed() => return,
+        let now = tokio::time::Instant::now();
+        if detected && !was {
+            let state = camera.shared.state().clone();
+            let conditions = Conditions {
+                paired: camera.is_paired(),
+                camera_active: state.camera_active,
+                recording_active: state.recording_active,
+                selected: state.selected.is_some(),
+            };
+            let trigger = source.map(|s| s.to_string());
+            history.motion_on(trigger.as_deref(), conditions, now.into_std());
+        } else if !detected && was {
+            history.motion_off(now.into_std());
+            tick = Some(now + history::HUB_GRACE);
+        }
+        was = detected;
+        loop {
+            tokio::select! {
+                r = rx.changed() => {
+                    if r.is_err() { return }
+                    break;
+                }
+                () = async {
+                    match tick {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tick = history
+                        .tick(tokio::time::Instant::now().into_std())
+                        .map(tokio::time::Instant::from_std);
+                }
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }
