@@ -127,6 +127,40 @@ impl Bridge {
         }
     }
 
+    /// `GET /metrics`, parsed by `tests/peers/metrics_parse.py` (prometheus-client).
+    async fn metrics(&self) -> serde_json::Value {
+        let resp = reqwest::get(format!("{}/metrics", self.api))
+            .await
+            .expect("GET /metrics");
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(ctype.starts_with("application/openmetrics-text"), "{ctype}");
+        let text = resp.text().await.expect("body");
+        let mut child = std::process::Command::new(e2e_tests::python_with_aiohomekit())
+            .arg(workspace_root().join("tests/peers/metrics_parse.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run metrics_parse.py");
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(text.as_bytes()).expect("write metrics");
+        }
+        let out = child.wait_with_output().expect("metrics_parse.py");
+        assert!(
+            out.status.success(),
+            "the Prometheus parser refused /metrics: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
     /// `GET /api/cameras`.
     async fn cameras(&self) -> serde_json::Value {
         let body = reqwest::get(format!("{}/api/cameras", self.api))
@@ -334,6 +368,24 @@ async fn demo_camera_records_a_valid_clip() {
     assert!(r["bytes"].as_u64().is_some_and(|n| n > 100_000), "{entry}");
     assert_eq!(r["completed"], json!(true), "{entry}");
     println!("history entry: {entry}");
+    // /metrics parses with the Prometheus client's OpenMetrics parser, and its counters moved.
+    let m = bridge.metrics().await;
+    let cam = [("camera", CAMERA)];
+    assert_eq!(metric(&m, "hksv_recordings_opened_total", &cam), Some(1.0));
+    let completed = [("camera", CAMERA), ("outcome", "completed")];
+    assert_eq!(
+        metric(&m, "hksv_recordings_ended_total", &completed),
+        Some(1.0)
+    );
+    let http = [("camera", CAMERA), ("trigger", "http")];
+    assert_eq!(metric(&m, "hksv_motion_events_total", &http), Some(1.0));
+    assert!(metric(&m, "hksv_video_frames_total", &cam).is_some_and(|v| v > 50.0));
+    assert_eq!(metric(&m, "hksv_source_up", &cam), Some(1.0));
+    assert_eq!(
+        metric(&m, "hksv_recording_open_latency_seconds_count", &cam),
+        Some(1.0)
+    );
+    assert!(metric(&m, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 1e6));
     // Its log went to a file: plain text, no terminal colour codes.
     let log = bridge.process.log_text();
     assert!(
@@ -644,6 +696,17 @@ async fn camera_with_source_down_reports_motion_and_never_hangs() {
         "a recording request must get the prebuffer or a clean close, got {:?}",
         rec.end
     );
+}
+
+/// The value of sample `name` with exactly `labels` in parsed `/metrics` samples.
+fn metric(samples: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples.as_array()?.iter().find_map(|s| {
+        let l = s[1].as_object()?;
+        let same = s[0] == json!(name)
+            && l.len() == labels.len()
+            && labels.iter().all(|(k, v)| l.get(*k) == Some(&json!(v)));
+        same.then(|| s[2].as_f64()).flatten()
+    })
 }
 
 /// Runs `selftest` (our hub simulator) against `camera` with the setup code; asserts that every

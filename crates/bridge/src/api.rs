@@ -8,6 +8,7 @@
 //! | POST | `/api/cameras/{name}/ring` | | `{"rang": true}`; 409 when not a doorbell |
 //! | GET | `/api/cameras/{name}/events?before=ID&limit=N` | | the recording history, newest first ([`crate::camera::history::HistoryEntry`]; `limit` 1–200, default 50) |
 //! | GET | `/healthz` | | `{"status": "ok"}`; no token needed |
+//! | GET | `/metrics` | | OpenMetrics text ([`crate::metrics`]) |
 //! | POST | `/api/cameras/{name}/selftest-pairing` | `{"controller_id", "ltpk": hex}` | `{"controller_id", "accessory_pairing_id", "accessory_ltpk"}` |
 //! | DELETE | `/api/cameras/{name}/selftest-pairing` | `{"controller_id"}` | `{"removed": true}` |
 //!
@@ -81,6 +82,10 @@ pub trait CameraDirectory: Send + Sync + 'static {
     ) -> Result<Vec<crate::camera::history::HistoryEntry>, ApiError> {
         let _ = (before, limit);
         Err(ApiError::UnknownCamera(name.to_owned()))
+    }
+    /// Every camera's figures for `/metrics`. The default lists none.
+    fn metrics(&self) -> Vec<crate::metrics::CameraMetrics> {
+        Vec::new()
     }
     /// The accessory's pairing ID and long-term public key, which the selftest controller
     /// needs to pair-verify with the temporary pairing. Added to the contract; the default
@@ -431,6 +436,15 @@ async fn camera_events(
     }
 }
 
+/// Prometheus scrape target ([`crate::metrics`]).
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let cameras = state.cameras.metrics();
+    match crate::metrics::encode(cameras, crate::metrics::ProcessMetrics::read()) {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed"),
+    }
+}
+
 /// Liveness for supervisors and container health checks: no token needed, says nothing else.
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
@@ -577,6 +591,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras/{name}/ring", post(ring))
         .route("/api/cameras/{name}/events", get(camera_events))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/api/cameras/{name}/selftest-pairing",
             post(add_pairing).delete(remove_pairing),

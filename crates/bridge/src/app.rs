@@ -97,6 +97,28 @@ impl CameraDirectory for Cameras {
         Ok(self.get(name)?.history(before, limit))
     }
 
+    fn metrics(&self) -> Vec<crate::metrics::CameraMetrics> {
+        self.order
+            .iter()
+            .filter_map(|n| self.by_name.get(n))
+            .map(|c| {
+                let source = c.source_status();
+                crate::metrics::CameraMetrics {
+                    name: c.name().to_owned(),
+                    source_up: source.state == crate::camera::source_status::SourceState::Streaming,
+                    reconnects: source.reconnects,
+                    prebuffer_ms: u64::try_from(c.ring().buffered().as_millis())
+                        .unwrap_or(u64::MAX),
+                    paired: c.is_paired(),
+                    motion: c.motion_detected(),
+                    recording: c.is_recording(),
+                    live_viewers: c.live_viewers() as u64,
+                    counters: c.counters(),
+                }
+            })
+            .collect()
+    }
+
     fn ring(&self, name: &str) -> Result<(), ApiError> {
         self.get(name)?
             .ring_doorbell()

@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod live;
+pub mod metrics;
 pub mod qr;
 pub mod recording;

@@ -320,14 +320,14 @@ impl History {
     }
 
     /// A hub opened recording stream `stream_id`; attached to the current motion event, or a
-    /// new entry when there is none.
+    /// new entry when there is none. Returns motion on → open, ms, when it was a motion event.
     pub fn opened(
         &self,
         stream_id: i64,
         prebuffer_ms: u32,
         prebuffer_fragments: usize,
         now: Instant,
-    ) {
+    ) -> Option<u64> {
         let mut inner = lock(&self.inner);
         let attach = inner
             .open
@@ -359,12 +359,13 @@ impl History {
         }
         inner.streams.retain(|(s, _, _)| *s != stream_id);
         inner.streams.push((stream_id, id, now));
+        let latency = motion_on.map(|on| ms(now.saturating_duration_since(on)));
         if let Some(e) = Self::entry_mut(&mut inner, id) {
             e.outcome = "recording".into();
             e.diagnosis = None;
             e.recording = Some(RecordingEntry {
                 stream_id,
-                opened_after_ms: motion_on.map(|on| ms(now.saturating_duration_since(on))),
+                opened_after_ms: latency,
                 prebuffer_ms,
                 prebuffer_fragments: u32::try_from(prebuffer_fragments).unwrap_or(u32::MAX),
                 fragments: 0,
@@ -375,6 +376,7 @@ impl History {
             });
         }
         self.save(&inner);
+        latency
     }
 
     /// We refused a hub's `dataSend/open` (`reason` in words).

@@ -10,6 +10,9 @@ use source::{CameraSource as _, ReconnectPolicy, SourceEvent, SourceSpec};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::counters::Counters;
 use super::source_status::SourceTracker;
 use super::{Shared, SourceFacts, lock};
 
@@ -68,10 +71,15 @@ impl Feeder {
         };
         self.shared.taps.snapshots.observe(&unit);
         self.shared.live.feed.push(&unit);
+        let c = &self.shared.counters;
         match &unit {
             MediaUnit::ParameterSets(ps) => self.parameter_sets = Some(ps.clone()),
-            MediaUnit::Video(v) => detect(&self.shared, self.parameter_sets.as_ref(), v),
-            MediaUnit::Audio(_) => {}
+            MediaUnit::Video(v) => {
+                Counters::bump(&c.video_frames);
+                c.video_bytes.fetch_add(v.data.len() as u64, Relaxed);
+                detect(&self.shared, self.parameter_sets.as_ref(), v);
+            }
+            MediaUnit::Audio(_) => Counters::bump(&c.audio_frames),
         }
         let r = fragmenter.push(unit);
         if let Err(e) = r {

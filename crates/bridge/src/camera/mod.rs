@@ -10,6 +10,7 @@
 //!                                                mirror StatusActive, wake streams)
 //! ```
 
+pub mod counters;
 pub mod history;
 mod media;
 mod services;
@@ -125,6 +126,8 @@ pub(crate) struct Shared {
     pub(crate) source: Arc<source_status::SourceTracker>,
     /// Motion events and recordings (`GET /api/cameras/{name}/events`).
     pub(crate) history: Arc<history::History>,
+    /// `/metrics` counters.
+    pub(crate) counters: counters::Counters,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,6 +292,11 @@ impl Camera {
     /// The recording history, newest first: up to `limit` entries with an id below `before`.
     pub fn history(&self, before: Option<u64>, limit: usize) -> Vec<history::HistoryEntry> {
         self.shared.history.page(before, limit)
+    }
+
+    /// The `/metrics` counters now.
+    pub fn counters(&self) -> counters::CountersSnapshot {
+        self.shared.counters.snapshot()
     }
 
     /// What the camera's `source` is doing.

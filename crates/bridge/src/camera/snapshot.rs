@@ -133,6 +133,7 @@ pub(crate) fn resource_handler_for(shared: Weak<Shared>, aid: u64) -> ResourceHa
             .upgrade()
             .ok_or(HapStatus::SERVICE_COMMUNICATION_FAILURE)?;
         check_allowed(&shared.state(), request.reason)?;
+        super::counters::Counters::bump(&shared.counters.snapshot_requests);
         match shared
             .taps
             .snapshots

@@ -44,6 +44,8 @@ pub struct SourceStatus {
     pub since: SystemTime,
     /// Consecutive failed connection attempts (0 while streaming).
     pub failures: u32,
+    /// Failed sessions and connection attempts since start.
+    pub reconnects: u64,
 }
 
 /// A source's status and the transitions that are logged. `role` is `source` or
@@ -65,6 +67,7 @@ impl SourceTracker {
                 last_error: None,
                 since: SystemTime::now(),
                 failures: 0,
+                reconnects: 0,
             }),
         }
     }
@@ -143,6 +146,7 @@ impl SourceTracker {
             }
         }
         s.failures = failures;
+        s.reconnects += 1;
         s.last_error = Some(error.to_owned());
         Self::enter(&mut s, SourceState::Retrying);
     }
@@ -178,7 +182,7 @@ mod tests {
         t.retrying("refused", 2, 2000);
         // Still the same state: `since` is when it went down, not the latest retry.
         assert_eq!(t.get().since, down.since);
-        assert_eq!(t.get().failures, 2);
+        assert_eq!((t.get().failures, t.get().reconnects), (2, 2));
         t.connected("rtsp://cam/s", "tcp", 3);
         let up = t.get();
         assert_eq!((up.state, up.failures), (SourceState::Streaming, 0));

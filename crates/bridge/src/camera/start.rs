@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use super::counters::Counters;
 use super::history::{self, Conditions, History};
 use super::source_status::{SourceState, SourceTracker};
 use super::{
@@ -192,6 +193,7 @@ pub(crate) async fn prepare(
         motion: motion.clone(),
         live,
         history,
+        counters: super::counters::Counters::default(),
         source: Arc::new(SourceTracker::new(options_name, "source", source_start)),
     });
     Ok(PreparedCamera {
@@ -217,10 +219,18 @@ fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
                 prebuffer_ms,
                 prebuffer_fragments,
                 ..
-            } => shared
-                .history
-                .opened(*stream_id, *prebuffer_ms, *prebuffer_fragments, now),
+            } => {
+                Counters::bump(&shared.counters.recordings_opened);
+                let latency =
+                    shared
+                        .history
+                        .opened(*stream_id, *prebuffer_ms, *prebuffer_fragments, now);
+                if let Some(ms) = latency {
+                    shared.counters.observe_open_latency(ms);
+                }
+            }
             RecordingEvent::Refused { reason, .. } => {
+                Counters::bump(&shared.counters.recordings_refused);
                 shared.history.refused(&format!("{reason:?}"));
             }
             RecordingEvent::Ended {
@@ -228,9 +238,19 @@ fn driver_context(shared: &Arc<Shared>, server: &Server) -> DriverContext {
                 why,
                 fragments,
                 bytes,
-            } => shared
-                .history
-                .ended(*stream_id, why, *fragments, *bytes, now),
+            } => {
+                let c = &shared.counters;
+                if history::describe_end(why).1 {
+                    Counters::bump(&c.recordings_completed);
+                } else {
+                    Counters::bump(&c.recordings_failed);
+                }
+                c.hds_bytes
+                    .fetch_add(*bytes, std::sync::atomic::Ordering::Relaxed);
+                shared
+                    .history
+                    .ended(*stream_id, why, *fragments, *bytes, now);
+            }
             _ => {}
         }
         let RecordingEvent::Opened { stream_id, .. } = ev else {
@@ -330,6 +350,9 @@ async fn motion_task(camera: Camera, mut shutdown: watch::Receiver<bool>) {
                 selected: state.selected.is_some(),
             };
             let trigger = source.map(|s| s.to_string());
+            if let Some(t) = &trigger {
+                camera.shared.counters.motion(t);
+            }
             history.motion_on(trigger.as_deref(), conditions, now.into_std());
         } else if !detected && was {
             history.motion_off(now.into_std());
