@@ -354,6 +354,26 @@ async fn demo_camera_records_a_valid_clip() {
     let cams = bridge.cameras().await;
     assert_eq!(cams[0]["state"], json!("streaming"), "{cams}");
     assert_eq!(cams[0]["last_error"], json!(null), "{cams}");
+    // The camera in detail: the stream, the GOP verdict, the pairing (no code once paired).
+    let d: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("{}/api/cameras/{CAMERA}", bridge.api))
+            .await
+            .expect("GET camera")
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("JSON");
+    assert_eq!(d["stream"]["width"], json!(1920), "{d}");
+    assert_eq!(d["gop_level"], json!("ok"), "{d}");
+    assert_eq!(
+        (d["paired"].clone(), d["setup_code"].clone()),
+        (json!(true), json!(null)),
+        "{d}"
+    );
+    assert_eq!(d["controllers"].as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(d["homekit"]["recording_active"], json!(true), "{d}");
+    assert!(d["selected"]["resolution"].is_string(), "{d}");
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "demo camera").await;
     // The history has the event: HTTP motion, the hub's stream, how fast and how it ended.
@@ -818,4 +838,64 @@ async fn motion_without_a_hub_is_explained_in_the_history() {
     bridge.restart();
     let again = bridge.latest_event(STEP, |_| true).await;
     assert_eq!(again, entry, "the history survives a restart");
+}
+
+/// The status page in headless Chromium against the real binary: the camera's card, a decoded
+/// snapshot, the QR code decoding to the setup URI, a new event without a reload, no
+/// JavaScript errors; the screenshot is kept in `target/test-artifacts/status-page.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_in_a_real_browser() {
+    let bridge = Bridge::start_with("demo:", "[cameras.motion.detector]\nenabled = false\n");
+    let detail: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("{}/api/cameras/{CAMERA}", bridge.api))
+            .await
+            .expect("GET camera")
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("JSON");
+    let uri = detail["setup_uri"]
+        .as_str()
+        .expect("unpaired: a setup URI")
+        .to_owned();
+    assert_eq!(detail["setup_code"], json!(CODE), "{detail}");
+    let artifacts = workspace_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shot = artifacts.join("status-page.png");
+    let api = bridge.api.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(e2e_tests::python_with_aiohomekit())
+            .arg(workspace_root().join("tests/peers/status_page.py"))
+            .args([api.as_str(), CAMERA, uri.as_str()])
+            .arg(&shot)
+            .output()
+            .expect("run status_page.py (Debian chromium + playwright: run scripts/test)")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "status_page.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    println!("status page: {r}");
+    assert_eq!(r["js_errors"], json!([]), "{r}");
+    assert_eq!(r["qr"], json!([detail["setup_uri"]]), "{r}");
+    assert_eq!(r["setup_code_shown"], json!(CODE), "{r}");
+    assert!(
+        r["snapshot_width"].as_u64().is_some_and(|w| w >= 320),
+        "{r}"
+    );
+    assert!(
+        r["events_after"].as_u64() > r["events_before"].as_u64(),
+        "{r}"
+    );
+    assert!(
+        r["first_event"]
+            .as_str()
+            .is_some_and(|e| e.contains("http")),
+        "{r}"
+    );
 }

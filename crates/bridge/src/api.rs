@@ -6,8 +6,12 @@
 //! | GET | `/api/cameras` | | `[{"name","motion","recording","paired","port","aid","prebuffer_ms","state","last_error","since"}]` |
 //! | POST | `/api/cameras/{name}/motion` | `{"detected": bool}` | `{"detected": bool}` (after debounce) |
 //! | POST | `/api/cameras/{name}/ring` | | `{"rang": true}`; 409 when not a doorbell |
+//! | GET | `/api/cameras/{name}` | | the camera in detail ([`crate::camera::detail::CameraDetail`]) |
+//! | GET | `/api/cameras/{name}/snapshot.jpg?width=W&height=H` | | JPEG of the latest keyframe (default 640 wide, 16:9; 16–3840 px); 500 before the first keyframe |
 //! | GET | `/api/cameras/{name}/events?before=ID&limit=N` | | the recording history, newest first ([`crate::camera::history::HistoryEntry`]; `limit` 1–200, default 50) |
 //! | GET | `/healthz` | | `{"status": "ok"}`; no token needed |
+//! | GET | `/`, `/status.js` | | the status page (static; asks for the token when one is set) |
+//! | GET | `/api/cameras/{name}/setup-qr.svg` | | the setup QR code while unpaired; 404 once paired |
 //! | GET | `/metrics` | | OpenMetrics text ([`crate::metrics`]) |
 //! | POST | `/api/cameras/{name}/selftest-pairing` | `{"controller_id", "ltpk": hex}` | `{"controller_id", "accessory_pairing_id", "accessory_ltpk"}` |
 //! | DELETE | `/api/cameras/{name}/selftest-pairing` | `{"controller_id"}` | `{"removed": true}` |
@@ -81,6 +85,23 @@ pub trait CameraDirectory: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<crate::camera::history::HistoryEntry>, ApiError> {
         let _ = (before, limit);
+        Err(ApiError::UnknownCamera(name.to_owned()))
+    }
+    /// Camera `name` in detail ([`crate::camera::detail::CameraDetail`], as JSON). The
+    /// default knows no camera.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`].
+    fn detail(&self, name: &str) -> Result<serde_json::Value, ApiError> {
+        Err(ApiError::UnknownCamera(name.to_owned()))
+    }
+    /// A JPEG of camera `name`'s latest keyframe at `width`×`height` pixels (blocking: decodes
+    /// and encodes). The default has none.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`]; [`ApiError::Failed`] when no keyframe can be decoded yet.
+    fn snapshot(&self, name: &str, width: u32, height: u32) -> Result<Vec<u8>, ApiError> {
+        let _ = (width, height);
         Err(ApiError::UnknownCamera(name.to_owned()))
     }
     /// Every camera's figures for `/metrics`. The default lists none.
@@ -233,11 +254,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(token) = state
-        .token
-        .as_ref()
-        .filter(|_| req.uri().path() != "/healthz")
-    {
+    // The page and its script are static (they read everything through the API with the
+    // token); liveness says nothing.
+    let open = matches!(
+        req.uri().path(),
+        "/healthz" | "/" | "/status.js" | "/favicon.ico"
+    );
+    if let Some(token) = state.token.as_ref().filter(|_| !open) {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -436,6 +459,111 @@ async fn camera_events(
     }
 }
 
+async fn camera_detail(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    match state.cameras.detail(&name) {
+        Ok(d) => axum::Json(d).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotQuery {
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+/// Largest snapshot edge served, pixels.
+pub const MAX_SNAPSHOT_EDGE_PX: u32 = 3840;
+
+async fn camera_snapshot(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<SnapshotQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return error_response(StatusCode::BAD_REQUEST, "query: width=<px>&height=<px>");
+    };
+    let width = q.width.unwrap_or(640);
+    let height = q.height.unwrap_or(width * 9 / 16);
+    if !(16..=MAX_SNAPSHOT_EDGE_PX).contains(&width)
+        || !(16..=MAX_SNAPSHOT_EDGE_PX).contains(&height)
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            format!("width and height must be 16–{MAX_SNAPSHOT_EDGE_PX} pixels"),
+        );
+    }
+    let cameras = state.cameras.clone();
+    match tokio::task::spawn_blocking(move || cameras.snapshot(&name, width, height)).await {
+        Ok(Ok(jpeg)) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "snapshot task failed"),
+    }
+}
+
+/// The status page's security headers: only our own script, styles inline, images from us
+/// or blob URLs, no framing.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+fn page(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The status page (`status/index.html`): static; it reads everything through the API.
+async fn status_page() -> Response {
+    page(
+        "text/html; charset=utf-8",
+        include_str!("status/index.html"),
+    )
+}
+
+async fn status_script() -> Response {
+    page(
+        "text/javascript; charset=utf-8",
+        include_str!("status/status.js"),
+    )
+}
+
+/// The setup QR code as SVG, only while the camera is unpaired (404 once paired: the code is
+/// then of no use to anyone on the page).
+async fn setup_qr(State(state): State<ApiState>, Path(name): Path<String>) -> Response {
+    let detail = match state.cameras.detail(&name) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let Some(uri) = detail.get("setup_uri").and_then(serde_json::Value::as_str) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "the camera is paired; no setup code to show",
+        );
+    };
+    match crate::qr::svg(uri) {
+        Some(svg) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        None => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot render the QR code",
+        ),
+    }
+}
+
 /// Prometheus scrape target ([`crate::metrics`]).
 async fn metrics(State(state): State<ApiState>) -> Response {
     let cameras = state.cameras.metrics();
@@ -589,7 +717,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras", get(list_cameras))
         .route("/api/cameras/{name}/motion", post(set_motion))
         .route("/api/cameras/{name}/ring", post(ring))
+        .route("/api/cameras/{name}", get(camera_detail))
+        .route("/api/cameras/{name}/snapshot.jpg", get(camera_snapshot))
         .route("/api/cameras/{name}/events", get(camera_events))
+        .route("/api/cameras/{name}/setup-qr.svg", get(setup_qr))
+        .route("/", get(status_page))
+        .route("/status.js", get(status_script))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(

@@ -97,6 +97,16 @@ impl CameraDirectory for Cameras {
         Ok(self.get(name)?.history(before, limit))
     }
 
+    fn detail(&self, name: &str) -> Result<serde_json::Value, ApiError> {
+        serde_json::to_value(self.get(name)?.detail()).map_err(|e| ApiError::Failed(e.to_string()))
+    }
+
+    fn snapshot(&self, name: &str, width: u32, height: u32) -> Result<Vec<u8>, ApiError> {
+        self.get(name)?
+            .snapshot_jpeg(width, height)
+            .map_err(|e| ApiError::Failed(format!("no snapshot yet: {e}")))
+    }
+
     fn metrics(&self) -> Vec<crate::metrics::CameraMetrics> {
         self.order
             .iter()
@@ -149,7 +159,7 @@ impl CameraDirectory for Cameras {
 }
 
 /// `t` as RFC 3339 UTC to the second; the Unix epoch for a clock before it.
-fn rfc3339(t: std::time::SystemTime) -> String {
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -277,7 +287,9 @@ async fn start_all(
         .await
         .with_context(|| format!("binding the HTTP API on {}", config.api.listen))?;
     // The bound address: with port 0 the configured one says nothing.
-    println!("HTTP API: http://{}/api/cameras", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    println!("Status page: http://{addr}/");
+    println!("HTTP API: http://{addr}/api/cameras");
     Ok(tokio::spawn(crate::api::serve_on(
         listener,
         state,

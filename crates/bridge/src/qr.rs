@@ -1,5 +1,5 @@
-//! Terminal QR code for the `X-HM://` setup URI, drawn with Unicode half blocks (two module
-//! rows per text line) so it fits a normal terminal.
+//! QR codes for the `X-HM://` setup URI: in the terminal, drawn with Unicode half blocks (two
+//! module rows per text line) so it fits a normal terminal; and as SVG for the status page.
 
 use qrcode::{Color, QrCode};
 
@@ -32,6 +32,18 @@ pub fn render(data: &str) -> Option<String> {
         out.push('\n');
     }
     Some(out)
+}
+
+/// `data` as a standalone SVG QR code (4-module quiet zone, at least 200 px), for the status
+/// page.
+pub fn svg(data: &str) -> Option<String> {
+    let code = QrCode::new(data.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+    )
 }
 
 #[cfg(test)]

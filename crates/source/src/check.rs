@@ -592,6 +592,75 @@ async fn run(
     Ok(report)
 }
 
+/// The GOP verdict of `check` (and the status API): `gop` is `(frames, ms)` between two
+/// keyframes, `gop_at_least_ms` the span after a single keyframe, `fps` the frame rate for the
+/// advice, `read_ms` how long the stream was read.
+pub fn gop_verdict(
+    gop: Option<(u32, u64)>,
+    gop_at_least_ms: Option<u64>,
+    fps: f64,
+    read_ms: u64,
+) -> (Level, String) {
+    let advice = format!(
+        "set the camera's I-frame interval to 4 × fps = {} frames",
+        (fps * 4.0).round()
+    );
+    let frame_ms = (1000.0 / fps) as u64 + 20;
+    match (gop, gop_at_least_ms) {
+        (Some((frames, ms)), _) => {
+            let secs = ms as f64 / 1000.0;
+            if ms.abs_diff(FRAGMENT_MS) <= frame_ms {
+                (
+                    Level::Ok,
+                    format!("{secs:.1} s ({frames} frames): one 4 s fragment per keyframe"),
+                )
+            } else if ms > FRAGMENT_MS {
+                (
+                    Level::Fail,
+                    format!("GOP {secs:.1} s: HomeKit expects 4 s — {advice}"),
+                )
+            } else {
+                let per = FRAGMENT_MS.div_ceil(ms.max(1)) * ms;
+                let level = if per.abs_diff(FRAGMENT_MS) <= frame_ms {
+                    Level::Ok
+                } else {
+                    Level::Warn
+                };
+                let msg = if level == Level::Ok {
+                    format!(
+                        "{secs:.1} s ({frames} frames): fragments group {} GOPs into 4 s",
+                        FRAGMENT_MS.div_ceil(ms.max(1))
+                    )
+                } else {
+                    format!(
+                        "GOP {secs:.1} s: fragments will be {:.1} s instead of 4 s — {advice}",
+                        per as f64 / 1000.0
+                    )
+                };
+                (level, msg)
+            }
+        }
+        (None, Some(ms)) if ms > FRAGMENT_MS + frame_ms => (
+            Level::Fail,
+            format!(
+                "GOP longer than {:.1} s (one keyframe in the check): HomeKit expects 4 s — {advice}",
+                ms as f64 / 1000.0
+            ),
+        ),
+        (None, Some(_)) => (
+            Level::Warn,
+            "only one keyframe seen; run the check longer to measure the GOP".into(),
+        ),
+        (None, None) => (
+            Level::Fail,
+            format!(
+                "no keyframe (IDR) in {:.1} s — {advice}",
+                read_ms as f64 / 1000.0
+            ),
+        ),
+    }
+}
+
 fn verdicts(r: &CheckReport) -> Vec<Verdict> {
     let mut v = Vec::new();
     let mut add = |item, level, message: String| {
@@ -678,71 +747,8 @@ fn verdicts(r: &CheckReport) -> Vec<Verdict> {
         .measured_fps
         .or(r.sps.as_ref().and_then(|s| s.vui_fps))
         .unwrap_or(30.0);
-    let advice = format!(
-        "set the camera's I-frame interval to 4 × fps = {} frames",
-        (fps * 4.0).round()
-    );
-    let frame_ms = (1000.0 / fps) as u64 + 20;
-    match (r.gop, r.gop_at_least_ms) {
-        (Some((frames, ms)), _) => {
-            let secs = ms as f64 / 1000.0;
-            if ms.abs_diff(FRAGMENT_MS) <= frame_ms {
-                add(
-                    "GOP",
-                    Level::Ok,
-                    format!("{secs:.1} s ({frames} frames): one 4 s fragment per keyframe"),
-                );
-            } else if ms > FRAGMENT_MS {
-                add(
-                    "GOP",
-                    Level::Fail,
-                    format!("GOP {secs:.1} s: HomeKit expects 4 s — {advice}"),
-                );
-            } else {
-                let per = FRAGMENT_MS.div_ceil(ms.max(1)) * ms;
-                let level = if per.abs_diff(FRAGMENT_MS) <= frame_ms {
-                    Level::Ok
-                } else {
-                    Level::Warn
-                };
-                let msg = if level == Level::Ok {
-                    format!(
-                        "{secs:.1} s ({frames} frames): fragments group {} GOPs into 4 s",
-                        FRAGMENT_MS.div_ceil(ms.max(1))
-                    )
-                } else {
-                    format!(
-                        "GOP {secs:.1} s: fragments will be {:.1} s instead of 4 s — {advice}",
-                        per as f64 / 1000.0
-                    )
-                };
-                add("GOP", level, msg);
-            }
-        }
-        (None, Some(ms)) if ms > FRAGMENT_MS + frame_ms => {
-            add(
-                "GOP",
-                Level::Fail,
-                format!(
-                    "GOP longer than {:.1} s (one keyframe in the check): HomeKit expects 4 s — {advice}",
-                    ms as f64 / 1000.0
-                ),
-            );
-        }
-        (None, Some(_)) => add(
-            "GOP",
-            Level::Warn,
-            "only one keyframe seen; run the check longer to measure the GOP".into(),
-        ),
-        (None, None) => add(
-            "GOP",
-            Level::Fail,
-            format!(
-                "no keyframe (IDR) in {:.1} s — {advice}",
-                r.read_ms as f64 / 1000.0
-            ),
-        ),
-    }
+    let (level, message) = gop_verdict(r.gop, r.gop_at_least_ms, fps, r.read_ms);
+    add("GOP", level, message);
     if r.frames_before_first_idr > 0 {
         add(
             "start",

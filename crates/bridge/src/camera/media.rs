@@ -86,8 +86,14 @@ impl Feeder {
             tracing::debug!(error = %e, "unit dropped by the fragmenter");
         }
         while let Some(event) = fragmenter.poll_event() {
-            if let FragmenterEvent::Init(init) = &event {
-                update_facts(&self.shared, fragmenter, init);
+            match &event {
+                FragmenterEvent::Init(init) => update_facts(&self.shared, fragmenter, init),
+                FragmenterEvent::Fragment(_) => {
+                    let info = fragmenter.stream_info();
+                    if let (Some(frames), Some(ms)) = (info.gop_frames, info.gop_ms) {
+                        *lock(&self.shared.gop) = Some((frames, ms));
+                    }
+                }
             }
             self.shared.ring.push_event(event);
         }

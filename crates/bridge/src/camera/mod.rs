@@ -11,6 +11,7 @@
 //! ```
 
 pub mod counters;
+pub mod detail;
 pub mod history;
 mod media;
 mod services;
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) history: Arc<history::History>,
     /// `/metrics` counters.
     pub(crate) counters: counters::Counters,
+    /// The source's GOP as last measured: (frames, ms).
+    pub(crate) gop: Mutex<Option<(u32, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -292,6 +295,23 @@ impl Camera {
     /// The recording history, newest first: up to `limit` entries with an id below `before`.
     pub fn history(&self, before: Option<u64>, limit: usize) -> Vec<history::HistoryEntry> {
         self.shared.history.page(before, limit)
+    }
+
+    /// A JPEG of the latest keyframe at `width`×`height` (blocking: may decode and encode).
+    ///
+    /// # Errors
+    /// No keyframe yet, or it cannot be decoded.
+    pub fn snapshot_jpeg(
+        &self,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<u8>, snapshot::SnapshotError> {
+        counters::Counters::bump(&self.shared.counters.snapshot_requests);
+        self.shared
+            .taps
+            .snapshots
+            .jpeg(width, height)
+            .map(|j| j.to_vec())
     }
 
     /// The `/metrics` counters now.

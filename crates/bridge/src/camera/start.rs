@@ -194,6 +194,7 @@ pub(crate) async fn prepare(
         live,
         history,
         counters: super::counters::Counters::default(),
+        gop: Mutex::new(None),
         source: Arc::new(SourceTracker::new(options_name, "source", source_start)),
     });
     Ok(PreparedCamera {
