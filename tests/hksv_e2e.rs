@@ -899,3 +899,121 @@ async fn status_page_in_a_real_browser() {
         "{r}"
     );
 }
+
+/// MQTT out against a real mosquitto broker, read by mosquitto_sub: Home Assistant discovery,
+/// availability, motion and recording state, and the recording's start and end events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_out_publishes_discovery_state_and_recording_events() {
+    require_ffmpeg();
+    let port = free_port();
+    let mosquitto = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("mosquitto not found: run scripts/test");
+    // No config file: mosquitto 2 then listens on loopback only, anonymous allowed.
+    let mut broker = std::process::Command::new(mosquitto)
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let deadline = Instant::now() + STEP;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut sub = std::process::Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v", "-q", "1"])
+        .args(["-t", "hksv-bridge/#", "-t", "homeassistant/#"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start mosquitto_sub (mosquitto-clients: run scripts/test)");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let lines = lines.clone();
+        let out = sub.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().expect("lines").push(l);
+            }
+        });
+    }
+    let bridge = Bridge::start_with(
+        "demo:",
+        &format!(
+            "[cameras.motion.detector]\nenabled = false\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ),
+    );
+    let mut hub = Hub::pair(bridge.hap).await;
+    let sel = hub.enable().await;
+    bridge
+        .wait_for_prebuffer(4000, Duration::from_secs(15))
+        .await;
+    let out = tempfile::tempdir().expect("tmp");
+    record_once(&bridge, &mut hub, &sel, out.path(), "MQTT camera").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let done = || {
+        let l = lines.lock().expect("lines");
+        l.iter().any(|l| {
+            l.starts_with("hksv-bridge/e2e-cam/event ") && l.contains("\"outcome\":\"recorded\"")
+        }) && l.iter().any(|l| l == "hksv-bridge/e2e-cam/recording OFF")
+    };
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "MQTT: {:#?}",
+            lines.lock().expect("lines")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all = lines.lock().expect("lines").clone();
+    let _ = sub.kill();
+    let _ = broker.kill();
+    let _ = (sub.wait(), broker.wait());
+    for expected in [
+        "hksv-bridge/status online",
+        "hksv-bridge/e2e-cam/source streaming",
+        "hksv-bridge/e2e-cam/motion ON",
+        "hksv-bridge/e2e-cam/motion OFF",
+        "hksv-bridge/e2e-cam/recording ON",
+    ] {
+        assert!(
+            all.iter().any(|l| l == expected),
+            "{expected} missing: {all:#?}"
+        );
+    }
+    assert!(
+        all.iter()
+            .any(|l| l.starts_with("hksv-bridge/e2e-cam/event ")
+                && l.contains("\"outcome\":\"recording\"")),
+        "no start event: {all:#?}"
+    );
+    // Home Assistant discovery: the fields its MQTT binary_sensor schema needs.
+    let config_line = all
+        .iter()
+        .find(|l| l.starts_with("homeassistant/binary_sensor/hksv_e2e-cam_motion/config "))
+        .unwrap_or_else(|| panic!("no discovery: {all:#?}"));
+    let config: serde_json::Value = serde_json::from_str(
+        config_line
+            .split_once(' ')
+            .map(|(_, j)| j)
+            .expect("payload"),
+    )
+    .expect("discovery JSON");
+    assert_eq!(config["state_topic"], json!("hksv-bridge/e2e-cam/motion"));
+    assert_eq!(config["device_class"], json!("motion"));
+    assert_eq!(config["availability_topic"], json!("hksv-bridge/status"));
+    assert_eq!(
+        (config["payload_on"].clone(), config["payload_off"].clone()),
+        (json!("ON"), json!("OFF"))
+    );
+    assert!(
+        config["unique_id"].is_string() && config["device"]["identifiers"][0].is_string(),
+        "{config}"
+    );
+    assert!(
+        all.iter()
+            .any(|l| l.starts_with("homeassistant/binary_sensor/hksv_e2e-cam_recording/config "))
+    );
+}

@@ -261,6 +261,14 @@ async fn start_all(
     }
     if let Some(mqtt) = config.mqtt.clone() {
         let handle = motion::spawn_mqtt(mqtt, hub.clone()).context("starting MQTT")?;
+        if let Some(publisher) = handle.publisher() {
+            tasks.spawn(crate::mqtt_out::run(
+                publisher,
+                cameras.clone(),
+                hub.clone(),
+                stop_rx.clone(),
+            ));
+        }
         // The handle owns the client task; keep it until shutdown.
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {

@@ -11,5 +11,6 @@ pub mod config;
 pub mod host;
 pub mod live;
 pub mod metrics;
+pub mod mqtt_out;
 pub mod qr;
 pub mod recording;

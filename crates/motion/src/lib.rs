@@ -44,7 +44,7 @@ pub use detector::{
 pub use error::MotionError;
 pub use hub::{MotionHub, MotionStatus};
 pub use mqtt::{
-    FrigateConfig, MqttConfig, MqttHandle, MqttStatus, PayloadError, PlainTopic,
+    FrigateConfig, MqttConfig, MqttHandle, MqttPublisher, MqttStatus, PayloadError, PlainTopic,
     parse_plain_payload, spawn_mqtt,
 };
 

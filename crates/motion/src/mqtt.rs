@@ -1,5 +1,6 @@
-//! MQTT motion input (`rumqttc`): plain topics (`ON`/`OFF` and friends) and Frigate's
-//! `frigate/events`.
+//! MQTT (`rumqttc`): motion input from plain topics (`ON`/`OFF` and friends) and Frigate's
+//! `frigate/events`; and out, the bridge's own state and events through [`MqttPublisher`]
+//! (with `<prefix>/status` as the last will).
 //!
 //! Payload rules are pure ([`parse_plain_payload`], [`FrigateTracker`]); [`spawn_mqtt`] runs
 //! the client on tokio. The client reconnects on broker loss with capped exponential backoff
@@ -63,6 +64,24 @@ pub struct MqttConfig {
     /// Frigate events. Default off.
     #[serde(default)]
     pub frigate: Option<FrigateConfig>,
+    /// Publish the bridge's state and events (see [`MqttPublisher`]). Default `true`.
+    #[serde(default = "default_true")]
+    pub publish: bool,
+    /// Prefix of every topic the bridge publishes: `<prefix>/status` (`online`/`offline`, the
+    /// last will), `<prefix>/<camera slug>/…`. Default `"hksv-bridge"`.
+    #[serde(default = "default_publish_prefix")]
+    pub publish_prefix: String,
+    /// Home Assistant MQTT discovery prefix; `""` turns discovery off. Default
+    /// `"homeassistant"`.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+}
+
+fn default_publish_prefix() -> String {
+    "hksv-bridge".to_owned()
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".to_owned()
 }
 
 fn default_host() -> String {
@@ -97,6 +116,9 @@ impl Default for MqttConfig {
             reconnect_max_ms: default_reconnect_max_ms(),
             topics: Vec::new(),
             frigate: None,
+            publish: default_true(),
+            publish_prefix: default_publish_prefix(),
+            discovery_prefix: default_discovery_prefix(),
         }
     }
 }
@@ -165,8 +187,21 @@ impl MqttConfig {
     /// [`MotionError::UnknownCamera`] for a mapping to a camera the hub does not have.
     pub fn validate(&self, hub: &MotionHub) -> Result<(), MotionError> {
         let bad = |what: String| Err(MotionError::InvalidConfig(format!("mqtt: {what}")));
-        if self.topics.is_empty() && self.frigate.is_none() {
-            return bad("no topics and no frigate section: nothing to subscribe to".to_owned());
+        if self.topics.is_empty() && self.frigate.is_none() && !self.publish {
+            return bad(
+                "no topics, no frigate section and publish = false: nothing to do".to_owned(),
+            );
+        }
+        if self.publish
+            && (self.publish_prefix.is_empty() || !rumqttc::valid_topic(&self.publish_prefix))
+        {
+            return bad(format!("invalid publish_prefix {:?}", self.publish_prefix));
+        }
+        if !self.discovery_prefix.is_empty() && !rumqttc::valid_topic(&self.discovery_prefix) {
+            return bad(format!(
+                "invalid discovery_prefix {:?}",
+                self.discovery_prefix
+            ));
         }
         if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
             return bad("need 0 < reconnect_min_ms <= reconnect_max_ms".to_owned());
@@ -385,7 +420,9 @@ pub struct MqttStatus {
 #[derive(Debug)]
 pub struct MqttHandle {
     task: JoinHandle<()>,
+    publisher_task: Option<JoinHandle<()>>,
     status: watch::Receiver<MqttStatus>,
+    publisher: Option<MqttPublisher>,
 }
 
 impl MqttHandle {
@@ -393,11 +430,107 @@ impl MqttHandle {
     pub fn status(&self) -> watch::Receiver<MqttStatus> {
         self.status.clone()
     }
+
+    /// Where the bridge's own messages go; `None` with `publish = false`.
+    pub fn publisher(&self) -> Option<MqttPublisher> {
+        self.publisher.clone()
+    }
 }
 
 impl Drop for MqttHandle {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(t) = &self.publisher_task {
+            t.abort();
+        }
+    }
+}
+
+/// Messages the bridge queued and not yet handed to the client; more are dropped (counted in
+/// the log at debug) rather than blocking the camera tasks.
+const PUBLISH_QUEUE: usize = 256;
+
+/// One outgoing message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outgoing {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+}
+
+/// Publishes the bridge's messages (QoS 1). Retained messages are also kept and sent again
+/// after every reconnect, with `<prefix>/status = online` (the broker may have lost them, and
+/// the last will said `offline`).
+#[derive(Debug, Clone)]
+pub struct MqttPublisher {
+    tx: tokio::sync::mpsc::Sender<Outgoing>,
+    prefix: String,
+    discovery_prefix: String,
+}
+
+impl MqttPublisher {
+    /// The topic prefix (`publish_prefix`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Home Assistant discovery prefix; empty when discovery is off.
+    pub fn discovery_prefix(&self) -> &str {
+        &self.discovery_prefix
+    }
+
+    /// Queues `payload` on `topic`; never waits (a full queue drops the message).
+    pub fn publish(&self, topic: String, payload: impl Into<Vec<u8>>, retain: bool) {
+        let msg = Outgoing {
+            topic,
+            payload: payload.into(),
+            retain,
+        };
+        if let Err(e) = self.tx.try_send(msg) {
+            tracing::debug!(error = %e, "mqtt publish queue full; message dropped");
+        }
+    }
+}
+
+/// Hands queued messages to the client while connected, and replays the retained ones (and
+/// `online`) after each (re)connect.
+async fn publish_task(
+    client: AsyncClient,
+    prefix: String,
+    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+    mut status: watch::Receiver<MqttStatus>,
+) {
+    let mut retained: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    retained.insert(format!("{prefix}/status"), b"online".to_vec());
+    let mut seen_connections = 0u64;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                if msg.retain {
+                    retained.insert(msg.topic.clone(), msg.payload.clone());
+                }
+                if status.borrow().connected {
+                    let _ = client
+                        .publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload)
+                        .await;
+                }
+            }
+            r = status.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                let s = *status.borrow_and_update();
+                if s.connected && s.connections > seen_connections {
+                    seen_connections = s.connections;
+                    for (topic, payload) in &retained {
+                        let _ = client
+                            .publish(topic.clone(), QoS::AtLeastOnce, true, payload.clone())
+                            .await;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -412,11 +545,34 @@ const MAX_PACKET_BYTES: usize = 1 << 20;
 pub fn spawn_mqtt(config: MqttConfig, hub: MotionHub) -> Result<MqttHandle, MotionError> {
     config.validate(&hub)?;
     let (tx, status) = watch::channel(MqttStatus::default());
-    let task = tokio::spawn(run(config, hub, tx));
-    Ok(MqttHandle { task, status })
+    let (client, eventloop) = client_for(&config);
+    let (publisher, publisher_task) = if config.publish {
+        let (ptx, prx) = tokio::sync::mpsc::channel(PUBLISH_QUEUE);
+        let task = tokio::spawn(publish_task(
+            client.clone(),
+            config.publish_prefix.clone(),
+            prx,
+            status.clone(),
+        ));
+        let publisher = MqttPublisher {
+            tx: ptx,
+            prefix: config.publish_prefix.clone(),
+            discovery_prefix: config.discovery_prefix.clone(),
+        };
+        (Some(publisher), Some(task))
+    } else {
+        (None, None)
+    };
+    let task = tokio::spawn(run(config, hub, tx, client, eventloop));
+    Ok(MqttHandle {
+        task,
+        publisher_task,
+        status,
+        publisher,
+    })
 }
 
-async fn run(config: MqttConfig, hub: MotionHub, status: watch::Sender<MqttStatus>) {
+fn client_for(config: &MqttConfig) -> (AsyncClient, rumqttc::EventLoop) {
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(u64::from(
         config.keep_alive_secs.max(5),
@@ -431,7 +587,24 @@ async fn run(config: MqttConfig, hub: MotionHub, status: watch::Sender<MqttStatu
             .unwrap_or_default();
         options.set_credentials(user.clone(), password);
     }
-    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    if config.publish {
+        options.set_last_will(rumqttc::LastWill::new(
+            format!("{}/status", config.publish_prefix),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    AsyncClient::new(options, 64)
+}
+
+async fn run(
+    config: MqttConfig,
+    hub: MotionHub,
+    status: watch::Sender<MqttStatus>,
+    client: AsyncClient,
+    mut eventloop: rumqttc::EventLoop,
+) {
     let mut filters: Vec<String> = config.topics.iter().map(|t| t.topic.clone()).collect();
     if let Some(f) = &config.frigate {
         filters.push(f.topic.clone());
@@ -457,7 +630,9 @@ async fn run(config: MqttConfig, hub: MotionHub, status: watch::Sender<MqttStatu
                 let subs = filters
                     .iter()
                     .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                if let Err(e) = client.try_subscribe_many(subs) {
+                if !filters.is_empty()
+                    && let Err(e) = client.try_subscribe_many(subs)
+                {
                     tracing::warn!(error = %e, "mqtt subscribe could not be queued");
                 }
             }
@@ -750,8 +925,23 @@ mod tests {
             ..MqttConfig::default()
         };
         ok.validate(&hub).unwrap();
+        // Publishing alone is something to do.
+        MqttConfig::default().validate(&hub).unwrap();
         let cases = [
-            (MqttConfig::default(), "nothing to subscribe"),
+            (
+                MqttConfig {
+                    publish: false,
+                    ..MqttConfig::default()
+                },
+                "nothing to do",
+            ),
+            (
+                MqttConfig {
+                    publish_prefix: "a/#".into(),
+                    ..ok.clone()
+                },
+                "invalid publish_prefix",
+            ),
             (
                 MqttConfig {
                     reconnect_min_ms: 0,
