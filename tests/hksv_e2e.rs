@@ -841,11 +841,16 @@ async fn motion_without_a_hub_is_explained_in_the_history() {
 }
 
 /// The status page in headless Chromium against the real binary: the camera's card, a decoded
-/// snapshot, the QR code decoding to the setup URI, a new event without a reload, no
+/// snapshot, the QR code decoding to the setup URI, a new event without a reload, then a hub
+/// pairs and records and the clip appears (and the QR code goes) without a reload; no
 /// JavaScript errors; the screenshot is kept in `target/test-artifacts/status-page.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_a_real_browser() {
-    let bridge = Bridge::start_with("demo:", "[cameras.motion.detector]\nenabled = false\n");
+    // Short debounce: the page's own motion event is over before the hub's recording starts.
+    let bridge = Bridge::start_with(
+        "demo:",
+        "[cameras.motion.detector]\nenabled = false\n[cameras.motion.debounce]\nmin_on_ms = 500\nhold_ms = 500\n",
+    );
     let detail: serde_json::Value = serde_json::from_str(
         &reqwest::get(format!("{}/api/cameras/{CAMERA}", bridge.api))
             .await
@@ -863,23 +868,63 @@ async fn status_page_in_a_real_browser() {
     let artifacts = workspace_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let shot = artifacts.join("status-page.png");
-    let api = bridge.api.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(e2e_tests::python_with_aiohomekit())
-            .arg(workspace_root().join("tests/peers/status_page.py"))
-            .args([api.as_str(), CAMERA, uri.as_str()])
-            .arg(&shot)
-            .output()
-            .expect("run status_page.py (Debian chromium + playwright: run scripts/test)")
-    })
-    .await
-    .expect("join");
+    let mut child = std::process::Command::new(e2e_tests::python_with_aiohomekit())
+        .arg(workspace_root().join("tests/peers/status_page.py"))
+        .args([bridge.api.as_str(), CAMERA, uri.as_str()])
+        .arg(&shot)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run status_page.py (Debian chromium + playwright: run scripts/test)");
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut ready = Some(ready_tx);
+        let mut last = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line == "READY" {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+            } else {
+                last = line;
+            }
+        }
+        last
+    });
+    // The page has shown the unpaired camera; now a hub pairs and records, and the page must
+    // show the clip without a reload.
+    tokio::time::timeout(Duration::from_secs(60), ready_rx)
+        .await
+        .expect("status_page.py reached READY")
+        .expect("status_page.py reached READY");
+    let mut hub = Hub::pair(bridge.hap).await;
+    let sel = hub.enable().await;
+    bridge
+        .wait_for_prebuffer(4000, Duration::from_secs(15))
+        .await;
+    let deadline = Instant::now() + STEP;
+    while bridge.cameras().await[0]["motion"] != json!(false) {
+        assert!(Instant::now() < deadline, "motion stayed on");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let clip = tempfile::tempdir().expect("tmp");
+    record_once(&bridge, &mut hub, &sel, clip.path(), "status page camera").await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("status_page.py");
+    let last = reader.join().expect("reader");
     assert!(
         out.status.success(),
         "status_page.py: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let r: serde_json::Value = serde_json::from_str(&last).expect("JSON");
     println!("status page: {r}");
     assert_eq!(r["js_errors"], json!([]), "{r}");
     assert_eq!(r["qr"], json!([detail["setup_uri"]]), "{r}");
@@ -898,6 +943,13 @@ async fn status_page_in_a_real_browser() {
             .is_some_and(|e| e.contains("http")),
         "{r}"
     );
+    assert!(
+        r["recorded_event"]
+            .as_str()
+            .is_some_and(|e| e.contains("fragments")),
+        "{r}"
+    );
+    assert_eq!(r["qr_hidden_after_pairing"], json!(true), "{r}");
 }
 
 /// MQTT out against a real mosquitto broker, read by mosquitto_sub: Home Assistant discovery,

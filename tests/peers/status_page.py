@@ -3,8 +3,9 @@ download). Usage: status_page.py BASE_URL CAMERA SETUP_URI SCREENSHOT.
 
 Checks, printed as one JSON object: the camera's card appears; its snapshot <img> decodes
 (naturalWidth > 0); the QR <svg> decodes (zxing-cpp, on a screenshot of the element) to the
-setup URI; a motion event triggered through the API appears in the card without a reload; and
-how many JavaScript errors the page raised."""
+setup URI; a motion event triggered through the API appears in the card without a reload; then,
+after printing READY (the test pairs a hub and records a clip), the recorded clip appears and
+the QR code is gone, still without a reload; and how many JavaScript errors the page raised."""
 import io
 import json
 import sys
@@ -59,6 +60,17 @@ with sync_playwright() as p:
     result["events_before"] = before
     result["events_after"] = card.locator("ul.events li[data-id]").count()
     result["first_event"] = card.locator("ul.events li[data-id]").first.inner_text()
+    print("READY", flush=True)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.card ul.events li[data-id] .badge')]"
+        ".some(b => b.textContent === 'recorded')",
+        timeout=60000,
+    )
+    result["recorded_event"] = card.locator("ul.events li[data-id]").first.inner_text()
+    page.wait_for_function(
+        "() => document.querySelector('.card .pair').hidden", timeout=10000
+    )
+    result["qr_hidden_after_pairing"] = True
     page.screenshot(path=shot, full_page=True)
     browser.close()
 print(json.dumps(result))
