@@ -757,6 +757,30 @@ async fn selftest_passes(bridge: &Bridge, camera: &str) {
     let clip = report.clip.clone().expect("clip written");
     let (ok, errors) = ffmpeg_decode(&clip);
     assert!(ok && errors.trim().is_empty(), "{camera}: {errors}");
+    // selftest's 3 s of live view is in the camera's live-view history.
+    let url = format!(
+        "{}/api/cameras/{}/live-sessions",
+        bridge.api,
+        camera.replace(' ', "%20")
+    );
+    let body = reqwest::get(url)
+        .await
+        .expect("GET live-sessions")
+        .text()
+        .await
+        .expect("body");
+    let live: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let last = &live[0];
+    assert!(
+        last["packets"].as_u64().is_some_and(|p| p > 10),
+        "{camera}: {live}"
+    );
+    assert!(
+        last["first_frame_ms"].as_u64().is_some(),
+        "{camera}: {live}"
+    );
+    assert_eq!(last["failed_to_start"], json!(false), "{camera}: {live}");
+    assert_eq!(last["viewer"], json!("127.0.0.1"), "{camera}: {live}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //! | GET | `/api/cameras/{name}` | | the camera in detail ([`crate::camera::detail::CameraDetail`]) |
 //! | GET | `/api/cameras/{name}/snapshot.jpg?width=W&height=H` | | JPEG of the latest keyframe (default 640 wide, 16:9; 16–3840 px); 500 before the first keyframe |
 //! | GET | `/api/cameras/{name}/events?before=ID&limit=N` | | the recording history, newest first ([`crate::camera::history::HistoryEntry`]; `limit` 1–200, default 50) |
+//! | GET | `/api/cameras/{name}/live-sessions?limit=N` | | live-view sessions, newest first ([`crate::camera::history::LiveEntry`]) |
 //! | GET | `/healthz` | | `{"status": "ok"}`; no token needed |
 //! | GET | `/`, `/status.js` | | the status page (static; asks for the token when one is set) |
 //! | GET | `/api/cameras/{name}/setup-qr.svg` | | the setup QR code while unpaired; 404 once paired |
@@ -85,6 +86,19 @@ pub trait CameraDirectory: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<crate::camera::history::HistoryEntry>, ApiError> {
         let _ = (before, limit);
+        Err(ApiError::UnknownCamera(name.to_owned()))
+    }
+    /// Camera `name`'s live-view sessions, newest first, at most `limit`. The default knows no
+    /// camera.
+    ///
+    /// # Errors
+    /// [`ApiError::UnknownCamera`].
+    fn live_sessions(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::camera::history::LiveEntry>, ApiError> {
+        let _ = limit;
         Err(ApiError::UnknownCamera(name.to_owned()))
     }
     /// Camera `name` in detail ([`crate::camera::detail::CameraDetail`], as JSON). The
@@ -573,6 +587,21 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     }
 }
 
+async fn camera_live_sessions(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(axum::extract::Query(q)) = query else {
+        return error_response(StatusCode::BAD_REQUEST, "query: limit=<1–50>");
+    };
+    let limit = q.limit.unwrap_or(crate::camera::history::MAX_LIVE_ENTRIES);
+    match state.cameras.live_sessions(&name, limit.max(1)) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Liveness for supervisors and container health checks: no token needed, says nothing else.
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
@@ -720,6 +749,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/cameras/{name}", get(camera_detail))
         .route("/api/cameras/{name}/snapshot.jpg", get(camera_snapshot))
         .route("/api/cameras/{name}/events", get(camera_events))
+        .route(
+            "/api/cameras/{name}/live-sessions",
+            get(camera_live_sessions),
+        )
         .route("/api/cameras/{name}/setup-qr.svg", get(setup_qr))
         .route("/", get(status_page))
         .route("/status.js", get(status_script))

@@ -97,6 +97,14 @@ impl CameraDirectory for Cameras {
         Ok(self.get(name)?.history(before, limit))
     }
 
+    fn live_sessions(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::camera::history::LiveEntry>, ApiError> {
+        Ok(self.get(name)?.live_sessions(limit))
+    }
+
     fn detail(&self, name: &str) -> Result<serde_json::Value, ApiError> {
         serde_json::to_value(self.get(name)?.detail()).map_err(|e| ApiError::Failed(e.to_string()))
     }

@@ -50,6 +50,51 @@ impl Conditions {
     }
 }
 
+/// Blob with the live-view sessions.
+pub const LIVE_FILE: &str = "live-history.json";
+/// Live-view sessions kept.
+pub const MAX_LIVE_ENTRIES: usize = 50;
+
+/// One live-view session (Home app viewer).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LiveEntry {
+    /// When the viewer started it, RFC 3339.
+    pub at: String,
+    /// The viewer's IP address.
+    pub viewer: String,
+    /// Size asked for, `1280x720@30`.
+    pub requested: Option<String>,
+    /// Served from the `live_source` sub-stream.
+    pub sub_stream: bool,
+    /// START → end, ms.
+    pub duration_ms: u64,
+    /// START → first packet, ms; `null` when nothing was sent.
+    pub first_frame_ms: Option<u64>,
+    /// RTP packets sent.
+    pub packets: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// How it ended, in words.
+    pub end: String,
+    /// It never started.
+    pub failed_to_start: bool,
+}
+
+/// `why` in words.
+pub fn describe_live_end(why: crate::live::LiveEnd) -> &'static str {
+    use crate::live::LiveEnd;
+    match why {
+        LiveEnd::Stopped => "the viewer closed it",
+        LiveEnd::HapSessionClosed => "the viewer's HomeKit connection closed",
+        LiveEnd::Disabled => "streaming was turned off in the Home app",
+        LiveEnd::Shutdown => "the bridge stopped",
+        LiveEnd::Silent => "the viewer stopped answering (no RTCP)",
+        LiveEnd::SourceGone => "no video from the source (no keyframe)",
+        LiveEnd::Lagged => "the viewer fell behind the camera",
+        LiveEnd::SocketFailed => "the UDP socket failed",
+    }
+}
+
 /// One recording stream a hub opened.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordingEntry {
@@ -108,6 +153,7 @@ struct Open {
 #[derive(Debug, Default)]
 struct Inner {
     entries: VecDeque<HistoryEntry>,
+    live: VecDeque<LiveEntry>,
     next_id: u64,
     /// The newest entry, while a hub may still attach to it.
     open: Option<Open>,
@@ -179,10 +225,15 @@ impl History {
             }
         };
         let next_id = entries.iter().map(|e| e.id).max().map_or(1, |m| m + 1);
+        let live: VecDeque<LiveEntry> = match store.load(LIVE_FILE) {
+            Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
+            _ => VecDeque::new(),
+        };
         Self {
             store,
             inner: Mutex::new(Inner {
                 entries,
+                live,
                 next_id,
                 ..Inner::default()
             }),
@@ -201,6 +252,44 @@ impl History {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// Live-view sessions, newest first, at most `limit`.
+    pub fn live_page(&self, limit: usize) -> Vec<LiveEntry> {
+        lock(&self.inner)
+            .live
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// A live-view session ended.
+    pub fn live_ended(&self, r: &crate::live::LiveRecord) {
+        let entry = LiveEntry {
+            at: rfc3339_ms(r.started),
+            viewer: r.viewer.ip().to_canonical().to_string(),
+            requested: r.requested.map(|(w, h, fps)| format!("{w}x{h}@{fps}")),
+            sub_stream: r.sub_stream,
+            duration_ms: ms(r.duration),
+            first_frame_ms: r.first_frame.map(ms),
+            packets: r.packets,
+            bytes: r.bytes,
+            end: describe_live_end(r.end).to_owned(),
+            failed_to_start: r.failed_to_start,
+        };
+        let mut inner = lock(&self.inner);
+        inner.live.push_back(entry);
+        while inner.live.len() > MAX_LIVE_ENTRIES {
+            inner.live.pop_front();
+        }
+        let result = serde_json::to_vec(&inner.live)
+            .map_err(std::io::Error::other)
+            .and_then(|b| self.store.save(LIVE_FILE, &b));
+        if let Err(e) = result {
+            warn!(camera = %self.camera, error = %e, "cannot save the live-view history");
+        }
     }
 
     fn save(&self, inner: &Inner) {
@@ -527,6 +616,35 @@ mod tests {
             "re-trigger joins the running clip"
         );
         assert_eq!(h.page(None, 1)[0].outcome, "recording");
+    }
+
+    #[test]
+    fn live_sessions_are_kept_newest_first_and_bounded() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let h = History::load("cam", store.clone());
+        for i in 0..(MAX_LIVE_ENTRIES as u64 + 3) {
+            h.live_ended(&crate::live::LiveRecord {
+                viewer: "[::ffff:192.168.1.5]:50000".parse().unwrap(),
+                requested: Some((1280, 720, 30)),
+                sub_stream: false,
+                started: SystemTime::now(),
+                duration: Duration::from_millis(1000 + i),
+                first_frame: Some(Duration::from_millis(2)),
+                packets: 10,
+                bytes: 1000,
+                end: crate::live::LiveEnd::Stopped,
+                failed_to_start: false,
+            });
+        }
+        let p = h.live_page(usize::MAX);
+        assert_eq!(p.len(), MAX_LIVE_ENTRIES);
+        assert_eq!(p[0].duration_ms, 1000 + MAX_LIVE_ENTRIES as u64 + 2);
+        assert_eq!(
+            (p[0].viewer.as_str(), p[0].requested.as_deref()),
+            ("192.168.1.5", Some("1280x720@30"))
+        );
+        assert_eq!(p[0].end, "the viewer closed it");
+        assert_eq!(History::load("cam", store).live_page(1), h.live_page(1));
     }
 
     #[test]

@@ -319,6 +319,11 @@ impl Camera {
         self.shared.counters.snapshot()
     }
 
+    /// Live-view sessions, newest first, at most `limit`.
+    pub fn live_sessions(&self, limit: usize) -> Vec<history::LiveEntry> {
+        self.shared.history.live_page(limit)
+    }
+
     /// What the camera's `source` is doing.
     pub fn source_status(&self) -> source_status::SourceStatus {
         self.shared.source.get()

@@ -104,10 +104,17 @@ impl PreparedCamera {
                 shared.state.wake();
             }
         });
+        let history = Arc::downgrade(&self.shared.history);
+        let on_session: crate::live::SessionHook = Arc::new(move |record| {
+            if let Some(h) = history.upgrade() {
+                h.live_ended(&record);
+            }
+        });
         tasks.spawn(self.shared.live.run(
             self.shared.options.name.clone(),
             server.clone(),
             on_status,
+            on_session,
             shutdown.clone(),
         ));
         let name = self.shared.options.name.clone();

@@ -29,6 +29,34 @@ const MAX_SEND_ERRORS: u32 = 50;
 /// Called when a service's StreamingStatus may have changed (the camera re-sends 120).
 pub type StatusHook = Arc<dyn Fn() + Send + Sync>;
 
+/// One live-view stream as it ended (or failed to start), for the camera's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRecord {
+    /// Where the video went (the viewer's address).
+    pub viewer: std::net::SocketAddr,
+    /// Size asked for: width, height, fps.
+    pub requested: Option<(u16, u16, u8)>,
+    /// Served from the `live_source` sub-stream.
+    pub sub_stream: bool,
+    /// When the START came.
+    pub started: std::time::SystemTime,
+    /// START → end.
+    pub duration: Duration,
+    /// START → first packet, when one was sent.
+    pub first_frame: Option<Duration>,
+    /// RTP packets sent.
+    pub packets: u64,
+    /// Datagram bytes sent.
+    pub bytes: u64,
+    /// Why it ended.
+    pub end: LiveEnd,
+    /// It never started (no keyframe, socket failure).
+    pub failed_to_start: bool,
+}
+
+/// Told of every [`LiveRecord`].
+pub type SessionHook = Arc<dyn Fn(LiveRecord) + Send + Sync>;
+
 /// A camera's live view: the feed every viewer reads, its RTP services, and where 117 START
 /// hands streams to be run.
 pub struct LiveView {
@@ -118,6 +146,7 @@ impl LiveView {
         camera: String,
         server: Server,
         on_status: StatusHook,
+        on_session: SessionHook,
         shutdown: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let rx = self
@@ -169,7 +198,9 @@ impl LiveView {
                             service,
                             closed: Box::pin(server.closed(order.connection_id)),
                             on_status: on_status.clone(),
+                            on_session: on_session.clone(),
                             shutdown: shutdown.clone(),
+                            tally: Tally::default(),
                         }, order));
                     }
                     _ = tick.tick() => {
@@ -203,7 +234,16 @@ struct StreamContext {
     service: Arc<StreamService>,
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     on_status: StatusHook,
+    on_session: SessionHook,
     shutdown: watch::Receiver<bool>,
+    tally: Tally,
+}
+
+/// What the session's events said, for its [`LiveRecord`].
+#[derive(Debug, Default)]
+struct Tally {
+    first_frame: Option<Duration>,
+    ended: Option<(LiveEnd, u64, u64)>,
 }
 
 fn now() -> Instant {
@@ -240,10 +280,29 @@ async fn first_reader(
 async fn stream_task(mut ctx: StreamContext, mut order: StartOrder) {
     let service_index = order.service;
     let generation = order.generation;
+    let started_at = std::time::SystemTime::now();
+    let started = now();
     let end = run_stream(&mut ctx, &mut order).await;
-    if let Err(why) = end {
+    if let Err(why) = &end {
         info!(camera = %ctx.camera, service = service_index, ?why, "live view did not start");
     }
+    let (why, packets, bytes) = match (&end, ctx.tally.ended) {
+        (Err(why), _) => (*why, 0, 0),
+        (Ok(()), Some(e)) => e,
+        (Ok(()), None) => (LiveEnd::Stopped, 0, 0),
+    };
+    (ctx.on_session)(LiveRecord {
+        viewer: order.destination,
+        requested: order.requested,
+        sub_stream: ctx.sub_stream,
+        started: started_at,
+        duration: now().saturating_duration_since(started),
+        first_frame: ctx.tally.first_frame,
+        packets,
+        bytes,
+        end: why,
+        failed_to_start: end.is_err(),
+    });
     // Dropping `order` closes both sockets.
     drop(order);
     ctx.service.stream_ended(generation);
@@ -293,6 +352,18 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         }
         while let Some(ev) = session.poll_event() {
             log_event(&ctx.camera, order.service, started, &ev);
+            match ev {
+                LiveEvent::FirstFrame { .. } => {
+                    ctx.tally.first_frame = Some(now().saturating_duration_since(started));
+                }
+                LiveEvent::Ended {
+                    why,
+                    packets,
+                    bytes,
+                    ..
+                } => ctx.tally.ended = Some((why, packets, bytes)),
+                LiveEvent::CaughtUp { .. } => {}
+            }
         }
         if session.is_ended() {
             return Ok(());

@@ -10,7 +10,7 @@ mod driver;
 pub mod service;
 pub mod session;
 
-pub use driver::{FIRST_IDR_WAIT, LiveView, StatusHook};
+pub use driver::{FIRST_IDR_WAIT, LiveRecord, LiveView, SessionHook, StatusHook};
 pub use service::{Caller, LiveConfig, StartOrder, StreamService};
 pub use session::{
     DEFAULT_CATCH_UP_SPEED, DEFAULT_LIVENESS_TIMEOUT, LiveEnd, LiveEvent, LiveParams, LiveSession,

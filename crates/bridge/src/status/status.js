@@ -74,7 +74,11 @@ function describe(e) {
 
 async function drawCamera(name) {
   const base = "/api/cameras/" + encodeURIComponent(name);
-  const [d, events] = await Promise.all([api(base), api(base + "/events?limit=5")]);
+  const [d, events, live] = await Promise.all([
+    api(base),
+    api(base + "/events?limit=5"),
+    api(base + "/live-sessions?limit=1"),
+  ]);
   const c = card(name);
   const state = c.querySelector(".state");
   state.replaceChildren(badge(d.state));
@@ -115,7 +119,11 @@ async function drawCamera(name) {
   fact(dl, "paired", d.paired ? "yes (" + d.controllers.length + " controller" + (d.controllers.length === 1 ? "" : "s") + ")" : "no");
   fact(dl, "recording", d.homekit.recording_active ? (d.recording ? "recording now" : "on") : "off in the Home app");
   fact(dl, "prebuffer", (d.prebuffer_ms / 1000).toFixed(1) + " s");
-  if (d.live_viewers) fact(dl, "live view", d.live_viewers + " viewer(s)");
+  if (d.live_viewers) fact(dl, "live view", d.live_viewers + " viewer(s) now");
+  else if (live.length) {
+    const l = live[0];
+    fact(dl, "last live view", (l.requested || "?") + " to " + l.viewer + ", " + (l.duration_ms / 1000).toFixed(0) + " s — " + l.end);
+  }
   const gop = c.querySelector(".gop");
   gop.replaceChildren();
   if (d.gop_level) gop.append(badge(d.gop_level), " GOP: " + d.gop_message);
