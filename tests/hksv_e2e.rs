@@ -974,6 +974,11 @@ async fn status_page_in_a_real_browser() {
         "{r}"
     );
     assert_eq!(r["qr_hidden_after_pairing"], json!(true), "{r}");
+    // The page's snapshots are counted and timed in /metrics.
+    let m = bridge.metrics().await;
+    let cam = [("camera", CAMERA)];
+    assert!(metric(&m, "hksv_snapshot_requests_total", &cam).is_some_and(|n| n >= 1.0));
+    assert!(metric(&m, "hksv_snapshot_seconds_total", &cam).is_some_and(|s| s > 0.0));
 }
 
 /// MQTT out against a real mosquitto broker, read by mosquitto_sub: Home Assistant discovery,

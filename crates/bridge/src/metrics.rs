@@ -12,10 +12,10 @@
 //! | `hksv_motion_events_total` | counter | camera, trigger |
 //! | `hksv_recordings_opened_total`, `hksv_recordings_refused_total` | counter | camera |
 //! | `hksv_recordings_ended_total` | counter | camera, outcome (`completed`/`failed`) |
-//! | `hksv_recording_open_latency_seconds` | histogram (motion → `dataSend/open`) | camera |
+//! | `hksv_recording_open_latency_seconds` | histogram (motion → `dataSend/open`, when the init segment and prebuffer are queued: the first chunk) | camera |
 //! | `hksv_hds_bytes_total` | counter | camera |
 //! | `hksv_live_viewers` | gauge | camera |
-//! | `hksv_snapshot_requests_total` | counter | camera |
+//! | `hksv_snapshot_requests_total`, `hksv_snapshot_seconds_total` (time making them) | counter | camera |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes` | counter, gauge | |
 
 use prometheus_client::collector::Collector;
@@ -264,6 +264,19 @@ impl Collector for Scrape {
                     .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
                         sum, count, &buckets, None,
                     )?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "hksv_snapshot_seconds",
+                "time spent making snapshots (decode when needed, scale, JPEG encode)",
+                None,
+                Counter,
+            )?;
+            for c in &self.cameras {
+                let labels = [("camera", c.name.as_str())];
+                let secs = c.counters.snapshot_micros as f64 / 1e6;
+                ConstCounter::new(secs).encode(m.encode_family(&labels)?)?;
             }
         }
         if let Some(p) = self.process {

@@ -32,6 +32,8 @@ pub struct Counters {
     pub hds_bytes: AtomicU64,
     /// Snapshot requests (HAP `/resource` and the API).
     pub snapshot_requests: AtomicU64,
+    /// Time spent making them (decode when needed, scale, JPEG encode), µs.
+    pub snapshot_micros: AtomicU64,
     /// Motion → open latency: counts per bucket of [`OPEN_LATENCY_BUCKETS_MS`] plus `+Inf`.
     open_latency_buckets: [AtomicU64; 9],
     open_latency_sum_ms: AtomicU64,
@@ -60,6 +62,8 @@ pub struct CountersSnapshot {
     pub hds_bytes: u64,
     /// See [`Counters::snapshot_requests`].
     pub snapshot_requests: u64,
+    /// See [`Counters::snapshot_micros`].
+    pub snapshot_micros: u64,
     /// Non-cumulative counts per bucket (last: above the largest bound).
     pub open_latency_buckets: [u64; 9],
     /// Sum of the observed latencies, ms.
@@ -81,6 +85,13 @@ impl Counters {
         }
     }
 
+    /// One snapshot request that took `took`.
+    pub fn snapshot(&self, took: std::time::Duration) {
+        Self::bump(&self.snapshot_requests);
+        self.snapshot_micros
+            .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
     /// One motion → open latency.
     pub fn observe_open_latency(&self, ms: u64) {
         let i = OPEN_LATENCY_BUCKETS_MS
@@ -94,7 +105,7 @@ impl Counters {
     }
 
     /// The values now.
-    pub fn snapshot(&self) -> CountersSnapshot {
+    pub fn values(&self) -> CountersSnapshot {
         let get = |c: &AtomicU64| c.load(Relaxed);
         CountersSnapshot {
             video_frames: get(&self.video_frames),
@@ -107,6 +118,7 @@ impl Counters {
             recordings_refused: get(&self.recordings_refused),
             hds_bytes: get(&self.hds_bytes),
             snapshot_requests: get(&self.snapshot_requests),
+            snapshot_micros: get(&self.snapshot_micros),
             open_latency_buckets: self.open_latency_buckets.each_ref().map(get),
             open_latency_sum_ms: get(&self.open_latency_sum_ms),
         }
@@ -125,7 +137,7 @@ mod tests {
         }
         c.motion("http");
         c.motion("nonsense");
-        let s = c.snapshot();
+        let s = c.values();
         assert_eq!(s.open_latency_buckets, [2, 1, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(s.open_latency_sum_ms, 20_111);
         assert_eq!(s.motion_events, [0, 1, 0, 0]);

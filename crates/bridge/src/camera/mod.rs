@@ -306,17 +306,20 @@ impl Camera {
         width: u32,
         height: u32,
     ) -> Result<Vec<u8>, snapshot::SnapshotError> {
-        counters::Counters::bump(&self.shared.counters.snapshot_requests);
-        self.shared
+        let started = std::time::Instant::now();
+        let jpeg = self
+            .shared
             .taps
             .snapshots
             .jpeg(width, height)
-            .map(|j| j.to_vec())
+            .map(|j| j.to_vec());
+        self.shared.counters.snapshot(started.elapsed());
+        jpeg
     }
 
     /// The `/metrics` counters now.
     pub fn counters(&self) -> counters::CountersSnapshot {
-        self.shared.counters.snapshot()
+        self.shared.counters.values()
     }
 
     /// Live-view sessions, newest first, at most `limit`.

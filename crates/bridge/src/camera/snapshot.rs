@@ -133,12 +133,13 @@ pub(crate) fn resource_handler_for(shared: Weak<Shared>, aid: u64) -> ResourceHa
             .upgrade()
             .ok_or(HapStatus::SERVICE_COMMUNICATION_FAILURE)?;
         check_allowed(&shared.state(), request.reason)?;
-        super::counters::Counters::bump(&shared.counters.snapshot_requests);
-        match shared
+        let started = std::time::Instant::now();
+        let jpeg = shared
             .taps
             .snapshots
-            .jpeg(request.width_px, request.height_px)
-        {
+            .jpeg(request.width_px, request.height_px);
+        shared.counters.snapshot(started.elapsed());
+        match jpeg {
             Ok(jpeg) => Ok(Some(jpeg.to_vec())),
             Err(e) => {
                 tracing::debug!(camera = %shared.options.name, error = %e, "no snapshot");
