@@ -161,11 +161,42 @@ struct Inner {
     streams: Vec<(i64, u64, Instant)>,
 }
 
-/// A camera's history.
+/// A camera's history. Changes are written by a small writer thread, so recording events
+/// (which come from the HDS path, before the first chunk is sent) never wait for the disk;
+/// the last changes are written when the history is dropped.
 pub struct History {
     store: Arc<dyn Store>,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     camera: String,
+    /// Wakes the writer; one pending wake is enough (it writes what is there when it runs).
+    dirty: Option<std::sync::mpsc::SyncSender<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        // The writer writes what a pending wake asked for, then sees the channel closed.
+        self.dirty = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Writes both files from `inner`.
+fn persist(inner: &Mutex<Inner>, store: &dyn Store, camera: &str) {
+    let (entries, live) = {
+        let i = lock(inner);
+        (serde_json::to_vec(&i.entries), serde_json::to_vec(&i.live))
+    };
+    for (file, bytes) in [(HISTORY_FILE, entries), (LIVE_FILE, live)] {
+        let result = bytes
+            .map_err(std::io::Error::other)
+            .and_then(|b| store.save(file, &b));
+        if let Err(e) = result {
+            warn!(camera, file, error = %e, "cannot save the recording history");
+        }
+    }
 }
 
 impl std::fmt::Debug for History {
@@ -229,16 +260,42 @@ impl History {
             Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
             _ => VecDeque::new(),
         };
+        let inner = Arc::new(Mutex::new(Inner {
+            entries,
+            live,
+            next_id,
+            ..Inner::default()
+        }));
+        let (dirty, wakes) = std::sync::mpsc::sync_channel::<()>(1);
+        let writer = {
+            let (inner, store, camera) = (inner.clone(), store.clone(), camera.to_owned());
+            std::thread::Builder::new()
+                .name("history".into())
+                .spawn(move || {
+                    while wakes.recv().is_ok() {
+                        persist(&inner, store.as_ref(), &camera);
+                    }
+                })
+        };
+        let (dirty, writer) = match writer {
+            Ok(w) => (Some(dirty), Some(w)),
+            Err(e) => {
+                warn!(camera, error = %e, "no history writer thread; writing inline");
+                (None, None)
+            }
+        };
         Self {
             store,
-            inner: Mutex::new(Inner {
-                entries,
-                live,
-                next_id,
-                ..Inner::default()
-            }),
+            inner,
             camera: camera.to_owned(),
+            dirty,
+            writer,
         }
+    }
+
+    /// Writes the files now (tests; shutdown does it by itself).
+    pub fn flush(&self) {
+        persist(&self.inner, self.store.as_ref(), &self.camera);
     }
 
     /// Newest first: up to `limit` entries with an id below `before` (all when `None`).
@@ -284,20 +341,30 @@ impl History {
         while inner.live.len() > MAX_LIVE_ENTRIES {
             inner.live.pop_front();
         }
-        let result = serde_json::to_vec(&inner.live)
-            .map_err(std::io::Error::other)
-            .and_then(|b| self.store.save(LIVE_FILE, &b));
-        if let Err(e) = result {
-            warn!(camera = %self.camera, error = %e, "cannot save the live-view history");
-        }
+        self.save(&inner);
     }
 
+    /// Asks the writer to write (it locks `inner` itself, after the caller's guard is gone).
     fn save(&self, inner: &Inner) {
-        let result = serde_json::to_vec(&inner.entries)
-            .map_err(std::io::Error::other)
-            .and_then(|b| self.store.save(HISTORY_FILE, &b));
-        if let Err(e) = result {
-            warn!(camera = %self.camera, error = %e, "cannot save the recording history");
+        match &self.dirty {
+            // Full: a write is already pending and will include this change.
+            Some(tx) => {
+                let _ = tx.try_send(());
+            }
+            None => {
+                let (entries, live) = (
+                    serde_json::to_vec(&inner.entries),
+                    serde_json::to_vec(&inner.live),
+                );
+                for (file, bytes) in [(HISTORY_FILE, entries), (LIVE_FILE, live)] {
+                    if let Err(e) = bytes
+                        .map_err(std::io::Error::other)
+                        .and_then(|b| self.store.save(file, &b))
+                    {
+                        warn!(camera = %self.camera, file, error = %e, "cannot save the recording history");
+                    }
+                }
+            }
         }
     }
 
@@ -548,6 +615,7 @@ mod tests {
         );
         assert!(r.completed);
         // Persisted: a new History reads it back.
+        h.flush();
         assert_eq!(History::load("cam", store).page(None, 10), h.page(None, 10));
     }
 
@@ -644,7 +712,20 @@ mod tests {
             ("192.168.1.5", Some("1280x720@30"))
         );
         assert_eq!(p[0].end, "the viewer closed it");
+        h.flush();
         assert_eq!(History::load("cam", store).live_page(1), h.live_page(1));
+    }
+
+    #[test]
+    fn the_writer_thread_writes_and_drop_waits_for_it() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        {
+            let h = History::load("cam", store.clone());
+            h.motion_on(Some("http"), ALL_ON, Instant::now());
+        }
+        let again = History::load("cam", store);
+        assert_eq!(again.page(None, 5).len(), 1);
+        assert_eq!(again.page(None, 1)[0].trigger.as_deref(), Some("http"));
     }
 
     #[test]
