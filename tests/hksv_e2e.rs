@@ -86,8 +86,23 @@ impl Bridge {
         }
     }
 
+    /// SIGTERM (a clean exit, status 0), then start again on the same ports.
+    fn restart_gracefully(&mut self) {
+        assert_eq!(
+            self.process.terminate(),
+            Some(0),
+            "{}",
+            self.process.log_text()
+        );
+        self.start_again();
+    }
+
     fn restart(&mut self) {
         self.process.stop();
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let ports = [
             self.hap.port(),
             self.api
@@ -111,13 +126,9 @@ impl Bridge {
     ) -> serde_json::Value {
         let deadline = Instant::now() + within;
         loop {
-            let body = reqwest::get(format!("{}/api/cameras/{CAMERA}/events?limit=1", self.api))
-                .await
-                .expect("GET events")
-                .text()
-                .await
-                .expect("body");
-            let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let page = self
+                .get_json(&format!("/api/cameras/{CAMERA}/events?limit=1"))
+                .await;
             let entry = page[0].clone();
             if !entry.is_null() && done(&entry) {
                 return entry;
@@ -161,15 +172,20 @@ impl Bridge {
         serde_json::from_slice(&out.stdout).expect("JSON")
     }
 
-    /// `GET /api/cameras`.
-    async fn cameras(&self) -> serde_json::Value {
-        let body = reqwest::get(format!("{}/api/cameras", self.api))
+    /// `GET path` on the API, as JSON.
+    async fn get_json(&self, path: &str) -> serde_json::Value {
+        let body = reqwest::get(format!("{}{path}", self.api))
             .await
-            .expect("GET /api/cameras")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .text()
             .await
             .expect("body");
-        serde_json::from_str(&body).expect("JSON")
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// `GET /api/cameras`.
+    async fn cameras(&self) -> serde_json::Value {
+        self.get_json("/api/cameras").await
     }
 
     async fn motion(&self, detected: bool) {
@@ -355,15 +371,7 @@ async fn demo_camera_records_a_valid_clip() {
     assert_eq!(cams[0]["state"], json!("streaming"), "{cams}");
     assert_eq!(cams[0]["last_error"], json!(null), "{cams}");
     // The camera in detail: the stream, the GOP verdict, the pairing (no code once paired).
-    let d: serde_json::Value = serde_json::from_str(
-        &reqwest::get(format!("{}/api/cameras/{CAMERA}", bridge.api))
-            .await
-            .expect("GET camera")
-            .text()
-            .await
-            .expect("body"),
-    )
-    .expect("JSON");
+    let d: serde_json::Value = bridge.get_json(&format!("/api/cameras/{CAMERA}")).await;
     assert_eq!(d["stream"]["width"], json!(1920), "{d}");
     assert_eq!(d["gop_level"], json!("ok"), "{d}");
     assert_eq!(
@@ -758,18 +766,12 @@ async fn selftest_passes(bridge: &Bridge, camera: &str) {
     let (ok, errors) = ffmpeg_decode(&clip);
     assert!(ok && errors.trim().is_empty(), "{camera}: {errors}");
     // selftest's 3 s of live view is in the camera's live-view history.
-    let url = format!(
-        "{}/api/cameras/{}/live-sessions",
-        bridge.api,
-        camera.replace(' ', "%20")
-    );
-    let body = reqwest::get(url)
-        .await
-        .expect("GET live-sessions")
-        .text()
-        .await
-        .expect("body");
-    let live: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let live = bridge
+        .get_json(&format!(
+            "/api/cameras/{}/live-sessions",
+            camera.replace(' ', "%20")
+        ))
+        .await;
     let last = &live[0];
     assert!(
         last["packets"].as_u64().is_some_and(|p| p > 10),
@@ -803,13 +805,7 @@ async fn bridge_mode_records_each_bridged_camera() {
         selftest_passes(&bridge, camera).await;
     }
     // The API names each camera's AID on the bridge's port.
-    let body = reqwest::get(format!("{}/api/cameras", bridge.api))
-        .await
-        .expect("GET /api/cameras")
-        .text()
-        .await
-        .expect("body");
-    let list: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let list = bridge.cameras().await;
     let aids: Vec<(String, u64, u64)> = list
         .as_array()
         .expect("array")
@@ -859,7 +855,8 @@ async fn motion_without_a_hub_is_explained_in_the_history() {
         "{entry}"
     );
     assert_eq!(entry["recording"], json!(null), "{entry}");
-    bridge.restart();
+    // The history is written within a second; a clean stop writes what is pending at once.
+    bridge.restart_gracefully();
     let again = bridge.latest_event(STEP, |_| true).await;
     assert_eq!(again, entry, "the history survives a restart");
 }
@@ -875,15 +872,7 @@ async fn status_page_in_a_real_browser() {
         "demo:",
         "[cameras.motion.detector]\nenabled = false\n[cameras.motion.debounce]\nmin_on_ms = 500\nhold_ms = 500\n",
     );
-    let detail: serde_json::Value = serde_json::from_str(
-        &reqwest::get(format!("{}/api/cameras/{CAMERA}", bridge.api))
-            .await
-            .expect("GET camera")
-            .text()
-            .await
-            .expect("body"),
-    )
-    .expect("JSON");
+    let detail: serde_json::Value = bridge.get_json(&format!("/api/cameras/{CAMERA}")).await;
     let uri = detail["setup_uri"]
         .as_str()
         .expect("unpaired: a setup URI")

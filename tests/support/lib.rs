@@ -152,10 +152,33 @@ impl BridgeProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Kills it and waits.
+    /// Kills it and waits (a crash: SIGKILL).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops it as systemd does (SIGTERM, through `kill(1)`), waits up to 15 s for a clean
+    /// exit and returns its status code.
+    ///
+    /// # Panics
+    /// If it has not exited after 15 s.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hksv-bridge did not exit within 15 s of SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
