@@ -808,6 +808,7 @@ pub async fn serve_on(
     info!(listen = %listener.local_addr()?, "HTTP API ready");
     let app = router(state).layer(middleware::from_fn(request_deadline));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_peer: PeerCounts = Arc::default();
     let mut accept_errors = hap_server::AcceptBackoff::default();
     let mut refusals = hap_server::RateLimited::default();
     let mut connections = tokio::task::JoinSet::new();
@@ -831,6 +832,13 @@ pub async fn serve_on(
                     }
                     continue;
                 };
+                let Some(share) = PeerShare::take(&per_peer, peer.ip()) else {
+                    if let Some(suppressed) = refusals.allow(std::time::Instant::now()) {
+                        warn!(%peer, suppressed, max = MAX_CONNECTIONS_PER_PEER, "HTTP API: one host holds its share of connections; closing its new ones");
+                    }
+                    continue;
+                };
+                let permit = (permit, share);
                 let service = hyper_util::service::TowerToHyperService::new(
                     app.clone().layer(axum::Extension(ConnectInfo(peer))),
                 );
@@ -847,6 +855,50 @@ pub async fn serve_on(
 
 /// Most simultaneous API connections; further ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Most simultaneous API connections from one IP address: one host on the LAN (or a page in
+/// a browser) cannot take every slot.
+pub const MAX_CONNECTIONS_PER_PEER: usize = 16;
+
+type PeerCounts = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection's place in its peer's share; given back on drop.
+struct PeerShare {
+    counts: PeerCounts,
+    ip: std::net::IpAddr,
+}
+
+impl PeerShare {
+    fn take(counts: &PeerCounts, ip: std::net::IpAddr) -> Option<Self> {
+        let ip = ip.to_canonical();
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 /// A request's head must arrive within this (slowloris).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request (its body included) must be read and answered within this: 408 otherwise.
@@ -871,7 +923,7 @@ async fn serve_connection<S>(
     stream: tokio::net::TcpStream,
     service: S,
     mut shutdown: watch::Receiver<bool>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: (tokio::sync::OwnedSemaphorePermit, PeerShare),
 ) where
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
@@ -1572,12 +1624,33 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
         let _ = closed;
 
-        // MAX_CONNECTIONS idle connections: the next one is closed at once.
+        // One host gets MAX_CONNECTIONS_PER_PEER; its next one is closed, another host's is not.
         let mut idle = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
-            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        for _ in 0..MAX_CONNECTIONS_PER_PEER {
+            idle.push(connect_from([127, 0, 0, 2], addr).await);
         }
-        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut greedy = connect_from([127, 0, 0, 2], addr).await;
+        let (closed, reply) = closed_within(&mut greedy, std::time::Duration::from_secs(1)).await;
+        assert!(
+            closed && reply.is_empty(),
+            "over the peer's share: {reply:?}"
+        );
+        let mut other = connect_from([127, 0, 0, 3], addr).await;
+        other
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (_, reply) = closed_within(&mut other, std::time::Duration::from_secs(5)).await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "another host is served: {reply}"
+        );
+        // MAX_CONNECTIONS idle connections from several hosts: the next one is closed at once.
+        for i in MAX_CONNECTIONS_PER_PEER..MAX_CONNECTIONS {
+            let host = 4 + u8::try_from(i / MAX_CONNECTIONS_PER_PEER).unwrap();
+            idle.push(connect_from([127, 0, 0, host], addr).await);
+        }
+        let mut extra = connect_from([127, 0, 0, 20], addr).await;
         let (closed, reply) = closed_within(&mut extra, std::time::Duration::from_secs(1)).await;
         assert!(closed && reply.is_empty(), "over the cap: {reply:?}");
         // Idle connections do not live forever: after CONNECTION_LIFETIME there is room.
@@ -1587,6 +1660,13 @@ mod tests {
         drop(idle);
         stop_tx.send(true).unwrap();
         server.await.unwrap().unwrap();
+    }
+
+    /// A connection from loopback address `ip` (Linux routes all of 127/8 to lo).
+    async fn connect_from(ip: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(to).await.unwrap()
     }
 
     #[tokio::test]
