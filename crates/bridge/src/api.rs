@@ -587,10 +587,16 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
 async fn camera_live_sessions(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    query: Result<axum::extract::Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<axum::extract::Query<LimitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(axum::extract::Query(q)) = query else {
         return error_response(StatusCode::BAD_REQUEST, "query: limit=<1–50>");

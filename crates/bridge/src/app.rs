@@ -57,6 +57,11 @@ impl Cameras {
         Self { by_name, order }
     }
 
+    /// The cameras in configuration order.
+    fn in_order(&self) -> impl Iterator<Item = &Camera> {
+        self.order.iter().filter_map(|n| self.by_name.get(n))
+    }
+
     fn get(&self, name: &str) -> Result<&Camera, ApiError> {
         self.by_name
             .get(name)
@@ -66,9 +71,7 @@ impl Cameras {
 
 impl CameraDirectory for Cameras {
     fn list(&self) -> Vec<CameraSummary> {
-        self.order
-            .iter()
-            .filter_map(|n| self.by_name.get(n))
+        self.in_order()
             .map(|c| {
                 let source = c.source_status();
                 CameraSummary {
@@ -78,11 +81,10 @@ impl CameraDirectory for Cameras {
                     paired: c.is_paired(),
                     port: c.port(),
                     aid: c.aid(),
-                    prebuffer_ms: u64::try_from(c.ring().buffered().as_millis())
-                        .unwrap_or(u64::MAX),
+                    prebuffer_ms: c.prebuffer_ms(),
                     state: source.state.as_str(),
                     last_error: source.last_error,
-                    since: rfc3339(source.since),
+                    since: crate::camera::history::rfc3339(source.since),
                 }
             })
             .collect()
@@ -116,17 +118,14 @@ impl CameraDirectory for Cameras {
     }
 
     fn metrics(&self) -> Vec<crate::metrics::CameraMetrics> {
-        self.order
-            .iter()
-            .filter_map(|n| self.by_name.get(n))
+        self.in_order()
             .map(|c| {
                 let source = c.source_status();
                 crate::metrics::CameraMetrics {
                     name: c.name().to_owned(),
                     source_up: source.state == crate::camera::source_status::SourceState::Streaming,
                     reconnects: source.reconnects,
-                    prebuffer_ms: u64::try_from(c.ring().buffered().as_millis())
-                        .unwrap_or(u64::MAX),
+                    prebuffer_ms: c.prebuffer_ms(),
                     paired: c.is_paired(),
                     motion: c.motion_detected(),
                     recording: c.is_recording(),
@@ -164,16 +163,6 @@ impl CameraDirectory for Cameras {
         let (pairing_id, ltpk) = self.get(name)?.accessory_identity();
         Ok(AccessoryIdentityInfo { pairing_id, ltpk })
     }
-}
-
-/// `t` as RFC 3339 UTC to the second; the Unix epoch for a clock before it.
-pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    jiff::Timestamp::from_second(secs)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_string()
 }
 
 /// Runs the bridge until SIGINT or SIGTERM; see [`run_with`].

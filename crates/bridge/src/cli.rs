@@ -577,10 +577,11 @@ pub fn write_pair_info(
 /// `Source: …` of `pair-info`: the running bridge's `state`/`since`/`last_error` for the camera
 /// when `running` (its `GET /api/cameras`) lists it, else what the preflight finds.
 fn source_line(cam: &CameraConfig, running: Option<&[serde_json::Value]>, named: bool) -> String {
-    let shown = cam
-        .source
-        .parse::<source::SourceSpec>()
-        .map_or_else(|_| source::spec::redact_str(&cam.source), |s| s.to_string());
+    let spec = cam.source.parse::<source::SourceSpec>();
+    let shown = spec.as_ref().map_or_else(
+        |_| source::spec::redact_str(&cam.source),
+        ToString::to_string,
+    );
     let label = if named {
         format!("Source ({}):", cam.name)
     } else {
@@ -598,11 +599,7 @@ fn source_line(cam: &CameraConfig, running: Option<&[serde_json::Value]>, named:
                 _ => format!("{label} {shown} — {state} since {since}"),
             }
         }
-        None => match cam
-            .source
-            .parse::<source::SourceSpec>()
-            .and_then(|s| s.preflight())
-        {
+        None => match spec.and_then(|s| s.preflight()) {
             Err(e) => format!("{label} {shown} — will not start: {e}"),
             Ok(()) => {
                 format!("{label} {shown} (the bridge is not running, or its API did not answer)")
@@ -611,15 +608,24 @@ fn source_line(cam: &CameraConfig, running: Option<&[serde_json::Value]>, named:
     }
 }
 
-/// The running bridge's `GET /api/cameras`, if it answers within 1 s.
-pub async fn running_cameras(config: &Config) -> Option<Vec<serde_json::Value>> {
-    let listen = config.api.listen;
-    let ip = if listen.ip().is_unspecified() {
+/// Where a local client reaches a listener bound to `ip`: loopback for the unspecified
+/// address (`0.0.0.0`, `::`).
+pub fn connect_ip(ip: IpAddr) -> IpAddr {
+    if ip.is_unspecified() {
         IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
     } else {
-        listen.ip()
-    };
-    let url = format!("http://{}/api/cameras", SocketAddr::new(ip, listen.port()));
+        ip
+    }
+}
+
+/// [`connect_ip`] with the port.
+pub fn connect_addr(listen: SocketAddr) -> SocketAddr {
+    SocketAddr::new(connect_ip(listen.ip()), listen.port())
+}
+
+/// The running bridge's `GET /api/cameras`, if it answers within 1 s.
+pub async fn running_cameras(config: &Config) -> Option<Vec<serde_json::Value>> {
+    let url = format!("http://{}/api/cameras", connect_addr(config.api.listen));
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(1))
         .build()

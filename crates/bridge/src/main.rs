@@ -3,7 +3,7 @@
 //! Logs go to stderr (`RUST_LOG`, default `info`); pairing information to stdout.
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -97,9 +97,9 @@ async fn selftest(config: &Config, name: Option<&str>, out: Option<PathBuf>) -> 
         )),
     };
     let report = controller::selftest::run(controller::selftest::SelftestOptions {
-        hap_addr: SocketAddr::new(connect_ip(config.bind), port),
+        hap_addr: SocketAddr::new(cli::connect_ip(config.bind), port),
         setup_code: Some(info.setup_code),
-        api_base: format!("http://{}", connect_addr(config.api.listen)),
+        api_base: format!("http://{}", cli::connect_addr(config.api.listen)),
         api_token: config.api.token.clone(),
         // Readable only by the bridge's user (0600): another local user cannot take over.
         selftest_secret: std::fs::read_to_string(
@@ -115,17 +115,4 @@ async fn selftest(config: &Config, name: Option<&str>, out: Option<PathBuf>) -> 
     println!("{report}");
     anyhow::ensure!(report.passed(), "selftest failed: see the steps above");
     Ok(())
-}
-
-/// Where to connect to a server listening on `ip`: a wildcard address means this host.
-fn connect_ip(ip: IpAddr) -> IpAddr {
-    if ip.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        ip
-    }
-}
-
-fn connect_addr(listen: SocketAddr) -> SocketAddr {
-    SocketAddr::new(connect_ip(listen.ip()), listen.port())
 }

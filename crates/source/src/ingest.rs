@@ -399,7 +399,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// `(fourcc, total size)` of the box at the start of `buf`, `None` if the header is incomplete.
-fn box_header(buf: &[u8]) -> Result<Option<([u8; 4], u64)>, Error> {
+pub(crate) fn box_header(buf: &[u8]) -> Result<Option<([u8; 4], u64)>, Error> {
     let Some(&[s0, s1, s2, s3, f0, f1, f2, f3]) = buf.get(..8) else {
         return Ok(None);
     };

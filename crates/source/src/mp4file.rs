@@ -54,8 +54,8 @@ fn stream_error(camera: &str, detail: impl Into<String>) -> Error {
     }
 }
 
-/// Reads the top-level box header at `pos`: `(fourcc, header length, box length)`; a box
-/// length of 0 means "to the end of the file".
+/// Reads the top-level box header at `pos`: `(fourcc, header length, box length)`, with the
+/// byte ingest's parser (largesize; 0 = to the end of the file). `None`: no box header there.
 async fn box_header(
     file: &mut tokio::fs::File,
     pos: u64,
@@ -66,22 +66,21 @@ async fn box_header(
     }
     file.seek(SeekFrom::Start(pos)).await?;
     let mut h = [0u8; 16];
-    file.read_exact(&mut h[..8]).await?;
-    let [s0, s1, s2, s3, f0, f1, f2, f3, ..] = h;
-    let size32 = u32::from_be_bytes([s0, s1, s2, s3]);
-    let fourcc = [f0, f1, f2, f3];
-    let (size, header) = match size32 {
-        0 => (file_len - pos, 8),
-        1 => {
-            if pos.saturating_add(16) > file_len {
-                return Ok(None);
-            }
-            file.read_exact(&mut h[8..16]).await?;
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&h[8..16]);
-            (u64::from_be_bytes(b), 16)
-        }
-        n => (u64::from(n), 8),
+    let n = usize::try_from((file_len - pos).min(16)).unwrap_or(16);
+    let head = h.get_mut(..n).unwrap_or_default();
+    file.read_exact(head).await?;
+    let Ok(Some((fourcc, size))) = crate::ingest::box_header(head) else {
+        return Ok(None);
+    };
+    let header = if head.get(..4) == Some(&[0, 0, 0, 1]) {
+        16
+    } else {
+        8
+    };
+    let size = if size == u64::MAX {
+        file_len - pos
+    } else {
+        size
     };
     Ok(Some((fourcc, header, size)))
 }

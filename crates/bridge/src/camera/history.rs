@@ -188,11 +188,16 @@ impl Drop for History {
 
 /// Writes both files from `inner`.
 fn persist(inner: &Mutex<Inner>, store: &dyn Store, camera: &str) {
-    let (entries, live) = {
-        let i = lock(inner);
-        (serde_json::to_vec(&i.entries), serde_json::to_vec(&i.live))
-    };
-    for (file, bytes) in [(HISTORY_FILE, entries), (LIVE_FILE, live)] {
+    write_files(&lock(inner), store, camera);
+}
+
+/// Writes both files from `inner` (the caller holds its lock).
+fn write_files(inner: &Inner, store: &dyn Store, camera: &str) {
+    let files = [
+        (HISTORY_FILE, serde_json::to_vec(&inner.entries)),
+        (LIVE_FILE, serde_json::to_vec(&inner.live)),
+    ];
+    for (file, bytes) in files {
         let result = bytes
             .map_err(std::io::Error::other)
             .and_then(|b| store.save(file, &b));
@@ -212,6 +217,16 @@ impl std::fmt::Debug for History {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `t` as RFC 3339 UTC to the second; the Unix epoch for a clock before it.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_string()
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -361,21 +376,27 @@ impl History {
             Some(tx) => {
                 let _ = tx.try_send(());
             }
-            None => {
-                let (entries, live) = (
-                    serde_json::to_vec(&inner.entries),
-                    serde_json::to_vec(&inner.live),
-                );
-                for (file, bytes) in [(HISTORY_FILE, entries), (LIVE_FILE, live)] {
-                    if let Err(e) = bytes
-                        .map_err(std::io::Error::other)
-                        .and_then(|b| self.store.save(file, &b))
-                    {
-                        warn!(camera = %self.camera, file, error = %e, "cannot save the recording history");
-                    }
-                }
-            }
+            None => write_files(inner, self.store.as_ref(), &self.camera),
         }
+    }
+
+    /// Appends a new entry (`trigger`, `outcome`) stamped now and returns its id.
+    fn new_entry(inner: &mut Inner, trigger: Option<&str>, outcome: &str) -> u64 {
+        let id = inner.next_id;
+        inner.next_id += 1;
+        Self::push(
+            inner,
+            HistoryEntry {
+                id,
+                at: rfc3339_ms(SystemTime::now()),
+                trigger: trigger.map(str::to_owned),
+                motion_ms: None,
+                outcome: outcome.into(),
+                recording: None,
+                diagnosis: None,
+            },
+        );
+        id
     }
 
     fn push(inner: &mut Inner, entry: HistoryEntry) {
@@ -444,20 +465,7 @@ impl History {
             e.outcome = "no recording".into();
             e.diagnosis = prev.conditions.map(|c| c.diagnosis().to_owned());
         }
-        let id = inner.next_id;
-        inner.next_id += 1;
-        Self::push(
-            &mut inner,
-            HistoryEntry {
-                id,
-                at: rfc3339_ms(SystemTime::now()),
-                trigger: trigger.map(str::to_owned),
-                motion_ms: None,
-                outcome: "waiting".into(),
-                recording: None,
-                diagnosis: None,
-            },
-        );
+        let id = Self::new_entry(&mut inner, trigger, "waiting");
         inner.open = Some(Open {
             id,
             motion_on: Some(now),
@@ -502,23 +510,7 @@ impl History {
             .map(|o| (o.id, o.motion_on));
         let (id, motion_on) = match attach {
             Some(a) => a,
-            None => {
-                let id = inner.next_id;
-                inner.next_id += 1;
-                Self::push(
-                    &mut inner,
-                    HistoryEntry {
-                        id,
-                        at: rfc3339_ms(SystemTime::now()),
-                        trigger: None,
-                        motion_ms: None,
-                        outcome: "recording".into(),
-                        recording: None,
-                        diagnosis: None,
-                    },
-                );
-                (id, None)
-            }
+            None => (Self::new_entry(&mut inner, None, "recording"), None),
         };
         if let Some(o) = inner.open.as_mut().filter(|o| o.id == id) {
             o.opened = Some(now);

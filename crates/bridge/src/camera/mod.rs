@@ -246,6 +246,11 @@ impl Camera {
         &self.shared.options.name
     }
 
+    /// Media in the prebuffer ring, ms (0 before the first init segment).
+    pub fn prebuffer_ms(&self) -> u64 {
+        u64::try_from(self.shared.ring.buffered().as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// The prebuffer ring.
     pub fn ring(&self) -> &PrebufferRing {
         &self.shared.ring
