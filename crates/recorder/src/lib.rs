@@ -67,7 +67,7 @@ pub use fragmenter::{
 pub use input::{
     AudioFrame, H264Framing, MediaUnit, ParameterSets, TimestampUnwrapper, VideoAccessUnit,
 };
-pub use live::{LiveFeed, LiveFeedConfig, LiveReader, LiveUnit};
+pub use live::{AudioReader, LiveAudio, LiveFeed, LiveFeedConfig, LiveReader, LiveUnit};
 pub use prebuffer::{ClipFragment, PrebufferConfig, PrebufferRing, ReaderOptions, RingReader};
 
 /// Internals exposed for the fuzz targets only; not a stable API.

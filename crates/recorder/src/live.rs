@@ -12,7 +12,9 @@
 //!                                       └── each reader's bounded queue ──┘
 //! ```
 //!
-//! Audio is not carried yet (live audio is its own issue).
+//! Audio goes to [`AudioReader`]s: each raw AAC access unit (ADTS split into its frames) with
+//! its AudioSpecificConfig, from the moment the reader starts (audio needs no backlog: a viewer
+//! hears from now on). A reader that falls behind loses its audio only.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::aac::{self, AudioSpecificConfig};
 use crate::error::ReaderError;
 use crate::h264;
 use crate::input::{H264Framing, MediaUnit, ParameterSets};
@@ -33,6 +36,9 @@ pub struct LiveFeedConfig {
     /// Access units a reader may fall behind, beyond the GOP it started with, before it is
     /// dropped with [`ReaderError::Lagged`]. Default 300 (10 s at 30 fps).
     pub reader_queue_units: usize,
+    /// AAC access units an [`AudioReader`] may have queued before it is dropped with
+    /// [`ReaderError::Lagged`]. Default 250 (16 s of 1024-sample frames at 16 kHz).
+    pub audio_queue_units: usize,
 }
 
 impl Default for LiveFeedConfig {
@@ -40,6 +46,7 @@ impl Default for LiveFeedConfig {
         Self {
             max_gop_bytes: 16 << 20,
             reader_queue_units: 300,
+            audio_queue_units: 250,
         }
     }
 }
@@ -59,6 +66,25 @@ pub struct LiveUnit {
     pub is_idr: bool,
 }
 
+/// One raw AAC access unit for live audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveAudio {
+    /// Presentation time of its first sample, in `config.sample_rate_hz` ticks, on the
+    /// source's clock (the same clock as the video's 90 kHz times).
+    pub pts_samples: i64,
+    /// One raw AAC access unit (no ADTS header).
+    pub data: Bytes,
+    /// The stream's AudioSpecificConfig (from ADTS headers or the source's SDP/`esds`); a
+    /// change means the stream changed (e.g. its sample rate).
+    pub config: Arc<AudioSpecificConfig>,
+}
+
+struct AudioSlot {
+    queue: VecDeque<LiveAudio>,
+    waker: Option<Waker>,
+    end: Option<ReaderError>,
+}
+
 struct Slot {
     queue: VecDeque<Arc<LiveUnit>>,
     limit: usize,
@@ -75,6 +101,8 @@ struct Inner {
     readers: HashMap<u64, Slot>,
     next_reader_id: u64,
     closed: bool,
+    audio_config: Option<Arc<AudioSpecificConfig>>,
+    audio_readers: HashMap<u64, AudioSlot>,
 }
 
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
@@ -112,7 +140,7 @@ impl LiveFeed {
 
     /// Takes one unit from the source: parameter sets are kept for readers, video joins the
     /// GOP (an IDR starts a new one; units before the first IDR are dropped) and every
-    /// reader's queue. Audio is ignored.
+    /// reader's queue; audio goes to the audio readers.
     pub fn push(&self, unit: &MediaUnit) {
         let v = match unit {
             MediaUnit::ParameterSets(ps) => {
@@ -120,7 +148,10 @@ impl LiveFeed {
                 return;
             }
             MediaUnit::Video(v) => v,
-            MediaUnit::Audio(_) => return,
+            MediaUnit::Audio(a) => {
+                self.push_audio(a.pts_samples, &a.data);
+                return;
+            }
         };
         let is_idr = h264::contains_idr(&v.data, v.framing);
         let unit = Arc::new(LiveUnit {
@@ -165,6 +196,92 @@ impl LiveFeed {
         }
     }
 
+    /// The source's out-of-band AudioSpecificConfig (SDP, `esds`), used for raw access units;
+    /// ADTS frames carry their own.
+    pub fn set_audio_config(&self, config: Option<AudioSpecificConfig>) {
+        lock(&self.inner).audio_config = config.map(Arc::new);
+    }
+
+    /// Queues an AAC frame (raw, or one or more ADTS frames) for every audio reader. Units
+    /// without a config, or with an unparsable ADTS header, are dropped.
+    fn push_audio(&self, pts_samples: i64, data: &Bytes) {
+        let mut s = lock(&self.inner);
+        if s.closed || s.audio_readers.is_empty() {
+            return;
+        }
+        let mut units = Vec::with_capacity(1);
+        if aac::looks_like_adts(data) {
+            let Ok(frames) = aac::parse_adts(data) else {
+                return;
+            };
+            let mut pts = pts_samples;
+            for f in frames {
+                let step = i64::from(f.config.samples_per_frame);
+                let config = match &s.audio_config {
+                    Some(c) if **c == f.config => Arc::clone(c),
+                    _ => Arc::new(f.config),
+                };
+                units.push(LiveAudio {
+                    pts_samples: pts,
+                    data: data.slice(f.payload),
+                    config,
+                });
+                pts += step;
+            }
+        } else if let Some(config) = &s.audio_config {
+            units.push(LiveAudio {
+                pts_samples,
+                data: data.clone(),
+                config: Arc::clone(config),
+            });
+        }
+        let limit = s.config.audio_queue_units;
+        for slot in s.audio_readers.values_mut() {
+            if slot.end.is_some() {
+                continue;
+            }
+            for u in &units {
+                if slot.queue.len() >= limit {
+                    slot.queue.clear();
+                    slot.end = Some(ReaderError::Lagged { queue_len: limit });
+                    break;
+                }
+                slot.queue.push_back(u.clone());
+            }
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// An audio reader from now on; `None` when the feed is closed. It yields nothing while
+    /// the source has no audio (or no config for raw access units).
+    pub fn audio_reader(&self) -> Option<AudioReader> {
+        let mut s = lock(&self.inner);
+        if s.closed {
+            return None;
+        }
+        let id = s.next_reader_id;
+        s.next_reader_id += 1;
+        s.audio_readers.insert(
+            id,
+            AudioSlot {
+                queue: VecDeque::new(),
+                waker: None,
+                end: None,
+            },
+        );
+        Some(AudioReader {
+            inner: Arc::clone(&self.inner),
+            id,
+        })
+    }
+
+    /// The AudioSpecificConfig of raw access units, if the source gave one.
+    pub fn audio_config(&self) -> Option<Arc<AudioSpecificConfig>> {
+        lock(&self.inner).audio_config.clone()
+    }
+
     /// Ends the feed (the source stopped for good): readers end with
     /// [`ReaderError::Closed`] after their queued units.
     pub fn close(&self) {
@@ -173,6 +290,12 @@ impl LiveFeed {
         s.gop.clear();
         s.gop_bytes = 0;
         for slot in s.readers.values_mut() {
+            slot.end.get_or_insert(ReaderError::Closed);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+        for slot in s.audio_readers.values_mut() {
             slot.end.get_or_insert(ReaderError::Closed);
             if let Some(w) = slot.waker.take() {
                 w.wake();
@@ -216,6 +339,52 @@ impl LiveFeed {
     /// Live readers.
     pub fn reader_count(&self) -> usize {
         lock(&self.inner).readers.len()
+    }
+}
+
+/// One viewer's audio: AAC access units from when it started. Dropping it unregisters it.
+pub struct AudioReader {
+    inner: Arc<Mutex<Inner>>,
+    id: u64,
+}
+
+impl std::fmt::Debug for AudioReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioReader")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for AudioReader {
+    fn drop(&mut self) {
+        lock(&self.inner).audio_readers.remove(&self.id);
+    }
+}
+
+impl AudioReader {
+    /// The next access unit, or the reader's end.
+    ///
+    /// # Errors
+    /// [`ReaderError::Lagged`] at once when the reader fell behind; [`ReaderError::Closed`]
+    /// after the queued units when the feed was closed.
+    ///
+    /// # Cancel safety
+    /// Nothing is lost if the caller stops polling.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<LiveAudio, ReaderError>> {
+        let mut s = lock(&self.inner);
+        let Some(slot) = s.audio_readers.get_mut(&self.id) else {
+            return Poll::Ready(Err(ReaderError::Closed));
+        };
+        match (slot.end, slot.queue.pop_front()) {
+            (Some(e @ ReaderError::Lagged { .. }), _) => Poll::Ready(Err(e)),
+            (_, Some(u)) => Poll::Ready(Ok(u)),
+            (Some(e), None) => Poll::Ready(Err(e)),
+            (None, None) => {
+                slot.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -367,6 +536,7 @@ mod tests {
         let feed = LiveFeed::new(LiveFeedConfig {
             max_gop_bytes: 1 << 20,
             reader_queue_units: 3,
+            ..LiveFeedConfig::default()
         });
         feed.push(&au(0, true, 10));
         let mut slow = feed.reader().unwrap();
@@ -384,6 +554,7 @@ mod tests {
         let feed = LiveFeed::new(LiveFeedConfig {
             max_gop_bytes: 100,
             reader_queue_units: 10,
+            ..LiveFeedConfig::default()
         });
         feed.push(&au(0, true, 60));
         assert!(feed.reader().is_some());
@@ -431,5 +602,83 @@ mod tests {
         assert_eq!(feed.reader_count(), 1);
         drop(r);
         assert_eq!(feed.reader_count(), 0);
+    }
+
+    fn audio(pts: i64, data: &[u8]) -> MediaUnit {
+        MediaUnit::Audio(crate::input::AudioFrame {
+            pts_samples: pts,
+            data: Bytes::copy_from_slice(data),
+        })
+    }
+
+    fn next_audio(r: &mut AudioReader) -> Poll<Result<LiveAudio, ReaderError>> {
+        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+        let waker = Waker::from(flag);
+        r.poll_next(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn audio_readers_get_raw_units_with_the_config_and_adts_split_into_frames() {
+        let feed = LiveFeed::new(LiveFeedConfig::default());
+        let mut r = feed.audio_reader().unwrap();
+        // Raw units need the source's config; before it they are dropped.
+        feed.push(&audio(0, &[1, 2, 3]));
+        assert!(next_audio(&mut r).is_pending());
+        let asc = AudioSpecificConfig::parse(&[0x12, 0x88]).unwrap();
+        feed.set_audio_config(Some(asc.clone()));
+        feed.push(&audio(1024, &[4, 5]));
+        let Poll::Ready(Ok(u)) = next_audio(&mut r) else {
+            panic!("no unit")
+        };
+        assert_eq!(
+            (u.pts_samples, &u.data[..], &*u.config),
+            (1024, &[4u8, 5][..], &asc)
+        );
+        // Two ADTS frames (48 kHz stereo) in one buffer: two units, 1024 samples apart, with
+        // the header's config.
+        let frame = [0xff, 0xf1, 0x4c, 0x80, 0x01, 0x5f, 0xfc, 1, 2, 3];
+        feed.push(&audio(5000, &[frame, frame].concat()));
+        let mut got = Vec::new();
+        while let Poll::Ready(Ok(u)) = next_audio(&mut r) {
+            got.push((u.pts_samples, u.data.to_vec(), u.config.sample_rate_hz));
+        }
+        assert_eq!(
+            got,
+            vec![(5000, vec![1, 2, 3], 48000), (6024, vec![1, 2, 3], 48000)]
+        );
+        // A garbled ADTS header is dropped, not passed on.
+        feed.push(&audio(7000, &[0xff, 0xf1, 0x4c, 0x80, 0x7f, 0xff, 0xfc, 1]));
+        assert!(next_audio(&mut r).is_pending());
+        // Video readers never see audio.
+        assert_eq!(feed.gop_len(), (0, 0));
+    }
+
+    #[test]
+    fn a_slow_audio_reader_is_dropped_and_the_end_is_seen_after_close() {
+        let feed = LiveFeed::new(LiveFeedConfig {
+            audio_queue_units: 3,
+            ..LiveFeedConfig::default()
+        });
+        feed.set_audio_config(Some(AudioSpecificConfig::parse(&[0x12, 0x88]).unwrap()));
+        let mut slow = feed.audio_reader().unwrap();
+        let mut fine = feed.audio_reader().unwrap();
+        for i in 0..3 {
+            feed.push(&audio(i * 1024, &[9]));
+            assert!(matches!(next_audio(&mut fine), Poll::Ready(Ok(_))));
+        }
+        feed.push(&audio(3 * 1024, &[9]));
+        assert!(matches!(
+            next_audio(&mut slow),
+            Poll::Ready(Err(ReaderError::Lagged { queue_len: 3 }))
+        ));
+        assert!(matches!(next_audio(&mut fine), Poll::Ready(Ok(_))));
+        feed.close();
+        assert!(matches!(
+            next_audio(&mut fine),
+            Poll::Ready(Err(ReaderError::Closed))
+        ));
+        drop(slow);
+        drop(fine);
+        assert!(feed.audio_reader().is_none());
     }
 }

@@ -58,6 +58,7 @@ impl Feeder {
 
     /// A (re)connected source with an out-of-band AAC config.
     pub fn set_audio_config(&mut self, audio: Option<recorder::aac::AudioSpecificConfig>) {
+        self.shared.live.feed.set_audio_config(audio.clone());
         if audio != self.audio {
             self.audio = audio.clone();
             self.fragmenter = Self::fragmenter(&self.shared, audio);
