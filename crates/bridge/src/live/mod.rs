@@ -9,6 +9,7 @@
 mod driver;
 pub mod service;
 pub mod session;
+pub mod transcode;
 
 pub use driver::{FIRST_IDR_WAIT, LiveRecord, LiveView, SessionHook, StatusHook};
 pub use service::{Caller, LiveConfig, StartOrder, StreamService};
