@@ -6,6 +6,7 @@
 //!                                              ▲ RTCP from the controller (liveness)
 //! ```
 
+pub mod audio;
 mod driver;
 pub mod service;
 pub mod session;

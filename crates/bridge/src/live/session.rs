@@ -549,6 +549,18 @@ impl LiveSession {
         Some(t)
     }
 
+    /// The source time of the frame sent last and when, once the stream follows live (during
+    /// catch-up the stream runs faster than the source); for the audio's lip sync.
+    pub fn source_clock(&self) -> Option<super::audio::SourceClock> {
+        match (&self.phase, self.clock, self.last_sent) {
+            (Phase::Live, Some(c), Some((_, at))) => Some(super::audio::SourceClock {
+                source_90k: c.prev_dts,
+                at,
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the stream ended.
     pub fn is_ended(&self) -> bool {
         matches!(self.phase, Phase::Ended)

@@ -291,6 +291,7 @@ impl AacToOpus {
             return Ok(());
         };
         let channels = usize::from(chain.config.channels).max(1);
+        let expected = channels * chain.config.samples_per_frame as usize;
         let packet = PacketRef::new(
             0,
             Timestamp::new(unit.pts_samples),
@@ -321,6 +322,16 @@ impl AacToOpus {
             self.scratch = interleaved;
             self.scratch.clear();
             return Err(e);
+        }
+        if interleaved.len() != expected {
+            // AAC-LC yields exactly one frame per access unit; anything else is not audio.
+            self.corrupt += 1;
+            let got = interleaved.len();
+            self.scratch = interleaved;
+            self.scratch.clear();
+            return Err(TranscodeError::Decode(format!(
+                "{got} samples decoded, {expected} expected"
+            )));
         }
         if channels == 1 {
             self.scratch = interleaved;
