@@ -22,6 +22,10 @@ pub const CAMERA_OPERATING_MODE: HapType = HapType::apple(0x21A);
 pub const CAMERA_RECORDING_MANAGEMENT: HapType = HapType::apple(0x204);
 /// DataStreamTransportManagement service.
 pub const DATA_STREAM_MANAGEMENT: HapType = HapType::apple(0x129);
+/// Microphone service (live audio; no Speaker: our sources have no way back).
+pub const MICROPHONE: HapType = HapType::apple(0x112);
+/// Mute (bool, pr pw ev).
+pub const MUTE: HapType = HapType::apple(0x11A);
 /// Doorbell service.
 pub const DOORBELL: HapType = HapType::apple(0x121);
 /// Active (uint8 0/1).

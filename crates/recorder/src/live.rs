@@ -102,6 +102,7 @@ struct Inner {
     next_reader_id: u64,
     closed: bool,
     audio_config: Option<Arc<AudioSpecificConfig>>,
+    audio_seen: bool,
     audio_readers: HashMap<u64, AudioSlot>,
 }
 
@@ -206,6 +207,7 @@ impl LiveFeed {
     /// without a config, or with an unparsable ADTS header, are dropped.
     fn push_audio(&self, pts_samples: i64, data: &Bytes) {
         let mut s = lock(&self.inner);
+        s.audio_seen = true;
         if s.closed || s.audio_readers.is_empty() {
             return;
         }
@@ -275,6 +277,12 @@ impl LiveFeed {
             inner: Arc::clone(&self.inner),
             id,
         })
+    }
+
+    /// Whether the source has audio: a config, or audio units seen.
+    pub fn has_audio(&self) -> bool {
+        let s = lock(&self.inner);
+        s.audio_config.is_some() || s.audio_seen
     }
 
     /// The AudioSpecificConfig of raw access units, if the source gave one.

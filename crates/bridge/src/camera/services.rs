@@ -184,6 +184,31 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
     for index in 1..shared.live.services.len() {
         accessory = accessory.service(rtp_service(shared, index));
     }
+    if live_audio(shared) {
+        let muted = Arc::clone(&shared.live.muted);
+        let muted_w = Arc::clone(&shared.live.muted);
+        accessory = accessory.service(
+            Service::new(MICROPHONE).characteristic(
+                Characteristic::new(MUTE, Format::Bool, Perms::PR | Perms::PW | Perms::EV)
+                    .value(Value::Bool(false))
+                    .on_read(move |_| {
+                        Ok(Value::Bool(
+                            muted.load(std::sync::atomic::Ordering::Relaxed),
+                        ))
+                    })
+                    .on_write(move |_, v| {
+                        let m = match v {
+                            Value::Bool(b) => *b,
+                            Value::UInt(n) if *n <= 1 => *n == 1,
+                            _ => return Err(HapStatus::INVALID_VALUE_IN_REQUEST),
+                        };
+                        muted_w.store(m, std::sync::atomic::Ordering::Relaxed);
+                        info!(muted = m, "live audio mute");
+                        Ok(None)
+                    }),
+            ),
+        );
+    }
     if shared.options.doorbell {
         accessory = accessory.service(
             Service::new(DOORBELL).primary().characteristic(
@@ -202,6 +227,15 @@ pub(super) fn camera_accessory(shared: &Arc<Shared>, aid: u64) -> Accessory {
     } else {
         accessory.service(motion.primary())
     }
+}
+
+/// Live view carries audio: `audio = true` and the source has AAC. Then the camera has a
+/// Microphone service.
+fn live_audio(shared: &Shared) -> bool {
+    shared.options.audio
+        && lock(&shared.facts)
+            .as_ref()
+            .is_some_and(|f| f.aac_sample_rate_hz.is_some())
 }
 
 /// A stable serial number from the name.
@@ -280,12 +314,17 @@ fn rtp_service(shared: &Arc<Shared>, index: usize) -> Service {
                 .unwrap_or_default(),
         ),
     };
-    // iOS requires some audio codec; HAP-NodeJS advertises Opus 16/24 kHz without audio
-    // (video-only until live audio lands).
+    // Opus, mono, VBR at 8/16/24 kHz (the Watch's rate is disputed, notes §3), no comfort
+    // noise. iOS requires an audio codec even from a camera without audio (HAP-NodeJS does the
+    // same); such a camera sends none.
     let audio = SupportedAudioStreamConfiguration {
         codecs: vec![(
             StreamingAudioCodec::Opus,
-            vec![hksv::SampleRate::Hz16000, hksv::SampleRate::Hz24000],
+            vec![
+                hksv::SampleRate::Hz8000,
+                hksv::SampleRate::Hz16000,
+                hksv::SampleRate::Hz24000,
+            ],
         )],
         comfort_noise: false,
     };

@@ -173,14 +173,16 @@ pub(crate) async fn prepare(
     let live_services = (0..usize::from(options.live_streams.clamp(1, 4)))
         .map(|i| Arc::new(StreamService::new(i, options.live, options.bind)))
         .collect();
-    let live = Arc::new(LiveView::new(
+    let mut live = LiveView::new(
         LiveFeed::new(LiveFeedConfig::default()),
         options
             .live_source
             .as_ref()
             .map(|_| LiveFeed::new(LiveFeedConfig::default())),
         live_services,
-    ));
+    );
+    live.audio = options.audio;
+    let live = Arc::new(live);
     let options_name = options.name.clone();
     // Media fed by the embedder (tests) flows from the start.
     let source_start = match options.input {

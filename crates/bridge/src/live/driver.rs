@@ -10,12 +10,13 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hap_server::Server;
-use recorder::{LiveFeed, LiveReader, LiveUnit, ReaderError};
+use recorder::{AudioReader, LiveAudio, LiveFeed, LiveReader, LiveUnit, ReaderError};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::audio::{AudioEvent, AudioSession};
 use super::service::{StartOrder, StreamService};
 use super::session::{LiveEnd, LiveEvent, LiveSession};
 
@@ -67,6 +68,11 @@ pub struct LiveView {
     pub sub_feed: Option<LiveFeed>,
     /// One per CameraRTPStreamManagement service.
     pub services: Vec<Arc<StreamService>>,
+    /// Live audio is on for this camera (`audio = true`); it is sent when the source has it
+    /// and the viewer asks for Opus.
+    pub audio: bool,
+    /// The Microphone service's Mute: while set, viewers get no audio.
+    pub muted: Arc<std::sync::atomic::AtomicBool>,
     starts: mpsc::UnboundedSender<Request>,
     starts_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
 }
@@ -104,6 +110,8 @@ impl LiveView {
             feed,
             sub_feed,
             services,
+            audio: true,
+            muted: Arc::default(),
             starts,
             starts_rx: std::sync::Mutex::new(Some(rx)),
         }
@@ -191,9 +199,14 @@ impl LiveView {
                         if order.wants_sub_stream() && view.sub_feed.is_some() && !sub_stream {
                             info!(camera = %camera, requested = ?order.requested, "live_source has no keyframe yet; serving the main stream");
                         }
+                        let audio = (view.audio && view.feed.has_audio())
+                            .then(|| view.feed.audio_reader())
+                            .flatten();
                         tasks.spawn(stream_task(StreamContext {
                             camera: camera.clone(),
                             feed: feed.clone(),
+                            audio,
+                            muted: Arc::clone(&view.muted),
                             sub_stream,
                             service,
                             closed: Box::pin(server.closed(order.connection_id)),
@@ -230,6 +243,9 @@ impl LiveView {
 struct StreamContext {
     camera: String,
     feed: LiveFeed,
+    /// The main feed's audio, when the camera sends it.
+    audio: Option<AudioReader>,
+    muted: Arc<std::sync::atomic::AtomicBool>,
     sub_stream: bool,
     service: Arc<StreamService>,
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
@@ -258,6 +274,27 @@ fn next_unit(
         Some(ref mut r) => r.poll_next(cx),
         None => Poll::Pending,
     })
+}
+
+/// The audio reader's next unit, or never when there is none.
+fn next_audio(
+    mut reader: Option<&mut AudioReader>,
+) -> impl Future<Output = Result<LiveAudio, ReaderError>> + '_ {
+    std::future::poll_fn(move |cx| match reader {
+        Some(ref mut r) => r.poll_next(cx),
+        None => Poll::Pending,
+    })
+}
+
+/// Receives on `socket` when there is one, else never.
+async fn recv_opt(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Waits up to [`FIRST_IDR_WAIT`] for the feed's first IDR.
@@ -334,10 +371,28 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         "live view started"
     );
     let destination = order.destination;
+    let mut audio = start_audio(ctx, order);
+    let audio_destination = order.audio_destination;
     let mut out = Vec::with_capacity(order.params.mtu);
     let mut rbuf = vec![0u8; RECV_BUFFER_BYTES];
     let mut send_errors = 0u32;
     loop {
+        if let Some((a, socket)) = audio.as_mut() {
+            while a.poll_transmit(&mut out) {
+                // Audio send errors are the video's too; the video loop below counts them.
+                let _ = socket.send_to(&out, audio_destination).await;
+            }
+            while let Some(ev) = a.poll_event() {
+                match ev {
+                    AudioEvent::Started => {
+                        info!(camera = %ctx.camera, service = order.service, rate_hz = a.params().target.sample_rate_hz, packet_time_ms = a.params().target.packet_time_ms, "live audio: first Opus packet sent")
+                    }
+                    AudioEvent::Dropped { reason } => {
+                        warn!(camera = %ctx.camera, service = order.service, %reason, "live audio stopped; the video goes on")
+                    }
+                }
+            }
+        }
         while session.poll_transmit(&mut out) {
             match socket.send_to(&out, destination).await {
                 Ok(_) => send_errors = 0,
@@ -366,12 +421,42 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
             }
         }
         if session.is_ended() {
+            if let Some((a, _)) = audio.as_mut() {
+                a.stop();
+            }
             return Ok(());
         }
         let timer = session
             .poll_timeout()
             .unwrap_or_else(|| now() + Duration::from_secs(3600));
+        let audio_timer = audio.as_ref().and_then(|(a, _)| a.poll_timeout());
+        let timer = audio_timer.map_or(timer, |t| t.min(timer));
+        let (audio_session, audio_socket) = match audio.as_mut() {
+            Some((a, s)) => (Some(a), Some(&*s)),
+            None => (None, None),
+        };
+        let mut abuf = [0u8; RECV_BUFFER_BYTES];
+        let audio_reader = audio_session.and_then(AudioSession::audio_reader);
         tokio::select! {
+            r = recv_opt(audio_socket, &mut abuf) => {
+                if let (Ok((n, _)), Some((a, _))) = (r, audio.as_mut())
+                    && let Some(d) = abuf.get_mut(..n)
+                {
+                    a.handle_datagram(d);
+                }
+            }
+            u = next_audio(audio_reader) => {
+                if let Some((a, _)) = audio.as_mut() {
+                    if ctx.muted.load(std::sync::atomic::Ordering::Relaxed) {
+                        // Muted (Microphone service): the unit is read and dropped.
+                    } else {
+                        if !ctx.sub_stream {
+                            a.set_video_clock(session.source_clock());
+                        }
+                        a.handle_unit(now(), u);
+                    }
+                }
+            }
             r = socket.recv_from(&mut rbuf) => {
                 if let Ok((n, _from)) = r
                     && let Some(d) = rbuf.get_mut(..n)
@@ -381,13 +466,45 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
                 }
             }
             u = next_unit(session.live_reader()) => session.handle_unit(now(), u),
-            _ = tokio::time::sleep_until(timer.into()) => session.handle_timeout(now()),
+            _ = tokio::time::sleep_until(timer.into()) => {
+                let t = now();
+                session.handle_timeout(t);
+                if let Some((a, _)) = audio.as_mut() {
+                    if !ctx.sub_stream {
+                        a.set_video_clock(session.source_clock());
+                    }
+                    a.handle_timeout(t);
+                }
+            }
             r = order.stop.changed() => {
                 let why = if r.is_ok() { (*order.stop.borrow()).unwrap_or(LiveEnd::Stopped) } else { LiveEnd::Stopped };
                 session.stop(now(), why);
             }
             () = &mut ctx.closed => session.stop(now(), LiveEnd::HapSessionClosed),
             _ = ctx.shutdown.changed() => session.stop(now(), LiveEnd::Shutdown),
+        }
+    }
+}
+
+/// The viewer's audio session and socket, when the camera sends audio and the viewer asked
+/// for Opus; failures leave the stream video-only with a warning.
+fn start_audio(ctx: &mut StreamContext, order: &StartOrder) -> Option<(AudioSession, UdpSocket)> {
+    let reader = ctx.audio.take()?;
+    let params = order.audio.clone()?;
+    let socket = order
+        .audio_socket
+        .try_clone()
+        .ok()
+        .and_then(|s| UdpSocket::from_std(s).ok());
+    let Some(socket) = socket else {
+        warn!(camera = %ctx.camera, "live audio: no socket; video only");
+        return None;
+    };
+    match AudioSession::new(now(), params, reader) {
+        Ok(a) => Some((a, socket)),
+        Err(e) => {
+            warn!(camera = %ctx.camera, error = %e, "live audio refused; video only");
+            None
         }
     }
 }

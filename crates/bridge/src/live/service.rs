@@ -19,16 +19,17 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use hap_server::{ConnectionId, HapStatus};
-use hap_tlv::hksv::StreamingStatus;
+use hap_tlv::hksv::{SampleRate, StreamingAudioCodec, StreamingStatus};
 use hap_tlv::rtp::{
-    DEFAULT_MTU_IPV4, DEFAULT_MTU_IPV6, EndpointAddress, IpVersion, SelectedRtpStreamConfiguration,
-    SessionCommand, SessionId, SetupEndpointsRequest, SetupEndpointsResponse, SetupEndpointsStatus,
-    SrtpParameters, SrtpSuite,
+    DEFAULT_MTU_IPV4, DEFAULT_MTU_IPV6, EndpointAddress, IpVersion, SelectedAudioParameters,
+    SelectedRtpStreamConfiguration, SessionCommand, SessionId, SetupEndpointsRequest,
+    SetupEndpointsResponse, SetupEndpointsStatus, SrtpParameters, SrtpSuite,
 };
 use rtp::srtp::{MasterKey, Suite};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::audio::AudioParams;
 use super::session::{LiveEnd, LiveParams};
 
 /// Settings of a camera's live view (config `[camera.live]`).
@@ -78,12 +79,17 @@ pub struct StartOrder {
     pub session_id: SessionId,
     /// Our video socket (RTP out, RTCP in), non-blocking.
     pub video_socket: UdpSocket,
-    /// Our audio socket (unused until live audio; kept so the port we answered stays ours).
+    /// Our audio socket (Opus out, audio RTCP in), non-blocking.
     pub audio_socket: UdpSocket,
     /// Where the controller receives video.
     pub destination: SocketAddr,
+    /// Where the controller receives audio (its 118 audio port).
+    pub audio_destination: SocketAddr,
     /// The stream's parameters.
     pub params: LiveParams,
+    /// The audio's parameters when the viewer asked for Opus we can send (117 selected
+    /// audio); `None`: video only.
+    pub audio: Option<AudioParams>,
     /// Ends the stream from outside (117 END, Active = 0, shutdown).
     pub stop: watch::Receiver<Option<LiveEnd>>,
     /// The stream's number on this service, for [`StreamService::stream_ended`].
@@ -116,6 +122,10 @@ struct Prepared {
     suite: Suite,
     key: MasterKey,
     ssrc: u32,
+    audio_destination: SocketAddr,
+    audio_suite: Suite,
+    audio_key: MasterKey,
+    audio_ssrc: u32,
     ipv6: bool,
     at: Instant,
 }
@@ -250,8 +260,7 @@ impl StreamService {
             HapStatus::INVALID_VALUE_IN_REQUEST
         })?;
         let (suite, key) = srtp_of(&req.video_srtp)?;
-        // The audio keys are checked the same way (used once live audio lands).
-        srtp_of(&req.audio_srtp)?;
+        let (audio_suite, audio_key) = srtp_of(&req.audio_srtp)?;
         self.expire(now);
         let mut s = self.lock();
         if !matches!(s.slot, Slot::Available) {
@@ -280,6 +289,9 @@ impl StreamService {
             return Ok(false);
         };
         let ssrc = random_ssrc();
+        let audio_ssrc = random_ssrc();
+        let audio_destination =
+            SocketAddr::new(destination.ip(), req.controller_address.audio_rtp_port);
         let ipv6 = local.is_ipv6();
         let response = SetupEndpointsResponse {
             session_id: Some(req.session_id),
@@ -294,7 +306,7 @@ impl StreamService {
             video_srtp: Some(req.video_srtp.clone()),
             audio_srtp: Some(req.audio_srtp.clone()),
             video_ssrc: Some(ssrc),
-            audio_ssrc: Some(random_ssrc()),
+            audio_ssrc: Some(audio_ssrc),
         };
         s.setup_response = response.encode();
         debug!(service = self.index, session = ?req.session_id, %destination, local = %video_addr, "live view prepared");
@@ -307,6 +319,10 @@ impl StreamService {
             suite,
             key,
             ssrc,
+            audio_destination,
+            audio_suite,
+            audio_key,
+            audio_ssrc,
             ipv6,
             at: now,
         }));
@@ -415,6 +431,13 @@ impl StreamService {
                 s.selected = bytes.to_vec();
                 let requested = video.attributes.map(|a| (a.width, a.height, a.fps));
                 let audio_packet_time_ms = sel.audio.as_ref().and_then(|a| a.packet_time_ms);
+                let audio = sel.audio.as_ref().and_then(|a| {
+                    let r = audio_params(a, &p);
+                    if r.is_none() {
+                        info!(service = self.index, codec = a.codec, sample_rate = ?a.sample_rate, packet_time_ms = ?a.packet_time_ms, "live view without audio: the selected audio is not Opus we send");
+                    }
+                    r
+                });
                 Ok((
                     Some(StartOrder {
                         service: self.index,
@@ -423,7 +446,9 @@ impl StreamService {
                         video_socket: p.video_socket,
                         audio_socket: p.audio_socket,
                         destination: p.destination,
+                        audio_destination: p.audio_destination,
                         params,
+                        audio,
                         stop: stop_rx,
                         generation,
                         requested,
@@ -512,6 +537,53 @@ impl StreamService {
             _ => false,
         }
     }
+}
+
+/// The audio session's parameters for a 117 selected audio: Opus (3), one channel, 8/16/24
+/// kHz, a packet time of 20/30/40/60 ms and an RTP payload type; `None` for anything else.
+fn audio_params(a: &SelectedAudioParameters, p: &Prepared) -> Option<AudioParams> {
+    use super::transcode::{OpusTarget, PACKET_TIMES_MS};
+    let rtp = a.rtp.as_ref()?;
+    let rate = match a.sample_rate? {
+        SampleRate::Hz8000 => 8_000,
+        SampleRate::Hz16000 => 16_000,
+        SampleRate::Hz24000 => 24_000,
+        _ => return None,
+    };
+    let packet_time_ms = a.packet_time_ms.unwrap_or(20);
+    let usable = a.codec == StreamingAudioCodec::Opus as u8
+        && a.channels.unwrap_or(1) == 1
+        && PACKET_TIMES_MS.contains(&packet_time_ms)
+        && rtp.payload_type <= 127;
+    if !usable {
+        return None;
+    }
+    let rtcp_interval = if rtp.rtcp_interval_s.is_finite() && rtp.rtcp_interval_s > 0.0 {
+        Duration::from_secs_f32(rtp.rtcp_interval_s.clamp(0.5, 10.0))
+    } else {
+        Duration::from_secs(5)
+    };
+    let kbps = if rtp.max_bitrate_kbps == 0 {
+        24
+    } else {
+        rtp.max_bitrate_kbps
+    };
+    Some(AudioParams {
+        payload_type: rtp.payload_type,
+        ssrc: p.audio_ssrc,
+        rtcp_interval,
+        suite: p.audio_suite,
+        send_key: p.audio_key.clone(),
+        receive_key: p.audio_key.clone(),
+        target: OpusTarget {
+            sample_rate_hz: rate,
+            packet_time_ms,
+            bitrate_bps: u32::from(kbps) * 1000,
+        },
+        initial_sequence: rand::random(),
+        timestamp_origin: rand::random(),
+        wall_clock_at_start: SystemTime::now(),
+    })
 }
 
 fn srtp_of(p: &SrtpParameters) -> Result<(Suite, MasterKey), HapStatus> {
