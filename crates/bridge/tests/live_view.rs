@@ -78,6 +78,11 @@ impl Rig {
     /// As [`Rig::new`]; with `sub_stream` the camera has a `live_source` that the demo clip
     /// feeds too.
     async fn with(silence: Duration, sub_stream: bool) -> Self {
+        Self::with_clip(silence, sub_stream, None).await
+    }
+
+    /// As [`Rig::with`], the camera fed `clip` (an MP4) instead of the bundled demo clip.
+    async fn with_clip(silence: Duration, sub_stream: bool, clip: Option<bytes::Bytes>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let hub = MotionHub::new([("Cam", motion::DebounceConfig::default())]).unwrap();
         let (stop, stop_rx) = watch::channel(false);
@@ -89,6 +94,9 @@ impl Rig {
                     ..LiveConfig::default()
                 },
                 live_source: sub_stream.then_some(bridge::camera::MediaInput::External),
+                // Live audio for a clip of our own; the bundled clip's near-silence is not
+                // worth the viewers' sockets in the video tests.
+                audio: clip.is_some(),
                 ..common::options(dir.path(), Some(CODE))
             },
             hub,
@@ -101,8 +109,13 @@ impl Rig {
         let mut feeder = camera.feeder();
         let sub_feed = camera.live_sub_feed().cloned();
         let mut stop_feed = stop.subscribe();
+        let mut demo = match clip {
+            Some(c) => DemoSource::from_mp4(c).unwrap(),
+            None => DemoSource::bundled().unwrap(),
+        };
+        // What a source's Connected event carries: its AAC config.
+        feeder.set_audio_config(demo.audio_config().cloned());
         tasks.spawn(async move {
-            let mut demo = DemoSource::bundled().unwrap();
             let start = tokio::time::Instant::now();
             loop {
                 let (due, unit) = demo.next_unit();
@@ -715,4 +728,215 @@ async fn small_requests_get_the_live_source_and_others_the_main_stream() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A clip made by ffmpeg: `seconds` of a 320x240@15 test pattern with a keyframe every second,
+/// and a 1 kHz AAC-LC tone, mono at `rate` Hz; with `beeps` the tone sounds only in the first
+/// 100 ms of each second, i.e. on each keyframe.
+fn tone_clip(dir: &Path, rate: u32, seconds: u32, beeps: bool) -> bytes::Bytes {
+    let out = dir.join(format!("tone-{rate}-{beeps}.mp4"));
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=320x240:rate=15:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=1000:sample_rate={rate}:duration={seconds}"
+        ));
+    if beeps {
+        cmd.args(["-af", "volume=0:enable='gte(mod(t,1),0.1)'"]);
+    }
+    let status = cmd
+        .args([
+            "-c:v",
+            "libx264",
+            "-profile:v",
+            "main",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            "15",
+            "-keyint_min",
+            "15",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-ac", "1", "-b:a", "64k", "-shortest"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test");
+    assert!(status.success(), "ffmpeg could not make the tone clip");
+    bytes::Bytes::from(std::fs::read(&out).unwrap())
+}
+
+/// An even UDP port `p` with `p..p + 4` free: video on `p` (118 puts audio on `p + 2`), and
+/// ffmpeg's audio RTP and RTCP on `p + 2` and `p + 3`.
+fn free_port_block() -> u16 {
+    loop {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        drop(a);
+        if p.is_multiple_of(2)
+            && p < u16::MAX - 4
+            && (p..p + 4).all(|q| UdpSocket::bind(("127.0.0.1", q)).is_ok())
+        {
+            return p;
+        }
+    }
+}
+
+/// The SDP for the audio we send: Opus at the requested rate (HomeKit's RTP clock, not RFC
+/// 7587's 48 kHz; live-view notes §3), one channel.
+fn audio_sdp(port: u16, rate: u32, key: &[u8; 16], salt: &[u8; 14]) -> String {
+    let inline = B64.encode([key.as_slice(), salt.as_slice()].concat());
+    format!(
+        "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=hksv-bridge live audio\r\nc=IN IP4 127.0.0.1\r\n\
+         t=0 0\r\nm=audio {port} RTP/SAVP 110\r\na=rtpmap:110 opus/{rate}/1\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n"
+    )
+}
+
+/// The power of `f` Hz in `pcm` (Goertzel).
+fn tone_power(pcm: &[f32], rate: f32, f: f32) -> f32 {
+    let w = 2.0 * std::f32::consts::PI * f / rate;
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in pcm {
+        let s0 = x + 2.0 * w.cos() * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
+}
+
+/// One audio stream to ffmpeg: 118 + 117 START with Opus at `rate`/`ms` on service `n`,
+/// `seconds` of streaming, END, then ffmpeg is stopped. Returns the decoded mono PCM at
+/// 48 kHz, ffmpeg's warnings and the START → END time.
+async fn receive_audio(
+    rig: &mut Rig,
+    n: usize,
+    id: u8,
+    (rate_code, rate, ms): (hap_tlv::hksv::SampleRate, u32, u8),
+    key: &[u8; 16],
+    seconds: u64,
+) -> (Vec<f32>, String, Duration) {
+    let port = free_port_block();
+    let _video_sink = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let sdp_file = rig.dir.path().join(format!("audio-{id}.sdp"));
+    std::fs::write(&sdp_file, audio_sdp(port + 2, rate, key, &SALT)).unwrap();
+    let out = rig.dir.path().join(format!("audio-{id}.raw"));
+    let receiver = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-protocol_whitelist", "file,udp,rtp,srtp,crypto"])
+        .args(["-reorder_queue_size", "0"])
+        .arg("-i")
+        .arg(&sdp_file)
+        // Written as decoded: ffmpeg blocked on a silent socket may not see the SIGINT.
+        .args(["-flush_packets", "1"])
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-y"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test");
+    tokio::time::sleep(Duration::from_millis(300)).await; // ffmpeg binds its port
+    let (setup, selected) = (rig.id(n, SETUP_ENDPOINTS), rig.id(n, SELECTED));
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(id, port)).await,
+        0
+    );
+    let start = controller::live::selected_stream_request_with_audio(
+        [id; 16],
+        SessionCommand::Start,
+        Some(1378),
+        (1280, 720, 30),
+        Some((rate_code, ms)),
+    );
+    let t0 = Instant::now();
+    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let end = controller::live::selected_stream_request([id; 16], SessionCommand::End, None);
+    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+    let sent = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGINT: ffmpeg flushes its decoder and exits cleanly.
+    let _ = Command::new("kill")
+        .args(["-INT", &receiver.id().to_string()])
+        .status();
+    let (_, stderr) =
+        tokio::task::spawn_blocking(move || wait_or_kill(receiver, Duration::from_secs(1)))
+            .await
+            .unwrap();
+    let raw = std::fs::read(&out).unwrap_or_default();
+    let pcm = raw
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect();
+    (pcm, stderr, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_decodes_live_audio_as_the_sources_tone_for_the_time_sent_and_nothing_with_a_wrong_key()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    // 48 kHz AAC-LC: resampled to each requested rate.
+    let clip = tone_clip(dir.path(), 48_000, 4, false);
+    let mut rig = Rig::with_clip(Duration::from_secs(30), false, Some(clip)).await;
+    let t = Instant::now();
+    while rig.camera.live_feed().gop_len().0 == 0 || !rig.camera.live_feed().has_audio() {
+        assert!(t.elapsed() < WAIT, "no IDR or no audio from the clip");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    use hap_tlv::hksv::SampleRate;
+    for (n, id, target) in [
+        (0, 41, (SampleRate::Hz16000, 16_000, 20)),
+        (1, 42, (SampleRate::Hz24000, 24_000, 30)),
+        (0, 43, (SampleRate::Hz8000, 8_000, 60)),
+    ] {
+        let (pcm, stderr, sent) = receive_audio(&mut rig, n, id, target, &KEY, 3).await;
+        let label = format!("{} Hz, {} ms", target.1, target.2);
+        for bad in ["rror", "HMAC", "nvalid"] {
+            assert!(!stderr.contains(bad), "{label}: ffmpeg said: {stderr}");
+        }
+        // Duration: what was sent, START → END, within 5 %.
+        let got = pcm.len() as f64 / 48_000.0;
+        let sent = sent.as_secs_f64();
+        assert!(
+            (got - sent).abs() <= 0.05 * sent,
+            "{label}: decoded {got:.3} s of {sent:.3} s sent"
+        );
+        // The tone: the strongest frequency in the middle second is 1 kHz ± 20 Hz.
+        let mid = &pcm[pcm.len() / 2 - 24_000..pcm.len() / 2 + 24_000];
+        let peak = (100..=3_900)
+            .step_by(10)
+            .map(|f| (f, tone_power(mid, 48_000.0, f as f32)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap()
+            .0;
+        assert!((980..=1_020).contains(&peak), "{label}: peak at {peak} Hz");
+        let rms = (mid.iter().map(|x| x * x).sum::<f32>() / mid.len() as f32).sqrt();
+        assert!(rms > 0.05, "{label}: the tone is too quiet ({rms})");
+    }
+    // Wrong key: ffmpeg refuses every packet and decodes nothing; the stream was sent.
+    let (pcm, stderr, _) = receive_audio(
+        &mut rig,
+        1,
+        44,
+        (SampleRate::Hz16000, 16_000, 20),
+        &[0x33; 16],
+        2,
+    )
+    .await;
+    assert!(
+        stderr.contains("HMAC mismatch"),
+        "ffmpeg saw no packets to refuse: {stderr}"
+    );
+    assert!(
+        pcm.is_empty(),
+        "ffmpeg decoded {} samples with the wrong key",
+        pcm.len()
+    );
 }

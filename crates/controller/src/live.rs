@@ -7,16 +7,16 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hap_tlv::hksv::{H264Level, H264Profile, VideoAttributes};
+use hap_tlv::hksv::{H264Level, H264Profile, SampleRate, StreamingAudioCodec, VideoAttributes};
 use rtp::rtcp::{ReceiverReport, ReportBlock, RtcpPacket, parse_compound, write_sdes_cname};
 use rtp::{Depacketizer, MasterKey, RtpPacket, SrtpContext, is_rtcp};
 
 use crate::hksv::types::RTP_STREAM_MANAGEMENT;
 use crate::model::AccessoryDb;
 use hap_tlv::rtp::{
-    EndpointAddress, IpVersion, RtpParameters, SelectedRtpStreamConfiguration,
-    SelectedVideoParameters, SessionCommand, SessionId, SetupEndpointsRequest, SrtpParameters,
-    SrtpSuite,
+    EndpointAddress, IpVersion, RtpParameters, SelectedAudioParameters,
+    SelectedRtpStreamConfiguration, SelectedVideoParameters, SessionCommand, SessionId,
+    SetupEndpointsRequest, SrtpParameters, SrtpSuite,
 };
 
 /// A 118 write for session `session_id`: the controller receives video on 127.0.0.1:`port`
@@ -77,8 +77,37 @@ pub fn selected_stream_request_sized(
     session_id: [u8; 16],
     command: SessionCommand,
     max_mtu: Option<u16>,
-    (width, height, fps): (u16, u16, u8),
+    size: (u16, u16, u8),
 ) -> Vec<u8> {
+    selected_stream_request_with_audio(session_id, command, max_mtu, size, None)
+}
+
+/// As [`selected_stream_request_sized`], with the audio iOS selects when `audio` is given:
+/// Opus, mono, VBR at that sample rate and packet time (ms), PT 110, 24 kbit/s, RTCP every
+/// 5 s, comfort noise off (live-view notes §1.2).
+pub fn selected_stream_request_with_audio(
+    session_id: [u8; 16],
+    command: SessionCommand,
+    max_mtu: Option<u16>,
+    (width, height, fps): (u16, u16, u8),
+    audio: Option<(SampleRate, u8)>,
+) -> Vec<u8> {
+    let audio = audio.map(|(rate, packet_time_ms)| SelectedAudioParameters {
+        codec: StreamingAudioCodec::Opus as u8,
+        channels: Some(1),
+        bitrate_mode: Some(0),
+        sample_rate: Some(rate),
+        packet_time_ms: Some(packet_time_ms),
+        rtp: Some(RtpParameters {
+            payload_type: 110,
+            ssrc: 0x0abc_def1,
+            max_bitrate_kbps: 24,
+            rtcp_interval_s: 5.0,
+            max_mtu: None,
+            comfort_noise_payload_type: Some(13),
+        }),
+        comfort_noise: false,
+    });
     SelectedRtpStreamConfiguration {
         session_id: SessionId(session_id),
         command,
@@ -97,7 +126,7 @@ pub fn selected_stream_request_sized(
                 comfort_noise_payload_type: None,
             }),
         }),
-        audio: None,
+        audio,
     }
     .encode()
 }
