@@ -940,3 +940,158 @@ async fn ffmpeg_decodes_live_audio_as_the_sources_tone_for_the_time_sent_and_not
         pcm.len()
     );
 }
+
+/// `(pts_time, keyframe)` of every video packet in `file` (ffprobe).
+fn video_packets(file: &Path) -> Vec<(f64, bool)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe (Debian ffmpeg) must be installed: run scripts/test");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (t, flags) = l.split_once(',')?;
+            Some((t.parse().ok()?, flags.contains('K')))
+        })
+        .collect()
+}
+
+/// `(pts_time, RMS dBFS)` of each 10 ms of the audio in `file`, on the file's own timeline
+/// (ffmpeg `astats`).
+fn audio_levels(file: &Path) -> Vec<(f64, f64)> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-copyts", "-i"])
+        .arg(file)
+        .args(["-map", "0:a", "-af"])
+        .arg("asetnsamples=n=480,astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level:file=-")
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut levels = Vec::new();
+    let mut t = None;
+    for line in text.lines() {
+        if let Some(p) = line.split("pts_time:").nth(1) {
+            t = p.split_whitespace().next().and_then(|v| v.parse().ok());
+        } else if let (Some(v), Some(at)) =
+            (line.strip_prefix("lavfi.astats.Overall.RMS_level="), t)
+        {
+            levels.push((at, v.trim().parse().unwrap_or(f64::NEG_INFINITY)));
+        }
+    }
+    levels
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beep_on_each_keyframe_plays_with_its_keyframe_when_aligned_by_the_sender_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = tone_clip(dir.path(), 48_000, 4, true);
+    let mut rig = Rig::with_clip(Duration::from_secs(30), false, Some(clip)).await;
+    let t = Instant::now();
+    while rig.camera.live_feed().gop_len().0 == 0 || !rig.camera.live_feed().has_audio() {
+        assert!(t.elapsed() < WAIT, "no IDR or no audio from the clip");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One SDP with both streams: ffmpeg places them on one timeline from their sender
+    // reports (RFC 3550 §6.4.1), as a player would.
+    let port = free_port_block();
+    let inline = B64.encode([KEY.as_slice(), SALT.as_slice()].concat());
+    let both = format!(
+        "{}m=audio {} RTP/SAVP 110\r\na=rtpmap:110 opus/16000/1\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}\r\n",
+        sdp(port, &KEY, &SALT),
+        port + 2
+    );
+    let sdp_file = rig.dir.path().join("both.sdp");
+    std::fs::write(&sdp_file, both).unwrap();
+    let out = rig.dir.path().join("both.nut");
+    let receiver = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-protocol_whitelist", "file,udp,rtp,srtp,crypto"])
+        .args(["-reorder_queue_size", "0", "-i"])
+        .arg(&sdp_file)
+        .args([
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "pcm_s16le",
+            "-ar",
+            "48000",
+        ])
+        .args(["-flush_packets", "1", "-f", "nut", "-y"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (setup, selected) = (rig.id(0, SETUP_ENDPOINTS), rig.id(0, SELECTED));
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(60, port)).await,
+        0
+    );
+    let start = controller::live::selected_stream_request_with_audio(
+        [60; 16],
+        SessionCommand::Start,
+        Some(1378),
+        (1280, 720, 30),
+        Some((hap_tlv::hksv::SampleRate::Hz16000, 20)),
+    );
+    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let end = controller::live::selected_stream_request([60; 16], SessionCommand::End, None);
+    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = Command::new("kill")
+        .args(["-INT", &receiver.id().to_string()])
+        .status();
+    let (_, stderr) =
+        tokio::task::spawn_blocking(move || wait_or_kill(receiver, Duration::from_secs(2)))
+            .await
+            .unwrap();
+
+    let keyframes: Vec<f64> = video_packets(&out)
+        .into_iter()
+        .filter_map(|(t, k)| k.then_some(t))
+        .collect();
+    let levels = audio_levels(&out);
+    // Beep onsets: a loud 10 ms after a quiet one (the tone is at -21 dBFS, the gaps below
+    // -90).
+    let onsets: Vec<f64> = levels
+        .windows(2)
+        .filter(|w| w[0].1 < -60.0 && w[1].1 > -40.0)
+        .map(|w| w[1].0)
+        .collect();
+    eprintln!("keyframes {keyframes:?}\nonsets {onsets:?}\nffmpeg: {stderr}");
+    // From the second second on (the GOP backlog is sent faster than real time first).
+    let first = keyframes.first().copied().unwrap_or(0.0) + 2.0;
+    let checked: Vec<(f64, f64)> = onsets
+        .iter()
+        .filter(|&&o| o > first)
+        .map(|&o| {
+            let k = keyframes
+                .iter()
+                .copied()
+                .min_by(|a, b| (a - o).abs().total_cmp(&(b - o).abs()))
+                .unwrap();
+            (o, o - k)
+        })
+        .collect();
+    assert!(checked.len() >= 3, "too few beeps to check: {checked:?}");
+    // The skew seen here is 45–57 ms, audio late: one AAC frame (21 ms at 48 kHz, the
+    // encoder's priming that the clip's edit list would hide), the Opus look-ahead (6.5 ms) and
+    // the 10 ms level windows.
+    for (o, skew) in &checked {
+        assert!(
+            skew.abs() <= 0.080,
+            "beep at {o:.3} s is {:.0} ms from its keyframe",
+            skew * 1000.0
+        );
+    }
+}

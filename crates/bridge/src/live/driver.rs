@@ -357,10 +357,13 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         .try_clone()
         .map_err(|_| LiveEnd::SocketFailed)?;
     let socket = UdpSocket::from_std(std_socket).map_err(|_| LiveEnd::SocketFailed)?;
-    let mut session = LiveSession::new(now(), order.params.clone(), reader).map_err(|e| {
-        warn!(camera = %ctx.camera, error = %e, "live view refused");
-        LiveEnd::SocketFailed
-    })?;
+    // Audio and video share one start and one wall clock, so their sender reports agree.
+    let session_start = now();
+    let mut session =
+        LiveSession::new(session_start, order.params.clone(), reader).map_err(|e| {
+            warn!(camera = %ctx.camera, error = %e, "live view refused");
+            LiveEnd::SocketFailed
+        })?;
     info!(
         camera = %ctx.camera,
         service = order.service,
@@ -371,7 +374,7 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         "live view started"
     );
     let destination = order.destination;
-    let mut audio = start_audio(ctx, order);
+    let mut audio = start_audio(ctx, order, session_start);
     let audio_destination = order.audio_destination;
     let mut out = Vec::with_capacity(order.params.mtu);
     let mut rbuf = vec![0u8; RECV_BUFFER_BYTES];
@@ -488,9 +491,14 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
 
 /// The viewer's audio session and socket, when the camera sends audio and the viewer asked
 /// for Opus; failures leave the stream video-only with a warning.
-fn start_audio(ctx: &mut StreamContext, order: &StartOrder) -> Option<(AudioSession, UdpSocket)> {
+fn start_audio(
+    ctx: &mut StreamContext,
+    order: &StartOrder,
+    started: Instant,
+) -> Option<(AudioSession, UdpSocket)> {
     let reader = ctx.audio.take()?;
-    let params = order.audio.clone()?;
+    let mut params = order.audio.clone()?;
+    params.wall_clock_at_start = order.params.wall_clock_at_start;
     let socket = order
         .audio_socket
         .try_clone()
@@ -500,7 +508,7 @@ fn start_audio(ctx: &mut StreamContext, order: &StartOrder) -> Option<(AudioSess
         warn!(camera = %ctx.camera, "live audio: no socket; video only");
         return None;
     };
-    match AudioSession::new(now(), params, reader) {
+    match AudioSession::new(started, params, reader) {
         Ok(a) => Some((a, socket)),
         Err(e) => {
             warn!(camera = %ctx.camera, error = %e, "live audio refused; video only");
