@@ -1095,3 +1095,124 @@ async fn a_beep_on_each_keyframe_plays_with_its_keyframe_when_aligned_by_the_sen
         );
     }
 }
+
+/// libsrtp on the audio port for `seconds` while service `n` streams with Opus at
+/// `rate`/`ms`: its JSON summary and the audio SSRC our 118 answer announced.
+async fn libsrtp_audio(
+    rig: &mut Rig,
+    n: usize,
+    id: u8,
+    (rate_code, ms): (hap_tlv::hksv::SampleRate, u8),
+    seconds: u64,
+) -> (Json, Option<u32>) {
+    let port = free_port_block();
+    let _video_sink = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let key = B64.encode([KEY.as_slice(), SALT.as_slice()].concat());
+    let ready = rig.dir.path().join(format!("audio-ready-{id}"));
+    let peer = Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/peers/srtp_audio.py"))
+        .args(["--rx-key", &key, "--port", &(port + 2).to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !ready.exists() {
+        assert!(t.elapsed() < WAIT, "the audio peer did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (setup, selected) = (rig.id(n, SETUP_ENDPOINTS), rig.id(n, SELECTED));
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(id, port)).await,
+        0
+    );
+    let answer = SetupEndpointsResponse::decode(&read_bytes(&mut rig.client, setup).await).unwrap();
+    let start = controller::live::selected_stream_request_with_audio(
+        [id; 16],
+        SessionCommand::Start,
+        Some(1378),
+        (1280, 720, 30),
+        Some((rate_code, ms)),
+    );
+    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    let out = tokio::task::spawn_blocking(move || peer.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rig.camera.live_viewers(), 1, "the video stopped meanwhile");
+    let end = controller::live::selected_stream_request([id; 16], SessionCommand::End, None);
+    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+    let summary = serde_json::from_slice(&out.stdout).unwrap();
+    (summary, answer.audio_ssrc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libsrtp_sees_opus_with_the_negotiated_pt_ssrc_steps_and_reports_and_none_without_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    // 16 kHz AAC-LC resampled to 24 kHz, in 40 ms packets.
+    let clip = tone_clip(dir.path(), 16_000, 4, false);
+    let mut rig = Rig::with_clip(Duration::from_secs(30), false, Some(clip)).await;
+    let t = Instant::now();
+    while rig.camera.live_feed().gop_len().0 == 0 || !rig.camera.live_feed().has_audio() {
+        assert!(t.elapsed() < WAIT, "no IDR or no audio from the clip");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, ssrc) =
+        libsrtp_audio(&mut rig, 0, 70, (hap_tlv::hksv::SampleRate::Hz24000, 40), 6).await;
+    eprintln!("audio peer: {s}");
+    let ssrc = ssrc.unwrap();
+    assert_eq!(s["payload_types"], json!([110]), "{s}");
+    assert_eq!(s["ssrcs"], json!([ssrc]), "{s}");
+    assert_eq!(s["rejected"], 0, "{s}");
+    assert_eq!(s["seq_gaps"], 0, "{s}");
+    assert_eq!(s["markers"], 1, "{s}");
+    let packets = s["rtp_packets"].as_u64().unwrap();
+    assert!(packets >= 5_000 / 40, "{packets} packets in 6 s");
+    // Every step is 40 ms at 24 kHz (one may differ where the looping clip joins).
+    let steps = s["ts_steps"].as_object().unwrap();
+    assert!(steps["960"].as_u64().unwrap() + 1 >= packets - 1, "{s}");
+    // 24 kbit/s VBR: about 120 B per 40 ms packet.
+    let sizes: Vec<u64> = s["payload_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let mean = sizes.iter().sum::<u64>() as f64 / sizes.len() as f64;
+    assert!((20.0..=180.0).contains(&mean), "mean payload {mean} B");
+    // Sender reports: ours, 5 s apart, their RTP clock at 24 kHz.
+    let srs = s["sender_reports"].as_array().unwrap();
+    assert!(srs.len() >= 2, "{s}");
+    for w in srs.windows(2) {
+        assert_eq!(w[1]["ssrc"], json!(ssrc));
+        let dt = w[1]["ntp"].as_f64().unwrap() - w[0]["ntp"].as_f64().unwrap();
+        let drtp = (w[1]["rtp"].as_u64().unwrap() as u32)
+            .wrapping_sub(w[0]["rtp"].as_u64().unwrap() as u32);
+        assert!((dt - 5.0).abs() < 0.2, "reports {dt} s apart");
+        assert!(
+            (f64::from(drtp) / dt - 24_000.0).abs() < 240.0,
+            "report clock {} Hz",
+            f64::from(drtp) / dt
+        );
+    }
+
+    // A camera without audio (the bundled clip with `audio = false`): the viewer asks for Opus,
+    // gets video only, and nothing arrives on its audio port.
+    let mut silent = Rig::new(Duration::from_secs(30)).await;
+    let t = Instant::now();
+    while silent.camera.live_feed().gop_len().0 == 0 {
+        assert!(t.elapsed() < WAIT, "no IDR from the demo feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, _) = libsrtp_audio(
+        &mut silent,
+        0,
+        71,
+        (hap_tlv::hksv::SampleRate::Hz16000, 20),
+        2,
+    )
+    .await;
+    assert_eq!(s["rtp_packets"], 0, "{s}");
+    assert_eq!(s["sender_reports"], json!([]), "{s}");
+}
