@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ const SALT: [u8; 14] = [0xa5; 14];
 
 fn main() {
     let bin = release_binary();
-    let media = bench_media();
+    let media = common::live_bench_media();
     println!("hksv-bridge release binary: {}", bin.display());
     println!("source: {} over RTSP (GStreamer)", media.display());
     let clk_tck = clock_ticks_per_s();
@@ -112,45 +112,6 @@ fn main() {
             b / ffmpeg.cpu_percent
         );
     }
-}
-
-/// The 1080p30 2 Mbit/s test file, encoded once (ffmpeg lavfi testsrc2 + a sine, libx264
-/// Main, GOP 120 = 4 s, CBR-ish), 240 s so the RTSP server outlasts the run.
-fn bench_media() -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-        .join("bench-media");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("live-1080p30-2M.mp4");
-    if path.exists() {
-        return path;
-    }
-    println!("encoding {} (once)", path.display());
-    let tmp = dir.join("live-1080p30-2M.tmp.mp4");
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=32000"])
-        .args(["-t", "240", "-c:v", "libx264", "-preset", "superfast"])
-        .args(["-profile:v", "main", "-pix_fmt", "yuv420p"])
-        .args(["-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M"])
-        .args([
-            "-g",
-            "120",
-            "-keyint_min",
-            "120",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-        ])
-        .args(["-c:a", "aac", "-b:a", "48k", "-ac", "1"])
-        .arg(&tmp)
-        .status()
-        .expect("ffmpeg (Debian ffmpeg with libx264)");
-    assert!(status.success(), "encoding the bench media failed");
-    std::fs::rename(&tmp, &path).unwrap();
-    path
 }
 
 /// GStreamer's RTSP server on loopback; killed on drop.

@@ -381,3 +381,42 @@ pub fn triple_ms(v: &[Duration]) -> String {
     };
     format!("{}/{}/{}", ms(min(v)), ms(median(v)), ms(max(v)))
 }
+
+/// The live benches' 1080p30 2 Mbit/s test file (+ 32 kHz AAC-LC), encoded once (ffmpeg lavfi testsrc2 + a sine, libx264
+/// Main, GOP 120 = 4 s, CBR-ish), 240 s so the RTSP server outlasts the run.
+pub fn live_bench_media() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| e2e_tests::workspace_root().join("target"), PathBuf::from)
+        .join("bench-media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("live-1080p30-2M.mp4");
+    if path.exists() {
+        return path;
+    }
+    println!("encoding {} (once)", path.display());
+    let tmp = dir.join("live-1080p30-2M.tmp.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=32000"])
+        .args(["-t", "240", "-c:v", "libx264", "-preset", "superfast"])
+        .args(["-profile:v", "main", "-pix_fmt", "yuv420p"])
+        .args(["-b:v", "2M", "-maxrate", "2M", "-bufsize", "2M"])
+        .args([
+            "-g",
+            "120",
+            "-keyint_min",
+            "120",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "48k", "-ac", "1"])
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg (Debian ffmpeg with libx264)");
+    assert!(status.success(), "encoding the bench media failed");
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
