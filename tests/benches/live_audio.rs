@@ -200,10 +200,13 @@ async fn bridge_phases(bin: &std::path::Path, url: &str, clk_tck: u64) -> (Usage
             s.stop()
         });
         let mut set = tokio::task::JoinSet::new();
-        for s in streams {
-            set.spawn(watch(s, WARM_UP + WINDOW));
+        for (i, s) in streams.into_iter().enumerate() {
+            set.spawn(async move { (i, watch(s, WARM_UP + WINDOW).await) });
         }
-        let watched = set.join_all().await;
+        let mut watched = set.join_all().await;
+        // join_all gives completion order; the ENDs go to each stream's own service.
+        watched.sort_by_key(|(i, _)| *i);
+        let watched: Vec<(Stream, u64)> = watched.into_iter().map(|(_, w)| w).collect();
         let usage = sampling.await.unwrap();
         let packets: u64 = watched.iter().map(|(_, n)| n).sum();
         println!(
@@ -216,13 +219,18 @@ async fn bridge_phases(bin: &std::path::Path, url: &str, clk_tck: u64) -> (Usage
             audio_seen = packets;
         }
         for (ids, (s, _)) in services.iter().zip(&watched) {
-            hksv::write_tlv(
-                &mut hap,
-                ids.selected,
-                &controller::live::selected_stream_request(s.session, SessionCommand::End, None),
-            )
-            .await
-            .expect("117 END");
+            let end =
+                controller::live::selected_stream_request(s.session, SessionCommand::End, None);
+            if let Err(e) = hksv::write_tlv(&mut hap, ids.selected, &end).await {
+                println!("117 END refused (the stream had ended): {e:?}");
+            }
+        }
+        for line in bridge
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("live view ended") || l.contains("live audio"))
+        {
+            println!("  log: {line}");
         }
         usages.push(usage);
         tokio::time::sleep(Duration::from_secs(2)).await;

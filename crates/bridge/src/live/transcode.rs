@@ -165,8 +165,9 @@ impl AacToOpus {
                 .map_err(|e| TranscodeError::Target(e.to_owned()))?;
         encoder.bitrate_bps = target.bitrate_bps.clamp(6_000, 64_000) as i32;
         encoder.use_cbr = false;
-        // Complexity 5: the speech quality of the default at about half its CPU (D22).
-        encoder.complexity = 5;
+        // Complexity 1: a sixth of libopus's default (10) in CPU, for a camera's microphone
+        // (D22; `cargo bench -p bridge --bench transcode`).
+        encoder.complexity = 1;
         Ok(Self {
             target,
             encoder,

@@ -173,3 +173,41 @@ fn code3_packets_carry_vbr_lengths_and_refuse_mixed_frames() {
     assert!(code3_packet(&[vec![0x09, 1]]).is_err());
     assert!(code3_packet(&[]).is_err());
 }
+
+#[test]
+fn random_bytes_as_access_units_never_panic_and_the_stream_recovers() {
+    let units = demo_audio(2);
+    let mut t = AacToOpus::new(target(16_000, 20)).unwrap();
+    let mut out = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (i, u) in units.iter().enumerate().take(40) {
+        let len = (next() % 900) as usize;
+        let garbage: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Every other unit garbage, with odd timestamps too.
+        let bad = LiveAudio {
+            pts_samples: u.pts_samples + (next() % 3000) as i64 - 1500,
+            data: bytes::Bytes::from(garbage),
+            ..u.clone()
+        };
+        let _ = t.push(&bad, &mut out);
+        if i % 2 == 0 {
+            let _ = t.push(u, &mut out);
+        }
+    }
+    let n = out.len();
+    for u in &units[40..] {
+        t.push(u, &mut out).unwrap();
+    }
+    assert!(
+        out.len() > n + 30,
+        "no recovery after garbage: {} → {}",
+        n,
+        out.len()
+    );
+}
