@@ -371,6 +371,24 @@ impl Drop for AudioReader {
 }
 
 impl AudioReader {
+    /// The next access unit if one is queued, `Ok(None)` if none is yet (registers no waker:
+    /// for a caller that drains on its own schedule).
+    ///
+    /// # Errors
+    /// As [`Self::poll_next`].
+    pub fn try_next(&mut self) -> Result<Option<LiveAudio>, ReaderError> {
+        let mut s = lock(&self.inner);
+        let Some(slot) = s.audio_readers.get_mut(&self.id) else {
+            return Err(ReaderError::Closed);
+        };
+        match (slot.end, slot.queue.pop_front()) {
+            (Some(e @ ReaderError::Lagged { .. }), _) => Err(e),
+            (_, Some(u)) => Ok(Some(u)),
+            (Some(e), None) => Err(e),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The next access unit, or the reader's end.
     ///
     /// # Errors

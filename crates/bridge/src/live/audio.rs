@@ -180,6 +180,11 @@ impl AudioSession {
         self.reader.as_mut()
     }
 
+    /// Whether it still reads the source (not dropped or stopped).
+    pub fn has_reader(&self) -> bool {
+        self.reader.is_some()
+    }
+
     /// The video's clock, for lip sync (see the module docs).
     pub fn set_video_clock(&mut self, clock: Option<SourceClock>) {
         self.video_clock = clock;

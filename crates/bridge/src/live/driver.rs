@@ -10,7 +10,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hap_server::Server;
-use recorder::{AudioReader, LiveAudio, LiveFeed, LiveReader, LiveUnit, ReaderError};
+use recorder::{AudioReader, LiveFeed, LiveReader, LiveUnit, ReaderError};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -276,14 +276,30 @@ fn next_unit(
     })
 }
 
-/// The audio reader's next unit, or never when there is none.
-fn next_audio(
-    mut reader: Option<&mut AudioReader>,
-) -> impl Future<Output = Result<LiveAudio, ReaderError>> + '_ {
-    std::future::poll_fn(move |cx| match reader {
-        Some(ref mut r) => r.poll_next(cx),
-        None => Poll::Pending,
-    })
+/// Longest audio waits in its reader when nothing else wakes the stream task (no video).
+const AUDIO_BATCH: Duration = Duration::from_millis(60);
+
+/// Hands every queued audio unit to the session (or drops them while muted).
+fn drain_audio(a: &mut AudioSession, video: &LiveSession, ctx: &StreamContext, now: Instant) {
+    let muted = ctx.muted.load(std::sync::atomic::Ordering::Relaxed);
+    if !ctx.sub_stream {
+        a.set_video_clock(video.source_clock());
+    }
+    loop {
+        let Some(reader) = a.audio_reader() else {
+            return;
+        };
+        let unit = match reader.try_next() {
+            Ok(None) => return,
+            Ok(Some(u)) => Ok(u),
+            Err(e) => Err(e),
+        };
+        if muted && unit.is_ok() {
+            // Muted (Microphone service): read and dropped.
+            continue;
+        }
+        a.handle_unit(now, unit);
+    }
 }
 
 /// Receives on `socket` when there is one, else never.
@@ -379,8 +395,14 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
     let mut out = Vec::with_capacity(order.params.mtu);
     let mut rbuf = vec![0u8; RECV_BUFFER_BYTES];
     let mut send_errors = 0u32;
+    let mut audio_drained = now();
     loop {
         if let Some((a, socket)) = audio.as_mut() {
+            // Audio rides on the task's other wakeups (each video frame) and a fallback timer:
+            // its own 15-50 units a second would each wake it once more (D22).
+            let t = now();
+            drain_audio(a, &session, ctx, t);
+            audio_drained = t;
             while a.poll_transmit(&mut out) {
                 // Audio send errors are the video's too; the video loop below counts them.
                 let _ = socket.send_to(&out, audio_destination).await;
@@ -432,32 +454,19 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         let timer = session
             .poll_timeout()
             .unwrap_or_else(|| now() + Duration::from_secs(3600));
-        let audio_timer = audio.as_ref().and_then(|(a, _)| a.poll_timeout());
+        let audio_timer = audio.as_ref().and_then(|(a, _)| {
+            let drain = a.has_reader().then_some(audio_drained + AUDIO_BATCH);
+            a.poll_timeout().into_iter().chain(drain).min()
+        });
         let timer = audio_timer.map_or(timer, |t| t.min(timer));
-        let (audio_session, audio_socket) = match audio.as_mut() {
-            Some((a, s)) => (Some(a), Some(&*s)),
-            None => (None, None),
-        };
+        let audio_socket = audio.as_ref().map(|(_, s)| s);
         let mut abuf = [0u8; RECV_BUFFER_BYTES];
-        let audio_reader = audio_session.and_then(AudioSession::audio_reader);
         tokio::select! {
             r = recv_opt(audio_socket, &mut abuf) => {
                 if let (Ok((n, _)), Some((a, _))) = (r, audio.as_mut())
                     && let Some(d) = abuf.get_mut(..n)
                 {
                     a.handle_datagram(d);
-                }
-            }
-            u = next_audio(audio_reader) => {
-                if let Some((a, _)) = audio.as_mut() {
-                    if ctx.muted.load(std::sync::atomic::Ordering::Relaxed) {
-                        // Muted (Microphone service): the unit is read and dropped.
-                    } else {
-                        if !ctx.sub_stream {
-                            a.set_video_clock(session.source_clock());
-                        }
-                        a.handle_unit(now(), u);
-                    }
                 }
             }
             r = socket.recv_from(&mut rbuf) => {
