@@ -2,9 +2,10 @@
 //! §3; issue 13).
 //!
 //! ```text
-//!  AudioReader (AAC-LC) ─► AacToOpus ─► RTP (PT, SSRC from 117/118; timestamp at the requested
-//!  rate, + packet time × rate per packet) ─► SRTP (audio keys) ─► datagrams to the audio port
-//!                          sender reports every audio RTCP interval, on the video's clock
+//!  OpusSubscription (the camera's shared AAC-LC → Opus feed for this target) ─► RTP (PT, SSRC
+//!  from 117/118; timestamp at the requested rate, + packet time × rate per packet) ─► SRTP
+//!  (audio keys) ─► datagrams to the audio port; sender reports every audio RTCP interval, on
+//!  the video's clock
 //! ```
 //!
 //! # Lip sync
@@ -17,21 +18,18 @@
 //!
 //! # Failures
 //! An audio failure never ends the video: a source the transcoder cannot take (AAC-ELD, five
-//! channels), too many corrupt units in a row, or a reader that fell behind ends the audio
-//! alone with [`AudioEvent::Dropped`].
+//! channels), too many corrupt units in a row, or a feed that fell behind ends the audio
+//! alone with [`AudioEvent::Dropped`] (`live::opus_feed`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use recorder::{AudioReader, LiveAudio, ReaderError};
 use rtp::packet::RtpHeader;
 use rtp::rtcp::{self, SenderReport};
 use rtp::srtp::{Context as Srtp, MasterKey, Suite};
 
-use super::transcode::{AacToOpus, OpusPacket, OpusTarget, TranscodeError};
-
-/// Corrupt access units in a row after which the audio is dropped.
-pub const MAX_CORRUPT_IN_A_ROW: u32 = 50;
+use super::opus_feed::OpusSubscription;
+use super::transcode::{OpusPacket, OpusTarget};
 /// Most datagrams queued for the driver (beyond it the oldest are dropped).
 const MAX_QUEUED: usize = 256;
 /// The CNAME in our SDES items (the video's, so a receiver groups the two streams).
@@ -98,8 +96,7 @@ pub enum AudioEvent {
 pub struct AudioSession {
     params: AudioParams,
     started: Instant,
-    reader: Option<AudioReader>,
-    transcoder: AacToOpus,
+    sub: Option<OpusSubscription>,
     tx: Srtp,
     rx: Srtp,
     sequence: u16,
@@ -110,7 +107,6 @@ pub struct AudioSession {
     out: VecDeque<Vec<u8>>,
     events: VecDeque<AudioEvent>,
     next_report: Option<Instant>,
-    corrupt_in_a_row: u32,
     /// RTP packets sent.
     pub packets: u64,
     /// Payload bytes sent (for sender reports).
@@ -136,20 +132,11 @@ impl std::fmt::Debug for AudioSession {
 }
 
 impl AudioSession {
-    /// An audio stream that reads `reader` from `now`.
-    ///
-    /// # Errors
-    /// [`TranscodeError::Target`] for a rate or packet time HomeKit does not use.
-    pub fn new(
-        now: Instant,
-        params: AudioParams,
-        reader: AudioReader,
-    ) -> Result<Self, TranscodeError> {
-        let transcoder = AacToOpus::new(params.target)?;
-        Ok(Self {
+    /// An audio stream of `sub`'s packets from `now` (`sub` encodes `params.target`).
+    pub fn new(now: Instant, params: AudioParams, sub: OpusSubscription) -> Self {
+        Self {
             started: now,
-            reader: Some(reader),
-            transcoder,
+            sub: Some(sub),
             tx: Srtp::new(params.suite, &params.send_key),
             rx: Srtp::new(params.suite, &params.receive_key),
             sequence: params.initial_sequence,
@@ -159,7 +146,6 @@ impl AudioSession {
             out: VecDeque::new(),
             events: VecDeque::new(),
             next_report: None,
-            corrupt_in_a_row: 0,
             packets: 0,
             octets: 0,
             bytes: 0,
@@ -167,7 +153,7 @@ impl AudioSession {
             rejected: 0,
             dropped: None,
             params,
-        })
+        }
     }
 
     /// The negotiated parameters.
@@ -175,14 +161,9 @@ impl AudioSession {
         &self.params
     }
 
-    /// The reader to wait on; `None` once the audio was dropped.
-    pub fn audio_reader(&mut self) -> Option<&mut AudioReader> {
-        self.reader.as_mut()
-    }
-
     /// Whether it still reads the source (not dropped or stopped).
     pub fn has_reader(&self) -> bool {
-        self.reader.is_some()
+        self.sub.is_some()
     }
 
     /// The video's clock, for lip sync (see the module docs).
@@ -190,42 +171,24 @@ impl AudioSession {
         self.video_clock = clock;
     }
 
-    /// A unit (or the reader's end) from [`audio_reader`](Self::audio_reader).
-    pub fn handle_unit(&mut self, now: Instant, unit: Result<LiveAudio, ReaderError>) {
-        let unit = match unit {
-            Ok(u) => u,
-            Err(ReaderError::Lagged { .. }) => {
-                return self.drop_audio("the audio reader fell behind the camera".to_owned());
-            }
-            Err(_) => return self.drop_audio("the source's audio ended".to_owned()),
+    /// Sends what the feed has for this viewer (transcoding the camera's new audio if no
+    /// other viewer of this target did yet); while `muted` the packets are taken and dropped.
+    pub fn pull(&mut self, now: Instant, muted: bool) {
+        let Some(sub) = self.sub.as_mut() else {
+            return;
         };
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.clear();
-        let r = self.transcoder.push(&unit, &mut encoded);
-        match r {
-            Ok(()) => self.corrupt_in_a_row = 0,
-            Err(TranscodeError::Decode(e)) => {
-                self.corrupt_in_a_row += 1;
-                tracing::debug!(error = %e, "corrupt AAC unit skipped in live audio");
-                if self.corrupt_in_a_row >= MAX_CORRUPT_IN_A_ROW {
-                    self.encoded = encoded;
-                    return self.drop_audio(format!(
-                        "{MAX_CORRUPT_IN_A_ROW} corrupt AAC units in a row ({e})"
-                    ));
-                }
+        let r = sub.drain(&mut encoded);
+        if !muted {
+            for p in &encoded {
+                self.send_packet(now, p);
             }
-            Err(e @ (TranscodeError::Source(_) | TranscodeError::Target(_))) => {
-                self.encoded = encoded;
-                return self.drop_audio(e.to_string());
-            }
-            Err(TranscodeError::Encode(e)) => {
-                tracing::debug!(error = e, "Opus encoder refused a frame");
-            }
-        }
-        for p in &encoded {
-            self.send_packet(now, p);
         }
         self.encoded = encoded;
+        if let Err(why) = r {
+            self.drop_audio(why);
+        }
     }
 
     fn send_packet(&mut self, now: Instant, p: &OpusPacket) {
@@ -337,7 +300,7 @@ impl AudioSession {
         if self.dropped.is_some() {
             return;
         }
-        self.reader = None;
+        self.sub = None;
         self.next_report = None;
         self.dropped = Some(reason.clone());
         self.events.push_back(AudioEvent::Dropped { reason });
@@ -345,7 +308,7 @@ impl AudioSession {
 
     /// Ends the audio (the video ended): nothing more goes out.
     pub fn stop(&mut self) {
-        self.reader = None;
+        self.sub = None;
         self.next_report = None;
         self.out.clear();
     }
@@ -371,9 +334,10 @@ impl AudioSession {
         self.next_report
     }
 
-    /// Access units decoded and skipped as corrupt.
-    pub fn units(&self) -> (u64, u64) {
-        (self.transcoder.decoded, self.transcoder.corrupt)
+    /// Access units its feed decoded and skipped as corrupt (shared with the other viewers
+    /// of the same target).
+    pub fn units(&self) -> Option<(u64, u64)> {
+        self.sub.as_ref().map(|s| s.feed().units())
     }
 }
 

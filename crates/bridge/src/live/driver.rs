@@ -10,15 +10,17 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hap_server::Server;
-use recorder::{AudioReader, LiveFeed, LiveReader, LiveUnit, ReaderError};
+use recorder::{LiveFeed, LiveReader, LiveUnit, ReaderError};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::audio::{AudioEvent, AudioSession};
+use super::opus_feed::{OpusFeed, OpusSubscription};
 use super::service::{StartOrder, StreamService};
 use super::session::{LiveEnd, LiveEvent, LiveSession};
+use super::transcode::OpusTarget;
 
 /// How long a START waits for the camera's first IDR (a source still connecting).
 pub const FIRST_IDR_WAIT: Duration = Duration::from_secs(10);
@@ -73,6 +75,8 @@ pub struct LiveView {
     pub audio: bool,
     /// The Microphone service's Mute: while set, viewers get no audio.
     pub muted: Arc<std::sync::atomic::AtomicBool>,
+    /// One shared transcoder per target that some viewer is taking (D22).
+    opus_feeds: std::sync::Mutex<std::collections::HashMap<OpusTarget, std::sync::Weak<OpusFeed>>>,
     starts: mpsc::UnboundedSender<Request>,
     starts_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
 }
@@ -112,6 +116,7 @@ impl LiveView {
             services,
             audio: true,
             muted: Arc::default(),
+            opus_feeds: std::sync::Mutex::default(),
             starts,
             starts_rx: std::sync::Mutex::new(Some(rx)),
         }
@@ -140,6 +145,25 @@ impl LiveView {
             Some(sub) if order.wants_sub_stream() && sub.gop_len().0 > 0 => (sub, true),
             _ => (&self.feed, false),
         }
+    }
+
+    /// A subscription to the camera's Opus feed for `target`, made on first use and shared by
+    /// the viewers that ask for the same; `None` when the feed is closed or the target is not
+    /// one HomeKit uses.
+    pub fn opus_subscription(&self, target: OpusTarget) -> Option<OpusSubscription> {
+        let mut feeds = self
+            .opus_feeds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        feeds.retain(|_, f| f.strong_count() > 0);
+        if let Some(f) = feeds.get(&target).and_then(std::sync::Weak::upgrade)
+            && !f.is_ended()
+        {
+            return Some(f.subscribe());
+        }
+        let feed = Arc::new(OpusFeed::new(self.feed.audio_reader()?, target).ok()?);
+        feeds.insert(target, Arc::downgrade(&feed));
+        Some(feed.subscribe())
     }
 
     /// Streams running or prepared.
@@ -199,9 +223,10 @@ impl LiveView {
                         if order.wants_sub_stream() && view.sub_feed.is_some() && !sub_stream {
                             info!(camera = %camera, requested = ?order.requested, "live_source has no keyframe yet; serving the main stream");
                         }
-                        let audio = (view.audio && view.feed.has_audio())
-                            .then(|| view.feed.audio_reader())
-                            .flatten();
+                        let audio = match &order.audio {
+                            Some(a) if view.audio && view.feed.has_audio() => view.opus_subscription(a.target),
+                            _ => None,
+                        };
                         tasks.spawn(stream_task(StreamContext {
                             camera: camera.clone(),
                             feed: feed.clone(),
@@ -243,8 +268,8 @@ impl LiveView {
 struct StreamContext {
     camera: String,
     feed: LiveFeed,
-    /// The main feed's audio, when the camera sends it.
-    audio: Option<AudioReader>,
+    /// The main feed's audio as Opus for this viewer, when the camera sends it.
+    audio: Option<OpusSubscription>,
     muted: Arc<std::sync::atomic::AtomicBool>,
     sub_stream: bool,
     service: Arc<StreamService>,
@@ -279,27 +304,12 @@ fn next_unit(
 /// Longest audio waits in its reader when nothing else wakes the stream task (no video).
 const AUDIO_BATCH: Duration = Duration::from_millis(60);
 
-/// Hands every queued audio unit to the session (or drops them while muted).
+/// Sends the audio the feed has for the session (dropped while muted).
 fn drain_audio(a: &mut AudioSession, video: &LiveSession, ctx: &StreamContext, now: Instant) {
-    let muted = ctx.muted.load(std::sync::atomic::Ordering::Relaxed);
     if !ctx.sub_stream {
         a.set_video_clock(video.source_clock());
     }
-    loop {
-        let Some(reader) = a.audio_reader() else {
-            return;
-        };
-        let unit = match reader.try_next() {
-            Ok(None) => return,
-            Ok(Some(u)) => Ok(u),
-            Err(e) => Err(e),
-        };
-        if muted && unit.is_ok() {
-            // Muted (Microphone service): read and dropped.
-            continue;
-        }
-        a.handle_unit(now, unit);
-    }
+    a.pull(now, ctx.muted.load(std::sync::atomic::Ordering::Relaxed));
 }
 
 /// Receives on `socket` when there is one, else never.
@@ -505,7 +515,7 @@ fn start_audio(
     order: &StartOrder,
     started: Instant,
 ) -> Option<(AudioSession, UdpSocket)> {
-    let reader = ctx.audio.take()?;
+    let sub = ctx.audio.take()?;
     let mut params = order.audio.clone()?;
     params.wall_clock_at_start = order.params.wall_clock_at_start;
     let socket = order
@@ -517,13 +527,7 @@ fn start_audio(
         warn!(camera = %ctx.camera, "live audio: no socket; video only");
         return None;
     };
-    match AudioSession::new(started, params, reader) {
-        Ok(a) => Some((a, socket)),
-        Err(e) => {
-            warn!(camera = %ctx.camera, error = %e, "live audio refused; video only");
-            None
-        }
-    }
+    Some((AudioSession::new(started, params, sub), socket))
 }
 
 fn log_event(camera: &str, service: usize, started: Instant, ev: &LiveEvent) {

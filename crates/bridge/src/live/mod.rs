@@ -8,6 +8,7 @@
 
 pub mod audio;
 mod driver;
+pub mod opus_feed;
 pub mod service;
 pub mod session;
 pub mod transcode;

@@ -39,7 +39,7 @@ const SOURCE_RATES_HZ: std::ops::RangeInclusive<u32> = 7_350..=96_000;
 const JUMP_SAMPLES: i64 = 512;
 
 /// What the viewer asked for (117 selected audio).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OpusTarget {
     /// 8000, 16000 or 24000 Hz: the RTP clock rate too.
     pub sample_rate_hz: u32,

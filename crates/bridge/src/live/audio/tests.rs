@@ -1,7 +1,6 @@
 //! `AudioSession` on virtual time: the demo clip's AAC through a `LiveFeed`, a receiver with
 //! the rtp crate's SRTP context (pinned against libsrtp in `crates/rtp/tests/libsrtp.rs`).
 
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use recorder::{DemoSource, LiveFeed, LiveFeedConfig, MediaUnit};
@@ -66,13 +65,11 @@ fn drain(s: &mut AudioSession, rx: &mut Srtp, got: &mut Received) {
     }
 }
 
-fn poll_reader(s: &mut AudioSession) -> Option<Result<LiveAudio, ReaderError>> {
-    let waker = Waker::noop();
-    let r = s.audio_reader()?;
-    match r.poll_next(&mut Context::from_waker(waker)) {
-        Poll::Ready(u) => Some(u),
-        Poll::Pending => None,
-    }
+fn subscription(feed: &LiveFeed, target: OpusTarget) -> OpusSubscription {
+    let opus = std::sync::Arc::new(
+        super::super::opus_feed::OpusFeed::new(feed.audio_reader().unwrap(), target).unwrap(),
+    );
+    opus.subscribe()
 }
 
 /// Feeds `seconds` of the demo clip's audio in real (virtual) time; returns what arrived.
@@ -86,7 +83,9 @@ fn run(
     let mut demo = DemoSource::bundled().unwrap();
     feed.set_audio_config(demo.audio_config().cloned());
     let t0 = Instant::now();
-    let mut s = AudioSession::new(t0, params(rate, ms), feed.audio_reader().unwrap()).unwrap();
+    let p = params(rate, ms);
+    let sub = subscription(&feed, p.target);
+    let mut s = AudioSession::new(t0, p, sub);
     let mut rx = Srtp::new(Suite::AesCm128HmacSha1_80, &key());
     let mut got = Received::default();
     loop {
@@ -99,9 +98,7 @@ fn run(
             feed.push(&unit);
         }
         s.set_video_clock(clock(t0, now));
-        while let Some(u) = poll_reader(&mut s) {
-            s.handle_unit(now, u);
-        }
+        s.pull(now, false);
         if s.poll_timeout().is_some_and(|t| t <= now) {
             s.handle_timeout(now);
         }
@@ -193,18 +190,19 @@ fn audio_that_cannot_be_transcoded_is_dropped_alone_with_a_reason() {
         recorder::aac::AudioSpecificConfig::parse(&[0xf8, 0xf0, 0x20, 0x00]).unwrap(),
     ));
     let t0 = Instant::now();
-    let mut s = AudioSession::new(t0, params(16_000, 20), feed.audio_reader().unwrap()).unwrap();
+    let p = params(16_000, 20);
+    let sub = subscription(&feed, p.target);
+    let mut s = AudioSession::new(t0, p, sub);
     feed.push(&MediaUnit::Audio(recorder::input::AudioFrame {
         pts_samples: 0,
         data: bytes::Bytes::from_static(&[1, 2, 3]),
     }));
-    let u = poll_reader(&mut s).unwrap();
-    s.handle_unit(t0, u);
+    s.pull(t0, false);
     match s.poll_event() {
         Some(AudioEvent::Dropped { reason }) => assert!(reason.contains("AAC-LC"), "{reason}"),
         e => panic!("{e:?}"),
     }
-    assert!(s.audio_reader().is_none());
+    assert!(!s.has_reader());
     assert_eq!(s.packets, 0);
     assert_eq!(s.poll_timeout(), None);
     // Garbage on the audio port is counted, not trusted.
@@ -214,38 +212,34 @@ fn audio_that_cannot_be_transcoded_is_dropped_alone_with_a_reason() {
 }
 
 #[test]
-fn corrupt_units_in_a_row_drop_the_audio_and_a_lagging_reader_too() {
-    let feed = LiveFeed::new(LiveFeedConfig {
-        audio_queue_units: 4,
-        ..LiveFeedConfig::default()
-    });
-    let demo = DemoSource::bundled().unwrap();
+fn muted_audio_is_taken_and_not_sent() {
+    let feed = LiveFeed::new(LiveFeedConfig::default());
+    let mut demo = DemoSource::bundled().unwrap();
     feed.set_audio_config(demo.audio_config().cloned());
     let t0 = Instant::now();
-    let mut s = AudioSession::new(t0, params(16_000, 20), feed.audio_reader().unwrap()).unwrap();
-    let mut slow = AudioSession::new(t0, params(16_000, 20), feed.audio_reader().unwrap()).unwrap();
-    for i in 0..i64::from(MAX_CORRUPT_IN_A_ROW) {
-        feed.push(&MediaUnit::Audio(recorder::input::AudioFrame {
-            pts_samples: i * 1024,
-            data: bytes::Bytes::from(match i % 3 {
-                0 => vec![0x5a; 600],
-                1 => vec![0x00],
-                _ => vec![0x13, 0x37, 0xff, 0x00, 0x42],
-            }),
-        }));
-        let u = poll_reader(&mut s).unwrap();
-        s.handle_unit(t0, u);
+    let p = params(16_000, 20);
+    let sub = subscription(&feed, p.target);
+    let mut s = AudioSession::new(t0, p, sub);
+    let mut fed = 0;
+    while fed < 20 {
+        if let (_, u @ MediaUnit::Audio(_)) = demo.next_unit() {
+            feed.push(&u);
+            fed += 1;
+        }
     }
-    // Every one was refused, and the 50th in a row dropped the audio.
-    assert_eq!(s.units(), (0, u64::from(MAX_CORRUPT_IN_A_ROW)));
-    assert!(
-        matches!(s.poll_event(), Some(AudioEvent::Dropped { reason }) if reason.contains("corrupt"))
-    );
-    assert!(s.audio_reader().is_none());
-    // The slow session never read: its reader lagged.
-    let u = poll_reader(&mut slow).unwrap();
-    slow.handle_unit(t0, u);
-    assert!(
-        matches!(slow.poll_event(), Some(AudioEvent::Dropped { reason }) if reason.contains("fell behind"))
-    );
+    s.pull(t0, true);
+    assert_eq!(s.packets, 0);
+    assert!(!s.poll_transmit(&mut Vec::new()));
+    // Unmuted, what comes next is sent (what came while muted is gone).
+    s.pull(t0, false);
+    assert_eq!(s.packets, 0);
+    while fed < 40 {
+        if let (_, u @ MediaUnit::Audio(_)) = demo.next_unit() {
+            feed.push(&u);
+            fed += 1;
+        }
+    }
+    s.pull(t0, false);
+    assert!(s.packets > 20, "{} packets", s.packets);
+    assert_eq!(s.units(), Some((40, 0)));
 }
