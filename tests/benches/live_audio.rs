@@ -51,35 +51,33 @@ fn main() {
         .build()
         .unwrap();
     let rtsp = RtspServer::start(free_port(), &media);
-    let (video_only, with_audio, audio_packets) =
-        rt.block_on(bridge_phases(&bin, &rtsp.url, clk_tck));
+    let phases = rt.block_on(bridge_phases(&bin, &rtsp.url, clk_tck));
     let ffmpeg = rt.block_on(ffmpeg_audio(&rtsp.url, clk_tck));
     drop(rtsp);
 
-    let per_viewer = (with_audio.cpu_percent - video_only.cpu_percent) / VIEWERS as f64;
-    let rss_per_viewer =
-        (kib_to_mib(with_audio.rss_end_kib) - kib_to_mib(video_only.rss_end_kib)) / VIEWERS as f64;
     println!(
         "\n== summary (release build, RTSP 1080p30 2 Mbit/s + AAC-LC 32 kHz mono, loopback, Opus 16 kHz 20 ms) =="
-    );
-    println!(
-        "bridge, {VIEWERS} viewers: video only {:.2} % of a core, RSS {:.1} MiB; with audio {:.2} %, RSS {:.1} MiB ({audio_packets} audio packets received)",
-        video_only.cpu_percent,
-        kib_to_mib(video_only.rss_end_kib),
-        with_audio.cpu_percent,
-        kib_to_mib(with_audio.rss_end_kib)
-    );
-    println!(
-        "bridge live audio: {per_viewer:.3} % of a core and {rss_per_viewer:.2} MiB RSS per viewer"
     );
     println!(
         "ffmpeg (libopus) per viewer: {:.2} % of a core, {:.1} MiB RSS ({} audio packets received)",
         ffmpeg.0, ffmpeg.1, ffmpeg.2
     );
-    println!(
-        "ratio bridge/ffmpeg CPU per viewer (audio): {:.3}",
-        per_viewer / ffmpeg.0
-    );
+    for (n, video_only, with_audio, packets) in &phases {
+        let per_viewer = (with_audio.cpu_percent - video_only.cpu_percent) / *n as f64;
+        let rss =
+            (kib_to_mib(with_audio.rss_end_kib) - kib_to_mib(video_only.rss_end_kib)) / *n as f64;
+        println!(
+            "bridge, {n} viewer(s): video only {:.2} % of a core, RSS {:.1} MiB; with audio {:.2} %, RSS {:.1} MiB ({packets} audio packets received)",
+            video_only.cpu_percent,
+            kib_to_mib(video_only.rss_end_kib),
+            with_audio.cpu_percent,
+            kib_to_mib(with_audio.rss_end_kib)
+        );
+        println!(
+            "bridge live audio, {n} viewer(s): {per_viewer:.3} % of a core and {rss:.2} MiB RSS per viewer; ratio to ffmpeg per viewer {:.3}",
+            per_viewer / ffmpeg.0
+        );
+    }
 }
 
 /// One viewer: its video and audio sockets (audio on the video port + 2, as 118 says).
@@ -165,9 +163,13 @@ async fn watch(s: Stream, for_: Duration) -> (Stream, u64) {
     (s, audio)
 }
 
-/// The bridge's usage with `VIEWERS` video-only viewers, then with `VIEWERS` viewers with
-/// audio, and the audio datagrams those received.
-async fn bridge_phases(bin: &std::path::Path, url: &str, clk_tck: u64) -> (Usage, Usage, u64) {
+/// For 1 and `VIEWERS` viewers: the bridge's usage with video-only viewers, then with
+/// viewers that take audio too, and the audio datagrams those received.
+async fn bridge_phases(
+    bin: &std::path::Path,
+    url: &str,
+    clk_tck: u64,
+) -> Vec<(usize, Usage, Usage, u64)> {
     let common::Paired {
         bridge,
         mut hap,
@@ -186,10 +188,11 @@ async fn bridge_phases(bin: &std::path::Path, url: &str, clk_tck: u64) -> (Usage
     assert_eq!(services.len(), VIEWERS);
     let mut usages = Vec::new();
     let mut audio_seen = 0;
-    for audio in [false, true] {
-        println!("\n== bridge, {VIEWERS} viewers, audio {audio} ==");
+    let mut phases = Vec::new();
+    for (viewers, audio) in [(1, false), (1, true), (VIEWERS, false), (VIEWERS, true)] {
+        println!("\n== bridge, {viewers} viewer(s), audio {audio} ==");
         let mut streams = Vec::new();
-        for ids in &services {
+        for ids in &services[..viewers] {
             streams.push(open(&mut hap, ids, audio).await);
         }
         let pid = bridge.pid;
@@ -233,11 +236,14 @@ async fn bridge_phases(bin: &std::path::Path, url: &str, clk_tck: u64) -> (Usage
             println!("  log: {line}");
         }
         usages.push(usage);
+        if audio {
+            let with_audio = usages.pop().unwrap();
+            phases.push((viewers, usages.pop().unwrap(), with_audio, audio_seen));
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     drop(bridge);
-    let with_audio = usages.pop().unwrap();
-    (usages.pop().unwrap(), with_audio, audio_seen)
+    phases
 }
 
 /// `VIEWERS` ffmpeg processes, each transcoding the source's audio to Opus over SRTP for its
