@@ -81,6 +81,9 @@ pub struct LiveEntry {
     pub end: String,
     /// It never started.
     pub failed_to_start: bool,
+    /// What became of the audio, in words (empty in entries from before live audio).
+    #[serde(default)]
+    pub audio: String,
 }
 
 /// `why` in words.
@@ -360,6 +363,7 @@ impl History {
             bytes: r.bytes,
             end: describe_live_end(r.end).to_owned(),
             failed_to_start: r.failed_to_start,
+            audio: r.audio.clone(),
         };
         let mut inner = lock(&self.inner);
         inner.live.push_back(entry);
@@ -704,9 +708,14 @@ mod tests {
                 bytes: 1000,
                 end: crate::live::LiveEnd::Stopped,
                 failed_to_start: false,
+                audio: format!("Opus 16 kHz, 20 ms: {i} packets"),
             });
         }
         let p = h.live_page(usize::MAX);
+        assert_eq!(
+            p[0].audio,
+            format!("Opus 16 kHz, 20 ms: {} packets", MAX_LIVE_ENTRIES + 2)
+        );
         assert_eq!(p.len(), MAX_LIVE_ENTRIES);
         assert_eq!(p[0].duration_ms, 1000 + MAX_LIVE_ENTRIES as u64 + 2);
         assert_eq!(

@@ -55,6 +55,8 @@ pub struct LiveRecord {
     pub end: LiveEnd,
     /// It never started (no keyframe, socket failure).
     pub failed_to_start: bool,
+    /// What became of the audio, in words ("Opus 16 kHz, 20 ms: 1500 packets", or why none).
+    pub audio: String,
 }
 
 /// Told of every [`LiveRecord`].
@@ -223,14 +225,20 @@ impl LiveView {
                         if order.wants_sub_stream() && view.sub_feed.is_some() && !sub_stream {
                             info!(camera = %camera, requested = ?order.requested, "live_source has no keyframe yet; serving the main stream");
                         }
-                        let audio = match &order.audio {
-                            Some(a) if view.audio && view.feed.has_audio() => view.opus_subscription(a.target),
-                            _ => None,
+                        let (audio, audio_note) = match &order.audio {
+                            None => (None, "none: the viewer asked for no Opus"),
+                            Some(_) if !view.audio => (None, "none: audio = false"),
+                            Some(_) if !view.feed.has_audio() => (None, "none: the source has no audio"),
+                            Some(a) => match view.opus_subscription(a.target) {
+                                Some(s) => (Some(s), ""),
+                                None => (None, "none: the audio feed could not start"),
+                            },
                         };
                         tasks.spawn(stream_task(StreamContext {
                             camera: camera.clone(),
                             feed: feed.clone(),
                             audio,
+                            audio_note,
                             muted: Arc::clone(&view.muted),
                             sub_stream,
                             service,
@@ -270,6 +278,8 @@ struct StreamContext {
     feed: LiveFeed,
     /// The main feed's audio as Opus for this viewer, when the camera sends it.
     audio: Option<OpusSubscription>,
+    /// Why there is no audio, when there is none.
+    audio_note: &'static str,
     muted: Arc<std::sync::atomic::AtomicBool>,
     sub_stream: bool,
     service: Arc<StreamService>,
@@ -284,6 +294,8 @@ struct StreamContext {
 #[derive(Debug, Default)]
 struct Tally {
     first_frame: Option<Duration>,
+    /// The audio's end, in words.
+    audio: Option<String>,
     ended: Option<(LiveEnd, u64, u64)>,
 }
 
@@ -365,6 +377,11 @@ async fn stream_task(mut ctx: StreamContext, mut order: StartOrder) {
         bytes,
         end: why,
         failed_to_start: end.is_err(),
+        audio: ctx
+            .tally
+            .audio
+            .take()
+            .unwrap_or_else(|| ctx.audio_note.to_owned()),
     });
     // Dropping `order` closes both sockets.
     drop(order);
@@ -458,6 +475,17 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         if session.is_ended() {
             if let Some((a, _)) = audio.as_mut() {
                 a.stop();
+                let t = a.params().target;
+                let sent = format!(
+                    "Opus {} kHz, {} ms: {} packets",
+                    t.sample_rate_hz / 1000,
+                    t.packet_time_ms,
+                    a.packets
+                );
+                ctx.tally.audio = Some(match &a.dropped {
+                    Some(why) => format!("{sent}, then stopped: {why}"),
+                    None => sent,
+                });
             }
             return Ok(());
         }

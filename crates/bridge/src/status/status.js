@@ -122,7 +122,7 @@ async function drawCamera(name) {
   if (d.live_viewers) fact(dl, "live view", d.live_viewers + " viewer(s) now");
   else if (live.length) {
     const l = live[0];
-    fact(dl, "last live view", (l.requested || "?") + " to " + l.viewer + ", " + (l.duration_ms / 1000).toFixed(0) + " s — " + l.end);
+    fact(dl, "last live view", (l.requested || "?") + " to " + l.viewer + ", " + (l.duration_ms / 1000).toFixed(0) + " s — " + l.end + (l.audio ? "; audio " + l.audio : ""));
   }
   const gop = c.querySelector(".gop");
   gop.replaceChildren();
