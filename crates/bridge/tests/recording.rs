@@ -85,7 +85,8 @@ impl Rig {
         if audio {
             feeder.set_audio_config(demo.audio_config().cloned());
         }
-        while camera.ring().buffered() < Duration::from_secs(8) {
+        // Full: the demo's 3999 ms fragments make 7998 ms, 8 s within the ring's slack.
+        while camera.ring().buffered() < Duration::from_millis(7_900) {
             feeder.push(demo.next_unit().1);
         }
         let addr = SocketAddr::from(([127, 0, 0, 1], camera.port()));

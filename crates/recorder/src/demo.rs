@@ -140,7 +140,9 @@ impl DemoSource {
         let loops = keep.as_micros() * 9 / 100 / source.loop_90k.max(1) as u128 + 2;
         let max_units = source.units.len().saturating_mul(loops as usize);
         for _ in 0..max_units {
-            if ring.buffered() >= keep {
+            // Full as the ring counts it: within its slack of `keep`.
+            let slack = Duration::from_micros(crate::prebuffer::SLACK_90K * 100 / 9);
+            if ring.buffered() + slack >= keep {
                 break;
             }
             // A unit the fragmenter refuses is dropped, as a live camera's would be.

@@ -38,6 +38,11 @@ use crate::error::{Error, ReaderError};
 use crate::fmp4::{self, FragmentTiming};
 use crate::fragmenter::{Fragment, FragmenterEvent, InitSegment};
 
+/// How far short of a length fragments may fall and still count as that length, 90 kHz
+/// (100 ms): a camera's fragments are often a frame short of the 4 s asked for (the demo clip:
+/// 3999 ms), and counting them exactly kept 12 s for 8 s (issue 18).
+pub const SLACK_90K: u64 = 9_000;
+
 /// Ring settings. [`Default`]: keep 8 s, at most 16 MiB, readers may lag 8 fragments.
 #[derive(Debug, Clone)]
 pub struct PrebufferConfig {
@@ -208,7 +213,7 @@ impl PrebufferRing {
             loop {
                 let newer_90k: u64 = s.fragments.iter().skip(1).map(|f| f.duration_90k()).sum();
                 let over_bytes = s.bytes_held > s.config.max_bytes;
-                if s.fragments.len() > 1 && (newer_90k >= keep_90k || over_bytes) {
+                if s.fragments.len() > 1 && (newer_90k + SLACK_90K >= keep_90k || over_bytes) {
                     if let Some(old) = s.fragments.pop_front() {
                         s.bytes_held -= fragment_bytes(&old);
                     }
@@ -260,8 +265,8 @@ impl PrebufferRing {
         lock(&self.shared).readers.len()
     }
 
-    /// A reader whose clip starts at least `prebuffer` before the end of the newest stored
-    /// fragment (or at the oldest stored fragment if the ring holds less). `None` before the
+    /// A reader whose clip starts at least `prebuffer` (less [`SLACK_90K`]) before the end of
+    /// the newest stored fragment (or at the oldest stored fragment if the ring holds less). `None` before the
     /// first init segment or after [`Self::close`].
     pub fn reader(&self, prebuffer: Duration) -> Option<RingReader> {
         self.reader_with(prebuffer, ReaderOptions::default())
@@ -275,7 +280,9 @@ impl PrebufferRing {
                 .back()
                 .map_or(0, |f| f.start_90k() + f.duration_90k())
         };
-        let back_90k = u64::try_from(prebuffer.as_millis() * 90).unwrap_or(u64::MAX);
+        let back_90k = u64::try_from(prebuffer.as_millis() * 90)
+            .unwrap_or(u64::MAX)
+            .saturating_sub(SLACK_90K);
         self.reader_from_with(end.saturating_sub(back_90k), options)
     }
 

@@ -118,6 +118,38 @@ fn keeps_at_least_the_prebuffer_and_prunes_older() {
 }
 
 #[test]
+fn fragments_a_frame_short_of_4_s_keep_8_s_not_12() {
+    // The demo clip's fragments are 3999 ms: two of them are 7998 ms, "8 s" for the ring.
+    let ring = PrebufferRing::new(PrebufferConfig::default()).unwrap();
+    ring.push_init(init());
+    for i in 0..6u64 {
+        let mut f = fragment(i, 120_000);
+        let last = f.video.samples.len() - 1;
+        f.video.samples[last].duration = 3000 - 90;
+        f.video.base_decode_time = i * (360_000 - 90);
+        ring.push_fragment(f);
+    }
+    assert_eq!(ring.buffered(), Duration::from_millis(7998));
+    // An 8 s prebuffer starts two fragments back, a 4 s one at the newest.
+    let mut r8 = ring.reader(Duration::from_secs(8)).unwrap();
+    let mut r4 = ring.reader(Duration::from_secs(4)).unwrap();
+    let count = |r: &mut recorder::RingReader| std::iter::from_fn(|| r.try_next().unwrap()).count();
+    assert_eq!((count(&mut r8), count(&mut r4)), (2, 1));
+    // Fragments well short of the length still count as what they are: 3.5 s ones keep 3.
+    let ring = PrebufferRing::new(PrebufferConfig::default()).unwrap();
+    ring.push_init(init());
+    for i in 0..6u64 {
+        let mut f = fragment(i, 120_000);
+        for s in &mut f.video.samples {
+            s.duration = 2625;
+        }
+        f.video.base_decode_time = i * 315_000;
+        ring.push_fragment(f);
+    }
+    assert_eq!(ring.buffered(), Duration::from_millis(10_500));
+}
+
+#[test]
 fn byte_bound_wins_over_time_but_keeps_one_fragment() {
     let config = PrebufferConfig {
         max_bytes: 600_000,
