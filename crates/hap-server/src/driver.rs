@@ -26,6 +26,10 @@ pub struct ServerOptions {
     /// when every connection is verified is the new one closed. Default 32 (a home has a few
     /// hubs and phones, each holding one or two).
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address; more are closed at once. Default 8
+    /// (a phone or hub holds one or two): one host on the LAN cannot take every slot, and
+    /// eviction is left for the others' unverified connections.
+    pub max_connections_per_host: usize,
     /// HTTP request limits.
     pub limits: Limits,
     /// A connection that has not completed pair-verify is closed after this long without a
@@ -40,6 +44,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             max_connections: 32,
+            max_connections_per_host: 8,
             limits: Limits::default(),
             unverified_idle_timeout: Duration::from_secs(300),
         }
@@ -160,6 +165,8 @@ impl Server {
         let mut tasks = JoinSet::new();
         let mut accept_errors = AcceptBackoff::default();
         let mut refusals = RateLimited::default();
+        let mut host_refusals = RateLimited::default();
+        let mut per_host: HashMap<std::net::IpAddr, usize> = HashMap::new();
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -174,6 +181,14 @@ impl Server {
                             continue;
                         }
                     };
+                    let host = peer.ip().to_canonical();
+                    let open = per_host.get(&host).copied().unwrap_or(0);
+                    if open >= options.max_connections_per_host.max(1) {
+                        if let Some(suppressed) = host_refusals.allow(now()) {
+                            warn!(%host, open, suppressed, "one host's connection share reached; closing its new connections");
+                        }
+                        continue;
+                    }
                     let permit = match slots.clone().try_acquire_owned() {
                         Ok(p) => Some(p),
                         Err(_) => self.evict_for(&slots, &mut refusals, peer).await,
@@ -181,15 +196,27 @@ impl Server {
                     let Some(permit) = permit else {
                         continue;
                     };
+                    *per_host.entry(host).or_default() += 1;
                     let server = self.clone();
                     let shutdown = shutdown.clone();
                     tasks.spawn(async move {
                         server.run_connection(stream, options, shutdown).await;
                         drop(permit);
+                        host
                     });
                 }
                 _ = shutdown.changed() => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    // A panicked task's host keeps its count: no panics in shipped paths.
+                    if let Ok(host) = done
+                        && let Some(n) = per_host.get_mut(&host)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_host.remove(&host);
+                        }
+                    }
+                }
             }
         }
         while tasks.join_next().await.is_some() {}

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Client, WAIT, pair, verify};
 
@@ -288,4 +288,69 @@ async fn eviction_spares_a_pair_setup_in_progress() {
     assert!(client.handle_m6(&m6).is_ok(), "pair-setup completed");
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// A raw TCP connection to the server from the loopback address `from`.
+async fn connect_from(from: [u8; 4], port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// Whether the server answers an unauthenticated GET on `s` (470, as HAP says) rather than
+/// closing it.
+async fn served(s: &mut TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if s.write_all(b"GET /accessories HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    match timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => buf[..n].starts_with(b"HTTP/1.1 470"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn one_host_gets_its_share_of_the_connections_and_another_host_is_still_served() {
+    let (_server, port, _stop, _task) = start_with(ServerOptions {
+        max_connections_per_host: 3,
+        ..ServerOptions::default()
+    })
+    .await;
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from([127, 0, 0, 1], port).await;
+        assert!(
+            served(&mut s).await,
+            "a connection within the share was refused"
+        );
+        mine.push(s);
+    }
+    // The fourth from the same host is closed at once.
+    let mut fourth = connect_from([127, 0, 0, 1], port).await;
+    assert!(!served(&mut fourth).await, "a host got more than its share");
+    // Another host is served, though the first holds its whole share.
+    let mut other = connect_from([127, 0, 0, 2], port).await;
+    assert!(served(&mut other).await, "another host was refused");
+    // A closed connection gives the share back.
+    drop(mine.pop());
+    let t = Instant::now();
+    loop {
+        let mut again = connect_from([127, 0, 0, 1], port).await;
+        if served(&mut again).await {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the share was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
