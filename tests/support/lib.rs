@@ -81,6 +81,10 @@ pub fn ffmpeg_decode(file: &std::path::Path) -> (bool, String) {
     let out = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(file)
+        // Frames keep their own times: the null muxer's default constant frame rate turns a
+        // variable-rate clip (the demo's 50/100 ms frames) into "non monotonically increasing
+        // dts" errors that say nothing about the clip.
+        .args(["-fps_mode", "passthrough", "-enc_time_base", "-1"])
         .args(["-f", "null", "-"])
         .output()
         .expect("run ffmpeg");
