@@ -2,7 +2,8 @@
 //! (detector off), a paired hub that stays connected, then a flood of unauthenticated
 //! connections. Prints figures; asserts only that the hub still records.
 //!
-//! 1. Flood: 2,000 HAP and 2,000 HDS connections at once, each HDS one announcing a 1 MiB
+//! 1. Flood: 2,000 HAP and 2,000 HDS connections at once from 2,000 loopback addresses (so
+//!    per-host shares do not apply), each HDS one announcing a 1 MiB
 //!    frame and sending 64 KiB of junk, held open while the hub records a clip; RSS before,
 //!    peak during, and 10 s after they close (goal: ≤ 64 MiB above idle, back within 10 %).
 //! 2. File descriptors exhausted: the bridge's limit lowered to 40 (`prlimit`; below what 32
@@ -118,12 +119,20 @@ async fn record(hds: &mut HdsClient, r: &Rig, stream_id: i64) -> Result<Duration
     out
 }
 
-/// Opens `n` connections to `addr`, each sending `junk`; keeps what the kernel let us open.
+/// Opens `n` connections to `addr`, each from its own loopback address (127.1.x.y: many
+/// hosts, so per-host shares do not help the bridge) and sending `junk`; keeps what the
+/// kernel let us open.
 async fn flood(addr: SocketAddr, n: usize, junk: &'static [u8]) -> Vec<TcpStream> {
     let mut held = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        let from = SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250 + 1) as u8], 0));
+        let connect = async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(from)?;
+            socket.connect(addr).await
+        };
         // A full accept backlog makes connect wait for SYN retries: bound it.
-        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+        match tokio::time::timeout(Duration::from_millis(200), connect).await {
             Ok(Ok(mut s)) => {
                 let _ = s.write_all(junk).await;
                 held.push(s);
