@@ -382,6 +382,20 @@ async fn demo_camera_records_a_valid_clip() {
     assert_eq!(d["controllers"].as_array().map(Vec::len), Some(1), "{d}");
     assert_eq!(d["homekit"]["recording_active"], json!(true), "{d}");
     assert!(d["selected"]["resolution"].is_string(), "{d}");
+    // The built-in detector's work is visible (the demo camera runs it).
+    let det = &d["detector"];
+    let n = |k: &str| det[k].as_u64().unwrap_or(u64::MAX / 4);
+    // Every unit it was handed was decoded, skipped (before the first IDR) or refused.
+    assert!(n("access_units") > 0, "{d}");
+    assert_eq!(
+        n("decoded") + n("skipped") + n("rejected"),
+        n("access_units"),
+        "{d}"
+    );
+    assert!(
+        det["queue_drops"].is_u64() && det["busy_ms"].is_u64(),
+        "{d}"
+    );
     let out = tempfile::tempdir().expect("tmp");
     record_once(&bridge, &mut hub, &sel, out.path(), "demo camera").await;
     // The history has the event: HTTP motion, the hub's stream, how fast and how it ended.

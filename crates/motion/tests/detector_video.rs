@@ -321,6 +321,23 @@ async fn detector_thread_triggers_the_hub() {
     assert!(status.changes >= 1, "{status:?}, {:?}", handle.stats());
     assert_eq!(status.source, Some(MotionSource::Detector));
     assert!(handle.stats().motion_frames >= 5);
+    assert_eq!(handle.stats().queue_drops, 0, "one at a time drops nothing");
+
+    // All at once: the queue (64) overflows, every refused unit is counted as a drop.
+    let aus = common::access_units(&common::synthetic_clip(640, 360, 10, 8, Some(5), 20), 10);
+    let refused = aus
+        .into_iter()
+        .map(|(data, is_idr, ts)| {
+            handle.push(OwnedAccessUnit {
+                data: data.into(),
+                is_idr,
+                timestamp_90k: ts,
+            })
+        })
+        .filter(|queued| !queued)
+        .count() as u64;
+    assert!(refused > 0, "80 units at once fit a queue of 64");
+    assert_eq!(handle.stats().queue_drops, refused);
 }
 
 #[test]

@@ -52,6 +52,30 @@ pub struct CameraDetail {
     pub recording: bool,
     /// Live-view streams running.
     pub live_viewers: usize,
+    /// The built-in motion detector's counters since it started; `null` when it is off.
+    pub detector: Option<DetectorDetail>,
+}
+
+/// The built-in detector's work (`motion::DetectorStats`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectorDetail {
+    /// Access units it was handed.
+    pub access_units: u64,
+    /// Access units decoded.
+    pub decoded: u64,
+    /// Frames compared.
+    pub analysed: u64,
+    /// Compared frames that showed motion.
+    pub motion_frames: u64,
+    /// Access units skipped (between samples, or until the next IDR after a gap).
+    pub skipped: u64,
+    /// Access units the decoder refused.
+    pub rejected: u64,
+    /// Access units dropped because the detector was behind (then it analyses about one
+    /// frame per GOP; the log says so once a minute).
+    pub queue_drops: u64,
+    /// Time spent decoding and comparing, ms.
+    pub busy_ms: u64,
 }
 
 /// The source's stream.
@@ -208,6 +232,19 @@ impl Camera {
             motion: self.motion_detected(),
             recording: self.is_recording(),
             live_viewers: self.live_viewers(),
+            detector: super::lock(&shared.taps.detector).as_ref().map(|d| {
+                let st = d.stats();
+                DetectorDetail {
+                    access_units: st.access_units,
+                    decoded: st.decoded,
+                    analysed: st.analysed,
+                    motion_frames: st.motion_frames,
+                    skipped: st.skipped,
+                    rejected: st.rejected,
+                    queue_drops: st.queue_drops,
+                    busy_ms: st.busy_us / 1000,
+                }
+            }),
         }
     }
 }

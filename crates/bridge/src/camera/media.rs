@@ -107,7 +107,12 @@ pub(crate) struct MediaTaps {
     pub(crate) detector: Mutex<Option<motion::DetectorHandle>>,
     /// The latest keyframe and the `/resource` JPEG cache.
     pub(crate) snapshots: super::snapshot::Snapshots,
+    /// When the "detector cannot keep up" warning was last logged (one a minute at most).
+    pub(crate) detector_warned: Mutex<Option<std::time::Instant>>,
 }
+
+/// Least time between two "detector cannot keep up" warnings.
+const DETECTOR_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Hands a copy of `v` (as Annex B, SPS/PPS before an IDR) to the camera's motion detector
 /// when one is attached; a full detector queue drops it (see `DetectorHandle::push`).
@@ -121,11 +126,28 @@ fn detect(shared: &Shared, parameter_sets: Option<&ParameterSets>, v: &VideoAcce
         return;
     };
     let is_idr = recorder::h264::contains_idr(&v.data, v.framing);
-    detector.push(motion::OwnedAccessUnit {
+    let queued = detector.push(motion::OwnedAccessUnit {
         data: annex_b,
         is_idr,
         timestamp_90k: v.pts_90k,
     });
+    if !queued {
+        // A starved detector falls back to about one analysis per GOP: say so, once a minute.
+        let mut warned = lock(&shared.taps.detector_warned);
+        let now = std::time::Instant::now();
+        if warned.is_none_or(|t| now.saturating_duration_since(t) >= DETECTOR_WARN_EVERY) {
+            *warned = Some(now);
+            let st = detector.stats();
+            warn!(
+                camera = %shared.options.name,
+                dropped = st.queue_drops,
+                decoded = st.decoded,
+                analysed = st.analysed,
+                busy_ms = st.busy_us / 1000,
+                "the motion detector cannot keep up with this stream and analyses about one frame per GOP; detect on a sub-stream or turn it off"
+            );
+        }
+    }
 }
 
 fn update_facts(shared: &Shared, fragmenter: &Fragmenter, init: &recorder::InitSegment) {

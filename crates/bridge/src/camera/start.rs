@@ -198,6 +198,7 @@ pub(crate) async fn prepare(
         taps: MediaTaps {
             detector: Mutex::new(None),
             snapshots,
+            detector_warned: Mutex::new(None),
         },
         motion: motion.clone(),
         live,

@@ -191,6 +191,9 @@ pub struct DetectorStats {
     /// Wall-clock time spent in [`Detector::push`] (decode + compare), in microseconds: the
     /// detector's CPU cost for this camera.
     pub busy_us: u64,
+    /// Access units dropped before the detector saw them because its queue was full (the
+    /// machine cannot keep up; it then analyses about one frame per GOP).
+    pub queue_drops: u64,
 }
 
 /// Decoder plus comparison for one camera. Synchronous and CPU-bound: run it on its own thread
@@ -365,6 +368,7 @@ pub struct DetectorHandle {
     tx: std::sync::mpsc::SyncSender<OwnedAccessUnit>,
     gap: Arc<AtomicBool>,
     stats: Arc<Mutex<DetectorStats>>,
+    drops: std::sync::atomic::AtomicU64,
 }
 
 impl DetectorHandle {
@@ -376,6 +380,7 @@ impl DetectorHandle {
             Ok(()) => true,
             Err(_) => {
                 self.gap.store(true, Ordering::Relaxed);
+                self.drops.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -383,7 +388,10 @@ impl DetectorHandle {
 
     /// The detector's counters as of its last processed access unit.
     pub fn stats(&self) -> DetectorStats {
-        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+        DetectorStats {
+            queue_drops: self.drops.load(Ordering::Relaxed),
+            ..*self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+        }
     }
 }
 
@@ -430,5 +438,10 @@ pub fn spawn_detector(
             }
         })
         .map_err(|e| MotionError::Decoder(format!("could not start the detector thread: {e}")))?;
-    Ok(DetectorHandle { tx, gap, stats })
+    Ok(DetectorHandle {
+        tx,
+        gap,
+        stats,
+        drops: std::sync::atomic::AtomicU64::new(0),
+    })
 }
