@@ -106,6 +106,17 @@ struct Inner {
     audio_readers: HashMap<u64, AudioSlot>,
 }
 
+/// What a reader's queue yields next: a lag at once, else the queued units, then the end;
+/// `None` while nothing is queued.
+fn next_in<T>(queue: &mut VecDeque<T>, end: Option<ReaderError>) -> Option<Result<T, ReaderError>> {
+    match (end, queue.pop_front()) {
+        (Some(e @ ReaderError::Lagged { .. }), _) => Some(Err(e)),
+        (_, Some(u)) => Some(Ok(u)),
+        (Some(e), None) => Some(Err(e)),
+        (None, None) => None,
+    }
+}
+
 fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -381,12 +392,7 @@ impl AudioReader {
         let Some(slot) = s.audio_readers.get_mut(&self.id) else {
             return Err(ReaderError::Closed);
         };
-        match (slot.end, slot.queue.pop_front()) {
-            (Some(e @ ReaderError::Lagged { .. }), _) => Err(e),
-            (_, Some(u)) => Ok(Some(u)),
-            (Some(e), None) => Err(e),
-            (None, None) => Ok(None),
-        }
+        next_in(&mut slot.queue, slot.end).transpose()
     }
 
     /// The next access unit, or the reader's end.
@@ -402,11 +408,9 @@ impl AudioReader {
         let Some(slot) = s.audio_readers.get_mut(&self.id) else {
             return Poll::Ready(Err(ReaderError::Closed));
         };
-        match (slot.end, slot.queue.pop_front()) {
-            (Some(e @ ReaderError::Lagged { .. }), _) => Poll::Ready(Err(e)),
-            (_, Some(u)) => Poll::Ready(Ok(u)),
-            (Some(e), None) => Poll::Ready(Err(e)),
-            (None, None) => {
+        match next_in(&mut slot.queue, slot.end) {
+            Some(r) => Poll::Ready(r),
+            None => {
                 slot.waker = Some(cx.waker().clone());
                 Poll::Pending
             }
@@ -457,12 +461,7 @@ impl LiveReader {
         let Some(slot) = s.readers.get_mut(&self.id) else {
             return Err(ReaderError::Closed);
         };
-        match (slot.end, slot.queue.pop_front()) {
-            (Some(e @ ReaderError::Lagged { .. }), _) => Err(e),
-            (_, Some(u)) => Ok(Some(u)),
-            (Some(e), None) => Err(e),
-            (None, None) => Ok(None),
-        }
+        next_in(&mut slot.queue, slot.end).transpose()
     }
 
     /// Async-friendly [`Self::try_next`]: registers `cx`'s waker when nothing is queued.
@@ -474,11 +473,9 @@ impl LiveReader {
         let Some(slot) = s.readers.get_mut(&self.id) else {
             return Poll::Ready(Err(ReaderError::Closed));
         };
-        match (slot.end, slot.queue.pop_front()) {
-            (Some(e @ ReaderError::Lagged { .. }), _) => Poll::Ready(Err(e)),
-            (_, Some(u)) => Poll::Ready(Ok(u)),
-            (Some(e), None) => Poll::Ready(Err(e)),
-            (None, None) => {
+        match next_in(&mut slot.queue, slot.end) {
+            Some(r) => Poll::Ready(r),
+            None => {
                 slot.waker = Some(cx.waker().clone());
                 Poll::Pending
             }

@@ -160,6 +160,29 @@ impl ReceiverReport {
     }
 }
 
+/// Appends what a sender sends every RTCP interval: a sender report for `ssrc` mapping `wall`
+/// to `rtp_timestamp` with its packet and payload-octet counts (wrapping, RFC 3550 §6.4.1),
+/// then the SDES CNAME.
+pub fn write_sender_report(
+    out: &mut Vec<u8>,
+    ssrc: u32,
+    wall: SystemTime,
+    rtp_timestamp: u32,
+    (packets, octets): (u64, u64),
+    cname: &str,
+) {
+    SenderReport {
+        ssrc,
+        ntp_timestamp: ntp_timestamp(wall),
+        rtp_timestamp,
+        packet_count: packets as u32,
+        octet_count: octets as u32,
+        reports: Vec::new(),
+    }
+    .write(out);
+    write_sdes_cname(out, ssrc, cname);
+}
+
 /// Appends an SDES packet with one chunk: `ssrc` and its CNAME item (RFC 3550 §6.5.1), which
 /// a compound packet should carry. `cname` is cut to 255 bytes.
 pub fn write_sdes_cname(out: &mut Vec<u8>, ssrc: u32, cname: &str) {

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use rtp::packet::RtpHeader;
-use rtp::rtcp::{self, SenderReport};
+use rtp::rtcp;
 use rtp::srtp::{Context as Srtp, MasterKey, Suite};
 
 use super::opus_feed::OpusSubscription;
@@ -280,16 +280,14 @@ impl AudioSession {
         let rtp_now = i64::from(rtp) + (src_now - src) * rate / 90_000;
         let wall = self.params.wall_clock_at_start + now.saturating_duration_since(self.started);
         let mut b = Vec::with_capacity(80);
-        SenderReport {
-            ssrc: self.params.ssrc,
-            ntp_timestamp: rtcp::ntp_timestamp(wall),
-            rtp_timestamp: self.params.timestamp_origin.wrapping_add(rtp_now as u32),
-            packet_count: self.packets as u32,
-            octet_count: self.octets as u32,
-            reports: Vec::new(),
-        }
-        .write(&mut b);
-        rtcp::write_sdes_cname(&mut b, self.params.ssrc, CNAME);
+        rtcp::write_sender_report(
+            &mut b,
+            self.params.ssrc,
+            wall,
+            self.params.timestamp_origin.wrapping_add(rtp_now as u32),
+            (self.packets, self.octets),
+            CNAME,
+        );
         if self.tx.protect_rtcp(&mut b).is_ok() {
             self.queue(b);
         }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use recorder::{LiveReader, LiveUnit, ParameterSets, ReaderError};
-use rtp::rtcp::{self, RtcpPacket, SenderReport};
+use rtp::rtcp::{self, RtcpPacket};
 use rtp::srtp::{Context as Srtp, MasterKey, Suite};
 use rtp::{Packetizer, PacketizerConfig, is_rtcp};
 
@@ -474,16 +474,14 @@ impl LiveSession {
         let wall = self.params.wall_clock_at_start + now.saturating_duration_since(self.started);
         let mut b = self.spare.pop().unwrap_or_default();
         b.clear();
-        SenderReport {
-            ssrc: self.params.ssrc,
-            ntp_timestamp: rtcp::ntp_timestamp(wall),
-            rtp_timestamp: self.params.timestamp_origin.wrapping_add(rtp_now as u32),
-            packet_count: self.packets as u32,
-            octet_count: self.octets as u32,
-            reports: Vec::new(),
-        }
-        .write(&mut b);
-        rtcp::write_sdes_cname(&mut b, self.params.ssrc, CNAME);
+        rtcp::write_sender_report(
+            &mut b,
+            self.params.ssrc,
+            wall,
+            self.params.timestamp_origin.wrapping_add(rtp_now as u32),
+            (self.packets, self.octets),
+            CNAME,
+        );
         if self.tx.protect_rtcp(&mut b).is_ok() {
             self.bytes += b.len() as u64;
             self.out.push_back(b);
