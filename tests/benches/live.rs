@@ -494,33 +494,14 @@ struct FfmpegFigures {
 /// `VIEWERS` ffmpeg processes, each from the RTSP server to its own viewer over SRTP.
 async fn ffmpeg_viewers(url: &str, clk_tck: u64) -> FfmpegFigures {
     let inline = base64::engine::general_purpose::STANDARD.encode([KEY.as_slice(), &SALT].concat());
-    let mut children = Vec::new();
-    let mut sockets = Vec::new();
-    for _ in 0..VIEWERS {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = socket.local_addr().unwrap().port();
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-            .args(["-rtsp_transport", "tcp", "-i", url, "-an", "-c:v", "copy"])
-            .args(["-f", "rtp", "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80"])
-            .args(["-srtp_out_params", &inline])
-            .arg(format!("srtp://127.0.0.1:{port}?pkt_size=1378"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ffmpeg");
-        children.push(child);
-        sockets.push(socket);
-    }
-    // Warm up (RTSP handshake), then sample each process while the viewers receive.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let samplers: Vec<Sampler> = children
-        .iter()
-        .map(|c| Sampler::start(c.id(), clk_tck))
-        .collect();
-    let mut set = tokio::task::JoinSet::new();
-    for socket in sockets {
-        set.spawn(async move {
+    let url_args = ["-rtsp_transport", "tcp", "-i", url];
+    let (usages, viewers) = common::ffmpeg_srtp_senders(
+        VIEWERS,
+        &url_args,
+        &["-an", "-c:v", "copy"],
+        &inline,
+        clk_tck,
+        |socket| async move {
             let master = rtp::MasterKey::new(&KEY, &SALT).unwrap();
             let mut viewer = Viewer::new(&master, 1);
             let start = Instant::now();
@@ -533,14 +514,9 @@ async fn ffmpeg_viewers(url: &str, clk_tck: u64) -> FfmpegFigures {
                 }
             }
             viewer
-        });
-    }
-    let viewers = set.join_all().await;
-    let usages: Vec<Usage> = samplers.into_iter().map(Sampler::stop).collect();
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+        },
+    )
+    .await;
     let (mut pictures, mut rejected) = (0, 0);
     for v in viewers {
         let seen = tokio::task::spawn_blocking(move || v.finish())

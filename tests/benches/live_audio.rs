@@ -18,7 +18,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -251,58 +250,38 @@ async fn bridge_phases(
 async fn ffmpeg_audio(url: &str, clk_tck: u64) -> (f64, f64, u64) {
     println!("\n== ffmpeg (libopus), one process per viewer, {VIEWERS} viewers ==");
     let inline = base64::engine::general_purpose::STANDARD.encode([KEY.as_slice(), &SALT].concat());
-    let mut children = Vec::new();
-    let mut sockets = Vec::new();
-    for _ in 0..VIEWERS {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let port = socket.local_addr().unwrap().port();
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
-            .args([
-                "-rtsp_transport",
-                "tcp",
-                "-allowed_media_types",
-                "audio",
-                "-i",
-                url,
-            ])
-            .args([
-                "-vn",
-                "-c:a",
-                "libopus",
-                "-application",
-                "voip",
-                "-ar",
-                "16000",
-                "-ac",
-                "1",
-            ])
-            .args([
-                "-b:a",
-                "24k",
-                "-frame_duration",
-                "20",
-                "-payload_type",
-                "110",
-            ])
-            .args(["-f", "rtp", "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80"])
-            .args(["-srtp_out_params", &inline])
-            .arg(format!("srtp://127.0.0.1:{port}?pkt_size=1378"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ffmpeg");
-        children.push(child);
-        sockets.push(socket);
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let samplers: Vec<Sampler> = children
-        .iter()
-        .map(|c| Sampler::start(c.id(), clk_tck))
-        .collect();
-    let mut set = tokio::task::JoinSet::new();
-    for socket in sockets {
-        set.spawn(async move {
+    let url_args = [
+        "-rtsp_transport",
+        "tcp",
+        "-allowed_media_types",
+        "audio",
+        "-i",
+        url,
+    ];
+    let codec = [
+        "-vn",
+        "-c:a",
+        "libopus",
+        "-application",
+        "voip",
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-b:a",
+        "24k",
+        "-frame_duration",
+        "20",
+        "-payload_type",
+        "110",
+    ];
+    let (usages, counts) = common::ffmpeg_srtp_senders(
+        VIEWERS,
+        &url_args,
+        &codec,
+        &inline,
+        clk_tck,
+        |socket| async move {
             let mut n = 0u64;
             let mut buf = vec![0u8; 2048];
             let start = Instant::now();
@@ -314,14 +293,10 @@ async fn ffmpeg_audio(url: &str, clk_tck: u64) -> (f64, f64, u64) {
                 }
             }
             n
-        });
-    }
-    let packets: u64 = set.join_all().await.into_iter().sum();
-    let usages: Vec<Usage> = samplers.into_iter().map(Sampler::stop).collect();
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+        },
+    )
+    .await;
+    let packets: u64 = counts.into_iter().sum();
     let n = usages.len() as f64;
     let cpu = usages.iter().map(|u| u.cpu_percent).sum::<f64>() / n;
     let rss = usages

@@ -812,6 +812,54 @@ fn tone_power(pcm: &[f32], rate: f32, f: f32) -> f32 {
     s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
 }
 
+/// 118 on service `n` (session `[id; 16]`) for a viewer on `port`, audio on `port + 2`, then
+/// 117 START asking for Opus at `audio` (rate, packet time ms): our 118 answer and when START
+/// was written.
+async fn start_with_audio(
+    rig: &mut Rig,
+    n: usize,
+    id: u8,
+    port: u16,
+    audio: (hap_tlv::hksv::SampleRate, u8),
+) -> (SetupEndpointsResponse, Instant) {
+    let (setup, selected) = (rig.id(n, SETUP_ENDPOINTS), rig.id(n, SELECTED));
+    assert_eq!(
+        write(&mut rig.client, setup, &setup_request(id, port)).await,
+        0
+    );
+    let answer = SetupEndpointsResponse::decode(&read_bytes(&mut rig.client, setup).await).unwrap();
+    let start = controller::live::selected_stream_request_with_audio(
+        [id; 16],
+        SessionCommand::Start,
+        Some(1378),
+        (1280, 720, 30),
+        Some(audio),
+    );
+    let t0 = Instant::now();
+    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    (answer, t0)
+}
+
+/// 117 END for session `[id; 16]` on service `n`.
+async fn end_stream(rig: &mut Rig, n: usize, id: u8) {
+    let end = controller::live::selected_stream_request([id; 16], SessionCommand::End, None);
+    let selected = rig.id(n, SELECTED);
+    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+}
+
+/// Half a second for the last packets, then SIGINT (ffmpeg flushes its decoder and exits);
+/// killed after `wait`. Its stderr.
+async fn stop_ffmpeg(receiver: std::process::Child, wait: Duration) -> String {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = Command::new("kill")
+        .args(["-INT", &receiver.id().to_string()])
+        .status();
+    tokio::task::spawn_blocking(move || wait_or_kill(receiver, wait))
+        .await
+        .unwrap()
+        .1
+}
+
 /// One audio stream to ffmpeg: 118 + 117 START with Opus at `rate`/`ms` on service `n`,
 /// `seconds` of streaming, END, then ffmpeg is stopped. Returns the decoded mono PCM at
 /// 48 kHz, ffmpeg's warnings and the START → END time.
@@ -843,33 +891,11 @@ async fn receive_audio(
         .spawn()
         .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test");
     tokio::time::sleep(Duration::from_millis(300)).await; // ffmpeg binds its port
-    let (setup, selected) = (rig.id(n, SETUP_ENDPOINTS), rig.id(n, SELECTED));
-    assert_eq!(
-        write(&mut rig.client, setup, &setup_request(id, port)).await,
-        0
-    );
-    let start = controller::live::selected_stream_request_with_audio(
-        [id; 16],
-        SessionCommand::Start,
-        Some(1378),
-        (1280, 720, 30),
-        Some((rate_code, ms)),
-    );
-    let t0 = Instant::now();
-    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    let (_, t0) = start_with_audio(rig, n, id, port, (rate_code, ms)).await;
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let end = controller::live::selected_stream_request([id; 16], SessionCommand::End, None);
-    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+    end_stream(rig, n, id).await;
     let sent = t0.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // SIGINT: ffmpeg flushes its decoder and exits cleanly.
-    let _ = Command::new("kill")
-        .args(["-INT", &receiver.id().to_string()])
-        .status();
-    let (_, stderr) =
-        tokio::task::spawn_blocking(move || wait_or_kill(receiver, Duration::from_secs(1)))
-            .await
-            .unwrap();
+    let stderr = stop_ffmpeg(receiver, Duration::from_secs(1)).await;
     let raw = std::fs::read(&out).unwrap_or_default();
     let pcm = raw
         .chunks_exact(2)
@@ -1031,30 +1057,17 @@ async fn a_beep_on_each_keyframe_plays_with_its_keyframe_when_aligned_by_the_sen
         .spawn()
         .expect("ffmpeg (Debian ffmpeg) must be installed: run scripts/test");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (setup, selected) = (rig.id(0, SETUP_ENDPOINTS), rig.id(0, SELECTED));
-    assert_eq!(
-        write(&mut rig.client, setup, &setup_request(60, port)).await,
-        0
-    );
-    let start = controller::live::selected_stream_request_with_audio(
-        [60; 16],
-        SessionCommand::Start,
-        Some(1378),
-        (1280, 720, 30),
-        Some((hap_tlv::hksv::SampleRate::Hz16000, 20)),
-    );
-    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    start_with_audio(
+        &mut rig,
+        0,
+        60,
+        port,
+        (hap_tlv::hksv::SampleRate::Hz16000, 20),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let end = controller::live::selected_stream_request([60; 16], SessionCommand::End, None);
-    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = Command::new("kill")
-        .args(["-INT", &receiver.id().to_string()])
-        .status();
-    let (_, stderr) =
-        tokio::task::spawn_blocking(move || wait_or_kill(receiver, Duration::from_secs(2)))
-            .await
-            .unwrap();
+    end_stream(&mut rig, 0, 60).await;
+    let stderr = stop_ffmpeg(receiver, Duration::from_secs(2)).await;
 
     let keyframes: Vec<f64> = video_packets(&out)
         .into_iter()
@@ -1123,26 +1136,12 @@ async fn libsrtp_audio(
         assert!(t.elapsed() < WAIT, "the audio peer did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (setup, selected) = (rig.id(n, SETUP_ENDPOINTS), rig.id(n, SELECTED));
-    assert_eq!(
-        write(&mut rig.client, setup, &setup_request(id, port)).await,
-        0
-    );
-    let answer = SetupEndpointsResponse::decode(&read_bytes(&mut rig.client, setup).await).unwrap();
-    let start = controller::live::selected_stream_request_with_audio(
-        [id; 16],
-        SessionCommand::Start,
-        Some(1378),
-        (1280, 720, 30),
-        Some((rate_code, ms)),
-    );
-    assert_eq!(write(&mut rig.client, selected, &start).await, 0);
+    let (answer, _) = start_with_audio(rig, n, id, port, (rate_code, ms)).await;
     let out = tokio::task::spawn_blocking(move || peer.wait_with_output().unwrap())
         .await
         .unwrap();
     assert_eq!(rig.camera.live_viewers(), 1, "the video stopped meanwhile");
-    let end = controller::live::selected_stream_request([id; 16], SessionCommand::End, None);
-    assert_eq!(write(&mut rig.client, selected, &end).await, 0);
+    end_stream(rig, n, id).await;
     let summary = serde_json::from_slice(&out.stdout).unwrap();
     (summary, answer.audio_ssrc)
 }

@@ -79,9 +79,9 @@ pub struct LiveAudio {
     pub config: Arc<AudioSpecificConfig>,
 }
 
+/// An audio reader's queue; it is drained without a waker ([`AudioReader::try_next`]).
 struct AudioSlot {
     queue: VecDeque<LiveAudio>,
-    waker: Option<Waker>,
     end: Option<ReaderError>,
 }
 
@@ -261,9 +261,6 @@ impl LiveFeed {
                 }
                 slot.queue.push_back(u.clone());
             }
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
         }
     }
 
@@ -280,7 +277,6 @@ impl LiveFeed {
             id,
             AudioSlot {
                 queue: VecDeque::new(),
-                waker: None,
                 end: None,
             },
         );
@@ -294,11 +290,6 @@ impl LiveFeed {
     pub fn has_audio(&self) -> bool {
         let s = lock(&self.inner);
         s.audio_config.is_some() || s.audio_seen
-    }
-
-    /// The AudioSpecificConfig of raw access units, if the source gave one.
-    pub fn audio_config(&self) -> Option<Arc<AudioSpecificConfig>> {
-        lock(&self.inner).audio_config.clone()
     }
 
     /// Ends the feed (the source stopped for good): readers end with
@@ -316,9 +307,6 @@ impl LiveFeed {
         }
         for slot in s.audio_readers.values_mut() {
             slot.end.get_or_insert(ReaderError::Closed);
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
         }
     }
 
@@ -382,39 +370,18 @@ impl Drop for AudioReader {
 }
 
 impl AudioReader {
-    /// The next access unit if one is queued, `Ok(None)` if none is yet (registers no waker:
-    /// for a caller that drains on its own schedule).
+    /// The next access unit if one is queued, `Ok(None)` if none is yet. There is no waker:
+    /// the caller drains on its own schedule (live view drains on each video wakeup).
     ///
     /// # Errors
-    /// As [`Self::poll_next`].
+    /// [`ReaderError::Lagged`] at once when the reader fell behind; [`ReaderError::Closed`]
+    /// after the queued units when the feed was closed.
     pub fn try_next(&mut self) -> Result<Option<LiveAudio>, ReaderError> {
         let mut s = lock(&self.inner);
         let Some(slot) = s.audio_readers.get_mut(&self.id) else {
             return Err(ReaderError::Closed);
         };
         next_in(&mut slot.queue, slot.end).transpose()
-    }
-
-    /// The next access unit, or the reader's end.
-    ///
-    /// # Errors
-    /// [`ReaderError::Lagged`] at once when the reader fell behind; [`ReaderError::Closed`]
-    /// after the queued units when the feed was closed.
-    ///
-    /// # Cancel safety
-    /// Nothing is lost if the caller stops polling.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<LiveAudio, ReaderError>> {
-        let mut s = lock(&self.inner);
-        let Some(slot) = s.audio_readers.get_mut(&self.id) else {
-            return Poll::Ready(Err(ReaderError::Closed));
-        };
-        match next_in(&mut slot.queue, slot.end) {
-            Some(r) => Poll::Ready(r),
-            None => {
-                slot.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
     }
 }
 
@@ -635,9 +602,11 @@ mod tests {
     }
 
     fn next_audio(r: &mut AudioReader) -> Poll<Result<LiveAudio, ReaderError>> {
-        let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
-        let waker = Waker::from(flag);
-        r.poll_next(&mut Context::from_waker(&waker))
+        match r.try_next() {
+            Ok(Some(u)) => Poll::Ready(Ok(u)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     #[test]

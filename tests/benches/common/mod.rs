@@ -420,3 +420,62 @@ pub fn live_bench_media() -> PathBuf {
     std::fs::rename(&tmp, &path).unwrap();
     path
 }
+
+/// `n` ffmpeg processes, each reading `input` (arguments up to and including `-i URL`),
+/// applying `codec` and sending SRTP (AES_CM_128_HMAC_SHA1_80, `inline` = base64 key || salt)
+/// to a loopback socket of its own: what an ffmpeg-based plugin runs per viewer. After 3 s of
+/// warm-up (the RTSP handshake) each process is sampled while `receive` runs on its socket;
+/// then they are killed. Returns each process's usage and each `receive`'s result, in order.
+pub async fn ffmpeg_srtp_senders<T, F, Fut>(
+    n: usize,
+    input: &[&str],
+    codec: &[&str],
+    inline: &str,
+    clk_tck: u64,
+    receive: F,
+) -> (Vec<Usage>, Vec<T>)
+where
+    F: Fn(tokio::net::UdpSocket) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut children = Vec::new();
+    let mut sockets = Vec::new();
+    for _ in 0..n {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("udp");
+        let port = socket.local_addr().expect("port").port();
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(input)
+            .args(codec)
+            .args(["-f", "rtp", "-srtp_out_suite", "AES_CM_128_HMAC_SHA1_80"])
+            .args(["-srtp_out_params", inline])
+            .arg(format!("srtp://127.0.0.1:{port}?pkt_size=1378"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ffmpeg");
+        children.push(child);
+        sockets.push(socket);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let samplers: Vec<Sampler> = children
+        .iter()
+        .map(|c| Sampler::start(c.id(), clk_tck))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let fut = receive(socket);
+        set.spawn(async move { (i, fut.await) });
+    }
+    let mut results = set.join_all().await;
+    results.sort_by_key(|(i, _)| *i);
+    let usages = samplers.into_iter().map(Sampler::stop).collect();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    (usages, results.into_iter().map(|(_, r)| r).collect())
+}

@@ -421,6 +421,7 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
     let audio_destination = order.audio_destination;
     let mut out = Vec::with_capacity(order.params.mtu);
     let mut rbuf = vec![0u8; RECV_BUFFER_BYTES];
+    let mut abuf = vec![0u8; RECV_BUFFER_BYTES];
     let mut send_errors = 0u32;
     let mut audio_drained = now();
     loop {
@@ -498,7 +499,6 @@ async fn run_stream(ctx: &mut StreamContext, order: &mut StartOrder) -> Result<(
         });
         let timer = audio_timer.map_or(timer, |t| t.min(timer));
         let audio_socket = audio.as_ref().map(|(_, s)| s);
-        let mut abuf = [0u8; RECV_BUFFER_BYTES];
         tokio::select! {
             r = recv_opt(audio_socket, &mut abuf) => {
                 if let (Ok((n, _)), Some((a, _))) = (r, audio.as_mut())

@@ -74,11 +74,6 @@ impl OpusFeed {
         })
     }
 
-    /// What it encodes to.
-    pub fn target(&self) -> OpusTarget {
-        self.target
-    }
-
     /// A new subscriber: packets from the next transcoded unit on.
     pub fn subscribe(self: &Arc<Self>) -> OpusSubscription {
         let mut s = lock(&self.inner);

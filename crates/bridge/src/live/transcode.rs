@@ -120,7 +120,7 @@ pub struct AacToOpus {
     discontinuity: bool,
     scratch: Vec<f32>,
     frame_out: Vec<u8>,
-    /// Decoded access units, and those skipped as corrupt.
+    /// Access units decoded.
     pub decoded: u64,
     /// Access units skipped as undecodable.
     pub corrupt: u64,
