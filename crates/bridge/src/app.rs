@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::api::{AccessoryIdentityInfo, ApiError, ApiState, CameraDirectory, CameraSummary};
-use crate::camera::{Camera, CameraOptions, MediaInput};
+use crate::camera::{Camera, CameraOptions, DetectorSetting, MediaInput};
 use crate::config::{CameraConfig, Config};
 use crate::host::start_host;
 
@@ -244,15 +244,6 @@ async fn start_all(
         let started = start_host(host.clone(), options, hub.clone(), tasks, stop_rx.clone())
             .await
             .with_context(|| format!("starting {host_name:?}"))?;
-        for (camera, cam) in started.iter().zip(&members) {
-            if cam.motion.detector.enabled {
-                match motion::spawn_detector(hub.clone(), &cam.name, &cam.motion.detector) {
-                    Ok(handle) => camera.attach_detector(handle),
-                    // The camera still works with HTTP/MQTT motion.
-                    Err(e) => warn!(camera = %cam.name, error = %e, "motion detector not started"),
-                }
-            }
-        }
         print_host(&host_name, host.bridge, &started);
         cameras.extend(started);
     }
@@ -372,6 +363,11 @@ fn camera_options(config: &Config, cam: &CameraConfig) -> CameraOptions {
         live_streams: cam.live_streams,
         live: config.live.live_config(),
         live_source: cam.live_source.clone().map(MediaInput::Source),
+        detector: match cam.motion.detector_wanted(&cam.name, config.mqtt.as_ref()) {
+            motion::DetectorChoice::On => DetectorSetting::On(cam.motion.detector.clone()),
+            motion::DetectorChoice::Off(why) => DetectorSetting::Off(why),
+        },
+        detect_source: cam.detect_source.clone().map(MediaInput::Source),
         state_dir: config.state_dir_for(cam),
         mdns: config.mdns,
     }

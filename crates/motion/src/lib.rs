@@ -60,6 +60,54 @@ pub struct CameraMotionConfig {
     /// Built-in detector. Defaults: see [`DetectorConfig`].
     #[serde(default)]
     pub detector: DetectorConfig,
+    /// The camera's motion comes from outside: HTTP calls (a doorbell, a home automation) or
+    /// another system. The built-in detector is then off unless `detector.enabled = true`.
+    /// MQTT topics and Frigate need no such flag (see [`Self::detector_wanted`]). Default
+    /// `false`.
+    #[serde(default)]
+    pub external: bool,
+}
+
+/// Whether a camera runs the built-in detector, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetectorChoice {
+    /// It runs.
+    On,
+    /// It does not; the reason, for the logs and the status page.
+    Off(String),
+}
+
+impl CameraMotionConfig {
+    /// Whether the built-in detector runs for camera `name` given the MQTT settings:
+    /// `detector.enabled` when set; otherwise on unless a plain MQTT topic drives the camera,
+    /// Frigate does (its `cameras` map names it, or the map is empty: same names), or
+    /// `external` is set. Two motion sources for one camera would record twice as often.
+    pub fn detector_wanted(&self, name: &str, mqtt: Option<&MqttConfig>) -> DetectorChoice {
+        match self.detector.enabled {
+            Some(true) => return DetectorChoice::On,
+            Some(false) => return DetectorChoice::Off("motion.detector.enabled = false".into()),
+            None => {}
+        }
+        let off = |why: &str| {
+            DetectorChoice::Off(format!(
+                "{why}; set motion.detector.enabled = true to run it as well"
+            ))
+        };
+        if let Some(mqtt) = mqtt {
+            if let Some(t) = mqtt.topics.iter().find(|t| t.camera == name) {
+                return off(&format!("motion comes from MQTT topic {:?}", t.topic));
+            }
+            if let Some(f) = &mqtt.frigate
+                && (f.cameras.is_empty() || f.cameras.values().any(|c| c == name))
+            {
+                return off("motion comes from Frigate");
+            }
+        }
+        if self.external {
+            return off("motion comes from outside (motion.external = true)");
+        }
+        DetectorChoice::On
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +139,47 @@ mod tests {
         );
         assert_eq!(m.frigate.unwrap().topic, "frigate/events");
         assert!(toml::from_str::<MqttConfig>("prot = 1\n").is_err());
+    }
+
+    #[test]
+    fn detector_is_on_unless_motion_comes_from_elsewhere() {
+        let plain = CameraMotionConfig::default();
+        assert_eq!(plain.detector_wanted("a", None), DetectorChoice::On);
+        let mqtt: MqttConfig =
+            toml::from_str("[[topics]]\ntopic = \"cams/a\"\ncamera = \"a\"\n").unwrap();
+        assert!(
+            matches!(plain.detector_wanted("a", Some(&mqtt)), DetectorChoice::Off(w) if w.contains("cams/a"))
+        );
+        assert_eq!(plain.detector_wanted("b", Some(&mqtt)), DetectorChoice::On);
+        // Frigate without a map: every camera; with one, only the mapped ones.
+        let frigate: MqttConfig = toml::from_str("[frigate]\n").unwrap();
+        assert!(
+            matches!(plain.detector_wanted("b", Some(&frigate)), DetectorChoice::Off(w) if w.contains("Frigate"))
+        );
+        let mapped: MqttConfig = toml::from_str("[frigate.cameras]\nfront_door = \"a\"\n").unwrap();
+        assert!(matches!(
+            plain.detector_wanted("a", Some(&mapped)),
+            DetectorChoice::Off(_)
+        ));
+        assert_eq!(
+            plain.detector_wanted("b", Some(&mapped)),
+            DetectorChoice::On
+        );
+        let external: CameraMotionConfig = toml::from_str("external = true\n").unwrap();
+        assert!(
+            matches!(external.detector_wanted("b", None), DetectorChoice::Off(w) if w.contains("external"))
+        );
+        // An explicit setting wins either way.
+        let forced: CameraMotionConfig =
+            toml::from_str("external = true\n[detector]\nenabled = true\n").unwrap();
+        assert_eq!(
+            forced.detector_wanted("a", Some(&frigate)),
+            DetectorChoice::On
+        );
+        let off: CameraMotionConfig = toml::from_str("[detector]\nenabled = false\n").unwrap();
+        assert!(matches!(
+            off.detector_wanted("a", None),
+            DetectorChoice::Off(_)
+        ));
     }
 }

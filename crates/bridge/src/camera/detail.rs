@@ -54,6 +54,9 @@ pub struct CameraDetail {
     pub live_viewers: usize,
     /// The built-in motion detector's counters since it started; `null` when it is off.
     pub detector: Option<DetectorDetail>,
+    /// Why the built-in detector is off (`null` while it runs), e.g. "motion comes from
+    /// Frigate; …".
+    pub detector_off: Option<String>,
 }
 
 /// The built-in detector's work (`motion::DetectorStats`).
@@ -76,6 +79,17 @@ pub struct DetectorDetail {
     pub queue_drops: u64,
     /// Time spent decoding and comparing, ms.
     pub busy_ms: u64,
+    /// `busy_ms` over the time since it started: its CPU, % of one core.
+    pub cpu_percent: f64,
+    /// What it decodes: `source` (the main stream) or `detect_source`.
+    pub input: &'static str,
+    /// The `detect_source`'s state (`starting`, `streaming`, `retrying`, `failed`); `null`
+    /// when it decodes `source`.
+    pub input_state: Option<&'static str>,
+    /// The `detect_source`'s last error.
+    pub input_error: Option<String>,
+    /// Size of the pictures it analyses, e.g. `640x360`; `null` before the first.
+    pub resolution: Option<String>,
 }
 
 /// The source's stream.
@@ -149,6 +163,7 @@ impl Camera {
     pub fn detail(&self) -> CameraDetail {
         let shared = &self.shared;
         let source = self.source_status();
+        let input = shared.detect_source.as_ref().map(|t| t.get());
         let facts = super::lock(&shared.facts).clone();
         let gop = *super::lock(&shared.gop);
         let stream = facts.as_ref().map(|f| StreamFacts {
@@ -243,8 +258,19 @@ impl Camera {
                     rejected: st.rejected,
                     queue_drops: st.queue_drops,
                     busy_ms: st.busy_us / 1000,
+                    // Two decimals: enough to tell 0.4 % from 4 %.
+                    cpu_percent: (d.cpu_percent() * 100.0).round() / 100.0,
+                    input: if shared.options.detect_source.is_some() {
+                        "detect_source"
+                    } else {
+                        "source"
+                    },
+                    input_state: input.as_ref().map(|s| s.state.as_str()),
+                    input_error: input.as_ref().and_then(|s| s.last_error.clone()),
+                    resolution: (st.width > 0).then(|| format!("{}x{}", st.width, st.height)),
                 }
             }),
+            detector_off: shared.taps.detector_off.clone(),
         }
     }
 }

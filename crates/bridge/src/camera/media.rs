@@ -58,6 +58,12 @@ impl Feeder {
 
     /// A (re)connected source with an out-of-band AAC config.
     pub fn set_audio_config(&mut self, audio: Option<recorder::aac::AudioSpecificConfig>) {
+        if self.shared.options.detect_source.is_none()
+            && let Some(d) = lock(&self.shared.taps.detector).as_ref()
+        {
+            // What follows a reconnection may reference pictures the detector never saw.
+            d.note_gap();
+        }
         self.shared.live.feed.set_audio_config(audio.clone());
         if audio != self.audio {
             self.audio = audio.clone();
@@ -78,7 +84,9 @@ impl Feeder {
             MediaUnit::Video(v) => {
                 Counters::bump(&c.video_frames);
                 c.video_bytes.fetch_add(v.data.len() as u64, Relaxed);
-                detect(&self.shared, self.parameter_sets.as_ref(), v);
+                if self.shared.options.detect_source.is_none() {
+                    detect(&self.shared, self.parameter_sets.as_ref(), v);
+                }
             }
             MediaUnit::Audio(_) => Counters::bump(&c.audio_frames),
         }
@@ -103,8 +111,10 @@ impl Feeder {
 
 /// The consumers of a camera's video besides the fragmenter.
 pub(crate) struct MediaTaps {
-    /// The built-in motion detector, once attached.
+    /// The built-in motion detector; `None` when it is off or failed to start.
     pub(crate) detector: Mutex<Option<motion::DetectorHandle>>,
+    /// Why there is no detector, for the API (`None` while it runs).
+    pub(crate) detector_off: Option<String>,
     /// The latest keyframe and the `/resource` JPEG cache.
     pub(crate) snapshots: super::snapshot::Snapshots,
     /// When the "detector cannot keep up" warning was last logged (one a minute at most).
@@ -212,6 +222,50 @@ impl UnitSink for Feeder {
 
     fn push(&mut self, unit: MediaUnit) {
         Feeder::push(self, unit);
+    }
+}
+
+/// A camera's `detect_source`: its video goes to the motion detector only, never to the
+/// recorder or to viewers.
+pub struct DetectFeeder {
+    shared: Arc<Shared>,
+    parameter_sets: Option<ParameterSets>,
+}
+
+impl std::fmt::Debug for DetectFeeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectFeeder").finish_non_exhaustive()
+    }
+}
+
+impl DetectFeeder {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            parameter_sets: None,
+        }
+    }
+
+    /// Feeds one unit of the detect stream (audio is ignored).
+    pub fn push(&mut self, unit: MediaUnit) {
+        match &unit {
+            MediaUnit::ParameterSets(ps) => self.parameter_sets = Some(ps.clone()),
+            MediaUnit::Video(v) => detect(&self.shared, self.parameter_sets.as_ref(), v),
+            MediaUnit::Audio(_) => {}
+        }
+    }
+}
+
+impl UnitSink for DetectFeeder {
+    fn connected(&mut self, _audio: Option<recorder::aac::AudioSpecificConfig>) {
+        self.parameter_sets = None;
+        if let Some(d) = lock(&self.shared.taps.detector).as_ref() {
+            d.note_gap();
+        }
+    }
+
+    fn push(&mut self, unit: MediaUnit) {
+        DetectFeeder::push(self, unit);
     }
 }
 

@@ -82,8 +82,22 @@ pub struct CameraOptions {
     /// The camera's sub-stream for small or remote live-view requests (`live_source`);
     /// `None`: every viewer gets the main stream.
     pub live_source: Option<MediaInput>,
+    /// The built-in motion detector: on with its settings, or off and why.
+    pub detector: DetectorSetting,
+    /// What the detector decodes (`detect_source`, usually the camera's low-resolution
+    /// sub-stream); `None`: the main stream. Unused while the detector is off.
+    pub detect_source: Option<MediaInput>,
     /// Advertise over mDNS.
     pub mdns: bool,
+}
+
+/// Whether a camera runs the built-in motion detector.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectorSetting {
+    /// It runs with these settings, from the camera's start.
+    On(motion::DetectorConfig),
+    /// It does not; why (shown in the API and on the status page).
+    Off(String),
 }
 
 impl std::fmt::Debug for CameraOptions {
@@ -125,6 +139,8 @@ pub(crate) struct Shared {
     pub(crate) live: Arc<crate::live::LiveView>,
     /// What the `source` is doing (the API's `state`, `last_error`, `since`).
     pub(crate) source: Arc<source_status::SourceTracker>,
+    /// What the `detect_source` is doing, when there is one and the detector runs.
+    pub(crate) detect_source: Option<Arc<source_status::SourceTracker>>,
     /// Motion events and recordings (`GET /api/cameras/{name}/events`).
     pub(crate) history: Arc<history::History>,
     /// `/metrics` counters.
@@ -224,9 +240,11 @@ impl Camera {
         )
     }
 
-    /// Sends the camera's video access units to `detector` from now on.
-    pub fn attach_detector(&self, detector: motion::DetectorHandle) {
-        *lock(&self.shared.taps.detector) = Some(detector);
+    /// Where an embedder pushes the `detect_source` stream when it is
+    /// [`MediaInput::External`]; `None` without a `detect_source` or a running detector.
+    pub fn detect_feeder(&self) -> Option<media::DetectFeeder> {
+        (self.shared.options.detect_source.is_some() && lock(&self.shared.taps.detector).is_some())
+            .then(|| media::DetectFeeder::new(self.shared.clone()))
     }
 
     /// Sets MotionDetected directly, bypassing the [`MotionHub`] and its debounce (the

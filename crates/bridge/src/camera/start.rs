@@ -21,8 +21,8 @@ use super::counters::Counters;
 use super::history::{self, Conditions, History};
 use super::source_status::{SourceState, SourceTracker};
 use super::{
-    Camera, CameraOptions, CameraState, Ids, MediaInput, MediaTaps, Shared, StateCell, lock, media,
-    services, snapshot, supported,
+    Camera, CameraOptions, CameraState, DetectorSetting, Ids, MediaInput, MediaTaps, Shared,
+    StateCell, lock, media, services, snapshot, supported,
 };
 use crate::live::{LiveEnd, LiveView, StreamService};
 use crate::recording::{
@@ -126,6 +126,17 @@ impl PreparedCamera {
                 shutdown.clone(),
             ));
         }
+        if let (Some(MediaInput::Source(spec)), Some(tracker)) = (
+            &self.shared.options.detect_source,
+            &self.shared.detect_source,
+        ) {
+            tasks.spawn(media::source_task(
+                tracker.clone(),
+                spec.clone(),
+                media::DetectFeeder::new(self.shared.clone()),
+                shutdown.clone(),
+            ));
+        }
         if let (Some(MediaInput::Source(spec)), Some(feed)) =
             (&self.shared.options.live_source, &self.shared.live.sub_feed)
         {
@@ -184,6 +195,42 @@ pub(crate) async fn prepare(
     live.audio = options.audio;
     let live = Arc::new(live);
     let options_name = options.name.clone();
+    // Started here, not once the host is up, so it sees the stream from its first keyframe.
+    let (detector, detector_off) = match &options.detector {
+        DetectorSetting::On(config) => {
+            match motion::spawn_detector(motion.clone(), &options.name, config) {
+                Ok(handle) => {
+                    let input = if options.detect_source.is_some() {
+                        "detect_source"
+                    } else {
+                        "source"
+                    };
+                    info!(camera = %options.name, input, "motion detector on");
+                    (Some(handle), None)
+                }
+                // The camera still works with HTTP/MQTT motion.
+                Err(e) => {
+                    warn!(camera = %options.name, error = %e, "motion detector not started");
+                    (None, Some(format!("could not start: {e}")))
+                }
+            }
+        }
+        DetectorSetting::Off(why) => {
+            info!(camera = %options.name, why = %why, "motion detector off");
+            (None, Some(why.clone()))
+        }
+    };
+    let detect_source = match (&detector, &options.detect_source) {
+        (Some(_), Some(input)) => Some(Arc::new(SourceTracker::new(
+            options_name.clone(),
+            "detect_source",
+            match input {
+                MediaInput::Source(_) => SourceState::Starting,
+                MediaInput::External => SourceState::Streaming,
+            },
+        ))),
+        _ => None,
+    };
     // Media fed by the embedder (tests) flows from the start.
     let source_start = match options.input {
         MediaInput::Source(_) => SourceState::Starting,
@@ -196,7 +243,8 @@ pub(crate) async fn prepare(
         transport: Arc::new(DataStreamTransport::new(hds_port)),
         facts: Mutex::new(facts),
         taps: MediaTaps {
-            detector: Mutex::new(None),
+            detector: Mutex::new(detector),
+            detector_off,
             snapshots,
             detector_warned: Mutex::new(None),
         },
@@ -206,6 +254,7 @@ pub(crate) async fn prepare(
         counters: super::counters::Counters::default(),
         gop: Mutex::new(None),
         source: Arc::new(SourceTracker::new(options_name, "source", source_start)),
+        detect_source,
     });
     Ok(PreparedCamera {
         shared,

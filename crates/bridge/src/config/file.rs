@@ -78,6 +78,8 @@ struct CameraFile {
     #[serde(default)]
     live_source: Option<String>,
     #[serde(default)]
+    detect_source: Option<String>,
+    #[serde(default)]
     motion: CameraMotionConfig,
 }
 
@@ -147,6 +149,7 @@ impl TryFrom<ConfigFile> for Config {
                 max_recording_s: c.max_recording_s,
                 live_streams: c.live_streams,
                 live_source: c.live_source,
+                detect_source: c.detect_source,
                 motion: c.motion,
             })
             .collect();

@@ -260,6 +260,10 @@ pub struct CameraConfig {
     /// The camera's sub-stream (any source spec), streamed to live viewers that ask for a
     /// width below 640 or 60 ms audio packets; never recorded. Default: none.
     pub live_source: Option<String>,
+    /// The stream the built-in motion detector decodes (any source spec), usually the
+    /// camera's low-resolution sub-stream; never recorded or streamed. Default: none (the
+    /// detector decodes `source`).
+    pub detect_source: Option<String>,
     /// Motion debounce and the built-in detector. Defaults: see [`CameraMotionConfig`].
     pub motion: CameraMotionConfig,
 }
@@ -277,14 +281,17 @@ impl CameraConfig {
             max_recording_s: default_max_recording_s(),
             live_streams: DEFAULT_LIVE_STREAMS,
             live_source: None,
+            detect_source: None,
             motion: CameraMotionConfig::default(),
         }
     }
 
-    /// `("source", source)` and, when set, `("live_source", live_source)`: key and spec.
+    /// `("source", source)` and, when set, `("live_source", …)` and `("detect_source", …)`:
+    /// key and spec.
     pub fn sources(&self) -> impl Iterator<Item = (&'static str, &str)> {
         std::iter::once(("source", self.source.as_str()))
             .chain(self.live_source.as_deref().map(|s| ("live_source", s)))
+            .chain(self.detect_source.as_deref().map(|s| ("detect_source", s)))
     }
 }
 
@@ -476,7 +483,7 @@ impl Config {
         // The bundled clip loops every ~12 s and the detector sees the cut as motion, so a
         // paired demo would record almost all the time: its motion comes from the API
         // (`POST /api/cameras/Demo%20Camera/motion`) or `--demo-motion-ms` instead.
-        demo_camera.motion.detector.enabled = false;
+        demo_camera.motion.detector.enabled = Some(false);
         Self {
             state_dir: None,
             bind: default_bind(),
@@ -567,7 +574,7 @@ impl Config {
         }
     }
 
-    /// What `run` checks before it serves anything: every camera's `source` and `live_source`
+    /// What `run` checks before it serves anything: every camera's `source`, `live_source` and `detect_source`
     /// parse and pass [`source::SourceSpec::preflight`] (a scheme this build serves, an existing
     /// file or device). A camera that can never record is refused at start rather than paired.
     ///
@@ -642,11 +649,16 @@ impl Config {
                     LIVE_STREAMS_RANGE.end()
                 )));
             }
-            if c.live_source.as_ref().is_some_and(|s| s.trim().is_empty()) {
-                return Err(ConfigError::Invalid(format!(
-                    "camera {:?}: live_source is empty (leave it out to use the main stream)",
-                    c.name
-                )));
+            for (key, value) in [
+                ("live_source", &c.live_source),
+                ("detect_source", &c.detect_source),
+            ] {
+                if value.as_ref().is_some_and(|s| s.trim().is_empty()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "camera {:?}: {key} is empty (leave it out to use the main stream)",
+                        c.name
+                    )));
+                }
             }
             if c.source.trim().is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -757,7 +769,8 @@ audio = false
 doorbell = true
 max_recording_s = 60
 live_source = "rtsp://user:pass@cam/s2"
-motion = { debounce = { min_on_ms = 2000 }, detector = { sensitivity = 80 } }
+detect_source = "rtsp://user:pass@cam/s3"
+motion = { debounce = { min_on_ms = 2000 }, detector = { sensitivity = 80 }, external = true }
 
 [[cameras]]
 name = "Garage"
@@ -789,12 +802,14 @@ name = "Garage"
         assert_eq!(f.live_source.as_deref(), Some("rtsp://user:pass@cam/s2"));
         assert_eq!(f.motion.debounce.min_on_ms, 2000);
         assert_eq!(f.motion.detector.sensitivity, 80);
+        assert_eq!(f.detect_source.as_deref(), Some("rtsp://user:pass@cam/s3"));
+        assert!(f.motion.external);
         // The second camera is at index 1: default port 51826 + 1, other defaults.
         let g = &c.cameras[1];
         assert_eq!((g.source.as_str(), g.port), ("demo:", 51827));
         assert!(g.audio && !g.doorbell && g.setup_code.is_none());
         assert_eq!(g.max_recording_s, DEFAULT_MAX_RECORDING_S);
-        assert!(g.live_source.is_none());
+        assert!(g.live_source.is_none() && g.detect_source.is_none());
         assert_eq!(
             c.state_dir_for(g),
             Path::new("/var/lib/hksv-bridge").join("garage")
@@ -862,7 +877,7 @@ name = "Garage"
         let d = Config::demo();
         d.validate().unwrap();
         assert!(
-            !d.cameras[0].motion.detector.enabled,
+            d.cameras[0].motion.detector.enabled == Some(false),
             "the looped clip's cut is not motion"
         );
         assert_eq!(d.cameras.len(), 1);
@@ -951,6 +966,20 @@ name = "Garage"
         let mut c = Config::demo();
         c.api.token = Some(" ".into());
         assert!(matches!(c.validate(), Err(ConfigError::Invalid(_))));
+
+        for (empty, bad_spec) in [("live_source", "ftp://x"), ("detect_source", "bogus://x")] {
+            let mut c = Config::demo();
+            let set = |c: &mut Config, v: &str| match empty {
+                "live_source" => c.cameras[0].live_source = Some(v.into()),
+                _ => c.cameras[0].detect_source = Some(v.into()),
+            };
+            set(&mut c, " ");
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(empty) && e.contains("empty"), "{e}");
+            set(&mut c, bad_spec);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(empty), "{e}");
+        }
     }
 
     #[test]

@@ -119,6 +119,11 @@ async function drawCamera(name) {
   fact(dl, "paired", d.paired ? "yes (" + d.controllers.length + " controller" + (d.controllers.length === 1 ? "" : "s") + ")" : "no");
   fact(dl, "recording", d.homekit.recording_active ? (d.recording ? "recording now" : "on") : "off in the Home app");
   fact(dl, "prebuffer", (d.prebuffer_ms / 1000).toFixed(1) + " s");
+  if (d.detector) {
+    const t = d.detector;
+    const input = t.input === "detect_source" ? "sub-stream" + (t.input_state && t.input_state !== "streaming" ? " (" + t.input_state + (t.input_error ? ": " + t.input_error : "") + ")" : "") : "main stream";
+    fact(dl, "motion detector", "on, " + input + (t.resolution ? " " + t.resolution : "") + ", " + t.cpu_percent.toFixed(1) + " % of a core" + (t.queue_drops ? ", behind (" + t.queue_drops + " frames dropped)" : ""), t.queue_drops || t.input_error ? "error" : undefined);
+  } else if (d.detector_off) fact(dl, "motion detector", "off: " + d.detector_off);
   if (d.live_viewers) fact(dl, "live view", d.live_viewers + " viewer(s) now");
   else if (live.length) {
     const l = live[0];

@@ -24,5 +24,7 @@ pub(crate) fn options(dir: &Path, code: Option<&str>) -> CameraOptions {
         live_streams: 2,
         live: bridge::live::LiveConfig::default(),
         live_source: None,
+        detector: bridge::camera::DetectorSetting::Off("not in this test".into()),
+        detect_source: None,
     }
 }

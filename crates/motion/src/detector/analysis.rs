@@ -2,8 +2,9 @@
 //! background, with a per-cell noise estimate. No decoder, no IO.
 //!
 //! Per analysed frame:
-//! 1. Each grid cell's mean luma is taken from every 2nd pixel of every 2nd row (the
-//!    "reduced size": a cell mean does not need every pixel).
+//! 1. Each grid cell's mean luma is taken from every `step`-th pixel of every `step`-th row,
+//!    `step` = max(2, width / 480): a cell mean does not need every pixel, and a 1080p frame
+//!    is then sampled like a 480-pixel-wide one (a 32-column cell still averages ~225 pixels).
 //! 2. `diff = mean − background`; the median `diff` over the included cells is subtracted, so
 //!    a global exposure or light change does not count as motion.
 //! 3. A cell has changed when `|diff| > k · max(noise, median noise / 2) + floor`; `k` and
@@ -95,9 +96,22 @@ pub struct MotionAnalyser {
     noise: Vec<f32>,
     included: Vec<bool>,
     scratch: Vec<f32>,
+    /// Reused per frame: cell sums, sample counts, column edges, differences, noises.
+    work: Work,
     frames: u32,
     streak: u32,
 }
+
+#[derive(Debug, Clone, Default)]
+struct Work {
+    sums: Vec<u32>,
+    counts: Vec<u32>,
+    col_edges: Vec<usize>,
+    values: Vec<f32>,
+}
+
+/// Samples at most about this many pixels per row (see the module docs).
+const SAMPLED_WIDTH: usize = 480;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Geometry {
@@ -117,6 +131,7 @@ impl MotionAnalyser {
             noise: Vec::new(),
             included: Vec::new(),
             scratch: Vec::new(),
+            work: Work::default(),
             frames: 0,
             streak: 0,
         }
@@ -164,7 +179,7 @@ impl MotionAnalyser {
         if self.geometry != Some(geometry) {
             self.rebuild(geometry);
         }
-        cell_means(luma, geometry, stride, &mut self.scratch)?;
+        cell_means(luma, geometry, stride, &mut self.work, &mut self.scratch)?;
         if self.background.len() != self.scratch.len() {
             self.background.clone_from(&self.scratch);
         }
@@ -174,26 +189,29 @@ impl MotionAnalyser {
         let min_cells = ((included_cells as f32 * min_fraction).ceil() as u32).max(MIN_CELLS);
 
         // Global offset: median difference over included cells.
-        let mut diffs: Vec<f32> = self
-            .scratch
-            .iter()
-            .zip(&self.background)
-            .zip(&self.included)
-            .filter(|(_, inc)| **inc)
-            .map(|((cur, bg), _)| cur - bg)
-            .collect();
-        let offset = median(&mut diffs);
+        let values = &mut self.work.values;
+        values.clear();
+        values.extend(
+            self.scratch
+                .iter()
+                .zip(&self.background)
+                .zip(&self.included)
+                .filter(|(_, inc)| **inc)
+                .map(|((cur, bg), _)| cur - bg),
+        );
+        let offset = median(values);
 
         // A cell's noise estimate counts as at least half the typical one: after a short
         // warm-up some estimates are low by chance and would fire on plain noise.
-        let mut noises: Vec<f32> = self
-            .noise
-            .iter()
-            .zip(&self.included)
-            .filter(|(_, inc)| **inc)
-            .map(|(n, _)| *n)
-            .collect();
-        let noise_floor = 0.5 * median(&mut noises);
+        values.clear();
+        values.extend(
+            self.noise
+                .iter()
+                .zip(&self.included)
+                .filter(|(_, inc)| **inc)
+                .map(|(n, _)| *n),
+        );
+        let noise_floor = 0.5 * median(values);
 
         let warming_up = self.frames < WARMUP_FRAMES;
         let mut changed = 0u32;
@@ -266,28 +284,46 @@ impl MotionAnalyser {
     }
 }
 
-/// Fills `out` with per-cell mean luma (every 2nd pixel of every 2nd row).
-fn cell_means(luma: &[u8], g: Geometry, stride: usize, out: &mut [f32]) -> Option<()> {
-    let mut sums = vec![0u32; g.cols * g.rows];
-    let mut counts = vec![0u32; g.cols * g.rows];
-    let col_edges: Vec<usize> = (0..=g.cols).map(|c| c * g.width / g.cols).collect();
-    for (y, row) in luma.chunks(stride).take(g.height).enumerate().step_by(2) {
+/// Fills `out` with per-cell mean luma, sampling every `step`-th pixel of every `step`-th row.
+fn cell_means(
+    luma: &[u8],
+    g: Geometry,
+    stride: usize,
+    work: &mut Work,
+    out: &mut [f32],
+) -> Option<()> {
+    let step = (g.width / SAMPLED_WIDTH).max(2);
+    let Work {
+        sums,
+        counts,
+        col_edges,
+        ..
+    } = work;
+    sums.clear();
+    sums.resize(g.cols * g.rows, 0);
+    counts.clear();
+    counts.resize(g.cols * g.rows, 0);
+    col_edges.clear();
+    col_edges.extend((0..=g.cols).map(|c| c * g.width / g.cols));
+    for (y, row) in luma.chunks(stride).take(g.height).enumerate().step_by(step) {
         let row = row.get(..g.width)?;
         let cell_row = y * g.rows / g.height;
         for (c, edge) in col_edges.windows(2).enumerate() {
             let (&[x0, x1], idx) = (edge, cell_row * g.cols + c) else {
                 continue;
             };
+            // Start each cell on the global sampling lattice so cells sample evenly.
+            let first = x0.div_ceil(step) * step;
             let (sum, n) = row
-                .get(x0..x1)?
+                .get(first.min(x1)..x1)?
                 .iter()
-                .step_by(2)
+                .step_by(step)
                 .fold((0u32, 0u32), |(s, n), &p| (s + u32::from(p), n + 1));
             *sums.get_mut(idx)? += sum;
             *counts.get_mut(idx)? += n;
         }
     }
-    for ((o, s), n) in out.iter_mut().zip(&sums).zip(&counts) {
+    for ((o, s), n) in out.iter_mut().zip(sums.iter()).zip(counts.iter()) {
         *o = if *n == 0 { 0.0 } else { *s as f32 / *n as f32 };
     }
     Some(())

@@ -48,10 +48,11 @@ pub enum DecodeMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
-    /// Run the detector for this camera (the bridge checks this before
-    /// [`spawn_detector`]). Default `true`.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
+    /// Run the detector for this camera (the bridge checks this before [`spawn_detector`]).
+    /// Default unset: on, unless the camera's motion comes from elsewhere (MQTT, Frigate or
+    /// `motion.external`), see [`crate::CameraMotionConfig::detector_wanted`].
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// 0 (least sensitive) to 100 (most). Default 50.
     #[serde(default = "default_sensitivity")]
     pub sensitivity: u8,
@@ -72,9 +73,6 @@ pub struct DetectorConfig {
     pub exclude: Vec<ExclusionZone>,
 }
 
-fn default_true() -> bool {
-    true
-}
 fn default_sensitivity() -> u8 {
     50
 }
@@ -91,7 +89,7 @@ fn default_grid_columns() -> u32 {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             sensitivity: default_sensitivity(),
             max_analysed_fps: default_max_analysed_fps(),
             decode: DecodeMode::default(),
@@ -194,6 +192,10 @@ pub struct DetectorStats {
     /// Access units dropped before the detector saw them because its queue was full (the
     /// machine cannot keep up; it then analyses about one frame per GOP).
     pub queue_drops: u64,
+    /// Size of the last analysed picture, pixels (0 before the first).
+    pub width: u32,
+    /// See `width`.
+    pub height: u32,
 }
 
 /// Decoder plus comparison for one camera. Synchronous and CPU-bound: run it on its own thread
@@ -266,15 +268,6 @@ impl Detector {
         self.awaiting_idr = true;
     }
 
-    /// Whether a frame at `timestamp_90k` is due for comparison under the CPU budget.
-    fn is_due(&self, timestamp_90k: i64) -> bool {
-        // 10 % slack so a 10 fps stream with a 5 fps budget analyses every 2nd frame even when
-        // timestamps jitter.
-        self.last_analysed_90k.is_none_or(|last| {
-            timestamp_90k.saturating_sub(last) >= self.interval_90k - self.interval_90k / 10
-        })
-    }
-
     /// Feeds one access unit. Never panics on bad input: frames the decoder rejects are
     /// counted and skipped until the next IDR.
     pub fn push(&mut self, au: AccessUnit<'_>) -> FrameOutcome {
@@ -304,7 +297,7 @@ impl Detector {
             return FrameOutcome::Skipped(SkipReason::AwaitingIdr);
         }
         if !au.is_idr
-            && !self.is_due(au.timestamp_90k)
+            && !is_due(self.last_analysed_90k, self.interval_90k, au.timestamp_90k)
             && h264::is_disposable(au.data, H264Framing::AnnexB)
         {
             return FrameOutcome::Skipped(SkipReason::NotDue);
@@ -328,12 +321,7 @@ impl Detector {
             return FrameOutcome::Decoded;
         };
         let timestamp_90k = self.pending_90k.pop_front().unwrap_or(au.timestamp_90k);
-        let due = self.last_analysed_90k.is_none_or(|last| {
-            // 10 % slack so a 10 fps stream with a 5 fps budget analyses every 2nd frame even
-            // when timestamps jitter.
-            timestamp_90k.saturating_sub(last) >= self.interval_90k - self.interval_90k / 10
-        });
-        if !due {
+        if !is_due(self.last_analysed_90k, self.interval_90k, timestamp_90k) {
             return FrameOutcome::Decoded;
         }
         let (width, height) = picture.dimensions();
@@ -344,11 +332,21 @@ impl Detector {
             return FrameOutcome::Rejected;
         };
         self.last_analysed_90k = Some(timestamp_90k);
+        self.stats.width = u32::try_from(width).unwrap_or(u32::MAX);
+        self.stats.height = u32::try_from(height).unwrap_or(u32::MAX);
         FrameOutcome::Analysed {
             timestamp_90k,
             score,
         }
     }
+}
+
+/// Whether a frame at `timestamp_90k` is due for comparison under the CPU budget (one per
+/// `interval_90k` after `last`).
+fn is_due(last: Option<i64>, interval_90k: i64, timestamp_90k: i64) -> bool {
+    // 10 % slack so a 10 fps stream with a 5 fps budget analyses every 2nd frame even when
+    // timestamps jitter.
+    last.is_none_or(|last| timestamp_90k.saturating_sub(last) >= interval_90k - interval_90k / 10)
 }
 
 /// An access unit with owned bytes, for [`DetectorHandle::push`].
@@ -369,6 +367,7 @@ pub struct DetectorHandle {
     gap: Arc<AtomicBool>,
     stats: Arc<Mutex<DetectorStats>>,
     drops: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
 }
 
 impl DetectorHandle {
@@ -392,6 +391,18 @@ impl DetectorHandle {
             queue_drops: self.drops.load(Ordering::Relaxed),
             ..*self.stats.lock().unwrap_or_else(PoisonError::into_inner)
         }
+    }
+
+    /// Tells the detector that access units were lost or the source reconnected: it skips to
+    /// the next IDR.
+    pub fn note_gap(&self) {
+        self.gap.store(true, Ordering::Relaxed);
+    }
+
+    /// The detector's CPU since it started, in % of one core (`busy_us` over wall time).
+    pub fn cpu_percent(&self) -> f64 {
+        let wall_us = self.started.elapsed().as_micros().max(1) as f64;
+        self.stats().busy_us as f64 * 100.0 / wall_us
     }
 }
 
@@ -443,5 +454,6 @@ pub fn spawn_detector(
         gap,
         stats,
         drops: std::sync::atomic::AtomicU64::new(0),
+        started: std::time::Instant::now(),
     })
 }
