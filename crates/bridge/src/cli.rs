@@ -367,6 +367,10 @@ fn find_camera<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a CameraC
 /// Runs the source check and returns the report; progress lines go to `progress`.
 /// `source_or_camera` is a source spec or the name of a configured camera.
 ///
+/// The report ends with a "detector" verdict: the built-in detector, run on the stream
+/// it would decode (the camera's `detect_source`, read after the main check, or its `source`),
+/// with its measured CPU; or why it is off for that camera.
+///
 /// # Errors
 /// An unparsable source or a source that cannot be opened.
 pub async fn check_report(
@@ -376,29 +380,124 @@ pub async fn check_report(
     out: Option<&Path>,
     progress: &mut dyn Write,
 ) -> anyhow::Result<source::CheckReport> {
-    let spec_text = config
-        .camera(source_or_camera)
-        .map_or(source_or_camera, |c| c.source.as_str());
+    let camera = config.camera(source_or_camera);
+    let spec_text = camera.map_or(source_or_camera, |c| c.source.as_str());
+    let (detector, detect_source) = match camera {
+        Some(c) => match c.motion.detector_wanted(&c.name, config.mqtt.as_ref()) {
+            motion::DetectorChoice::On => {
+                (Ok(c.motion.detector.clone()), c.detect_source.as_deref())
+            }
+            motion::DetectorChoice::Off(why) => (Err(why), None),
+        },
+        None => (Ok(motion::DetectorConfig::default()), None),
+    };
+    let mut probe = match (&detector, detect_source) {
+        (Ok(d), None) => Some(crate::detector_check::DetectorProbe::start(d)),
+        _ => None,
+    };
+    let mut report = check_one(spec_text, duration, out, progress, probe.as_mut()).await?;
+    let sub_guess =
+        crate::detector_check::guess_sub_stream(spec_text).map(|s| source::spec::redact_str(&s));
+    match (detector, detect_source, probe) {
+        (Err(why), _, _) => report.verdicts.push(source::Verdict {
+            item: "detector",
+            level: source::Level::Info,
+            message: format!("built-in motion detector off: {why}"),
+        }),
+        (Ok(_), None, Some(probe)) => report.verdicts.push(match probe.finish() {
+            Ok(cost) => crate::detector_check::verdict(&cost, "source", sub_guess.as_deref()),
+            Err(e) => source::Verdict {
+                item: "detector",
+                level: source::Level::Warn,
+                message: format!("could not run on this stream: {e}"),
+            },
+        }),
+        (Ok(d), Some(sub), _) => {
+            let mut probe = crate::detector_check::DetectorProbe::start(&d);
+            let sub_report = check_one(sub, duration, None, progress, Some(&mut probe)).await;
+            report
+                .verdicts
+                .push(detect_source_verdict(sub_report, probe));
+        }
+        (Ok(_), None, None) => {}
+    }
+    Ok(report)
+}
+
+/// The "detector" verdict for a camera's `detect_source` check.
+fn detect_source_verdict(
+    sub: anyhow::Result<source::CheckReport>,
+    probe: crate::detector_check::DetectorProbe,
+) -> source::Verdict {
+    let fail = |message: String| source::Verdict {
+        item: "detector",
+        level: source::Level::Fail,
+        message,
+    };
+    let cost = probe.finish();
+    let sub = match sub {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "detect_source cannot be read ({e:#}): the detector would never see motion"
+            ));
+        }
+    };
+    match cost {
+        Ok(cost) => {
+            let mut v = crate::detector_check::verdict(&cost, "detect_source", None);
+            let fps = sub
+                .measured_fps
+                .map_or_else(String::new, |f| format!(", {f:.0} fps"));
+            v.message = format!("detect_source {}{fps}: {}", sub.source, v.message);
+            v
+        }
+        Err(e) => fail(format!(
+            "detect_source {} cannot be decoded: {e}",
+            sub.source
+        )),
+    }
+}
+
+/// One source check with progress lines; `probe` sees every unit.
+async fn check_one(
+    spec_text: &str,
+    duration: Duration,
+    out: Option<&Path>,
+    progress: &mut dyn Write,
+    mut probe: Option<&mut crate::detector_check::DetectorProbe>,
+) -> anyhow::Result<source::CheckReport> {
     let spec: source::SourceSpec = spec_text
         .parse()
         .with_context(|| format!("source {:?}", source::spec::redact_str(spec_text)))?;
     // Progress is best effort: a closed stderr must not stop the check.
     let _ = writeln!(progress, "Checking {spec} for {} s …", duration.as_secs());
-    let report = source::check(&spec, duration, out, |p| {
-        let _ = writeln!(
-            progress,
-            "  {:>2}/{} s: {} frames, {} fragments{}",
-            p.elapsed.as_secs(),
-            p.total.as_secs(),
-            p.video_frames,
-            p.fragments,
-            if p.reconnects > 0 {
-                format!(", {} reconnects", p.reconnects)
-            } else {
-                String::new()
-            }
-        );
-    })
+    let observe = |u: &recorder::MediaUnit| {
+        if let Some(p) = probe.as_mut() {
+            p.observe(u);
+        }
+    };
+    let report = source::check_observed(
+        &spec,
+        duration,
+        out,
+        |p| {
+            let _ = writeln!(
+                progress,
+                "  {:>2}/{} s: {} frames, {} fragments{}",
+                p.elapsed.as_secs(),
+                p.total.as_secs(),
+                p.video_frames,
+                p.fragments,
+                if p.reconnects > 0 {
+                    format!(", {} reconnects", p.reconnects)
+                } else {
+                    String::new()
+                }
+            );
+        },
+        observe,
+    )
     .await
     .context("check failed")?;
     Ok(report)
@@ -1154,6 +1253,10 @@ mod tests {
         assert!(report.video_frames > 0);
         let progress = String::from_utf8(progress).unwrap();
         assert!(progress.starts_with("Checking demo: for 2 s"), "{progress}");
+        // The demo's detector is off (its loop cut would look like motion), and check says so.
+        let detector = report.verdict("detector").unwrap();
+        assert_eq!(detector.level, source::Level::Info);
+        assert!(detector.message.contains("off"), "{}", detector.message);
         assert!(
             check_report(
                 &Config::demo(),
@@ -1165,5 +1268,67 @@ mod tests {
             .await
             .is_err()
         );
+    }
+    #[tokio::test]
+    async fn check_of_a_camera_measures_the_detector_on_its_detect_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub.mp4");
+        let status = std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg("testsrc2=s=640x360:r=10:d=4")
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-bf",
+                "0",
+                "-g",
+                "10",
+            ])
+            .arg(&sub)
+            .status()
+            .expect("ffmpeg (run scripts/test)");
+        assert!(status.success());
+        let mut cam = CameraConfig::new("a", "demo:", 0);
+        cam.detect_source = Some(sub.display().to_string());
+        let mut config = Config::demo();
+        config.cameras = vec![cam];
+        let report = check_report(&config, "a", Duration::from_secs(2), None, &mut Vec::new())
+            .await
+            .unwrap();
+        let v = report.verdict("detector").unwrap();
+        assert_eq!(v.level, source::Level::Ok, "{}", v.message);
+        assert!(v.message.contains("640x360 detect_source"), "{}", v.message);
+        assert!(v.message.contains("sub.mp4"), "{}", v.message);
+        // The main check is still the main stream's.
+        assert_eq!(report.sps.as_ref().map(|s| s.width), Some(1920));
+
+        // A detect_source that cannot be read fails the check: no motion would ever come.
+        config.cameras[0].detect_source =
+            Some(dir.path().join("missing.mp4").display().to_string());
+        let report = check_report(&config, "a", Duration::from_secs(2), None, &mut Vec::new())
+            .await
+            .unwrap();
+        let v = report.verdict("detector").unwrap();
+        assert_eq!(v.level, source::Level::Fail, "{}", v.message);
+        assert!(!report.is_ready());
+
+        // Motion from Frigate: the detector is off, and check says why.
+        config.cameras[0].detect_source = None;
+        config.mqtt = Some(toml::from_str("[frigate]\n").unwrap());
+        let report = check_report(&config, "a", Duration::from_secs(1), None, &mut Vec::new())
+            .await
+            .unwrap();
+        let v = report.verdict("detector").unwrap();
+        assert!(v.message.contains("Frigate"), "{}", v.message);
     }
 }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod camera;
 pub mod cli;
 pub mod config;
+pub mod detector_check;
 pub mod host;
 pub mod live;
 pub mod metrics;

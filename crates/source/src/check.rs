@@ -334,6 +334,21 @@ pub async fn check(
     out_dir: Option<&Path>,
     progress: impl FnMut(&CheckProgress),
 ) -> Result<CheckReport, Error> {
+    check_observed(spec, duration, out_dir, progress, |_| {}).await
+}
+
+/// [`check`], handing every unit it reads to `observe` as well (out-of-band parameter sets
+/// as a [`MediaUnit::ParameterSets`] at each connection), e.g. to time a decoder on it.
+///
+/// # Errors
+/// As [`check`].
+pub async fn check_observed(
+    spec: &SourceSpec,
+    duration: Duration,
+    out_dir: Option<&Path>,
+    progress: impl FnMut(&CheckProgress),
+    mut observe: impl FnMut(&MediaUnit),
+) -> Result<CheckReport, Error> {
     let policy = ReconnectPolicy {
         initial_backoff: Duration::from_millis(500),
         max_backoff: Duration::from_secs(2),
@@ -351,6 +366,7 @@ pub async fn check(
         out_dir,
         progress,
         stop_at_end,
+        &mut observe,
     )
     .await
 }
@@ -366,7 +382,16 @@ pub async fn check_source(
     out_dir: Option<&Path>,
     progress: impl FnMut(&CheckProgress),
 ) -> Result<CheckReport, Error> {
-    run(source, name, duration, out_dir, progress, false).await
+    run(
+        source,
+        name,
+        duration,
+        out_dir,
+        progress,
+        false,
+        &mut |_| {},
+    )
+    .await
 }
 
 async fn run(
@@ -376,6 +401,7 @@ async fn run(
     out_dir: Option<&Path>,
     mut progress: impl FnMut(&CheckProgress),
     stop_at_end: bool,
+    observe: &mut dyn FnMut(&MediaUnit),
 ) -> Result<CheckReport, Error> {
     let start = Instant::now();
     let deadline = start + duration;
@@ -461,6 +487,9 @@ async fn run(
                         detail: e.to_string(),
                     })?);
                 }
+                if let Some(ps) = &p.parameter_sets {
+                    observe(&MediaUnit::ParameterSets(ps.clone()));
+                }
                 if let (Some(ps), Some(fr)) = (&p.parameter_sets, fragmenter.as_mut()) {
                     fr.set_parameter_sets(ps.clone());
                     if stats.sps.is_none() {
@@ -489,6 +518,7 @@ async fn run(
                     MediaUnit::Video(v) => stats.on_video(v),
                     MediaUnit::Audio(_) => stats.audio_frames += 1,
                 }
+                observe(&unit);
                 let _ = fr.push(unit);
                 while let Some(ev) = fr.poll_event() {
                     match ev {

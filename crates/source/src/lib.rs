@@ -52,6 +52,6 @@ pub use camera::{
     CameraSource, Connector, MediaSession, ReconnectPolicy, ReconnectingSource, SourceEvent,
     StreamParams,
 };
-pub use check::{CheckProgress, CheckReport, Level, Verdict, check, check_source};
+pub use check::{CheckProgress, CheckReport, Level, Verdict, check, check_observed, check_source};
 pub use error::Error;
 pub use spec::{ByteStreamOptions, RtspTransport, SourceSpec, V4l2Params};
