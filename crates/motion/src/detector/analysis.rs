@@ -5,8 +5,11 @@
 //! 1. Each grid cell's mean luma is taken from every `step`-th pixel of every `step`-th row,
 //!    `step` = max(2, width / 480): a cell mean does not need every pixel, and a 1080p frame
 //!    is then sampled like a 480-pixel-wide one (a 32-column cell still averages ~225 pixels).
-//! 2. `diff = mean − background`; the median `diff` over the included cells is subtracted, so
-//!    a global exposure or light change does not count as motion.
+//! 2. A global light change is fitted and undone: `mean ≈ gain · background + offset` over the
+//!    included cells (least squares, refitted on the cells it explains best, so a moving object
+//!    does not bend it; offset only when the scene is too flat to tell a gain). Exposure steps,
+//!    lamps and clouds scale bright areas more than dark ones, which an offset alone misses.
+//!    `diff = (mean − offset) / gain − background`.
 //! 3. A cell has changed when `|diff| > k · max(noise, median noise / 2) + floor`; `k` and
 //!    `floor` fall as sensitivity rises.
 //! 4. The frame has motion when at least `min_cells` included cells changed; motion is
@@ -82,7 +85,8 @@ const MIN_CELLS: u32 = 2;
 /// Background update rate for quiet and changed cells (per analysed frame).
 const BG_RATE_QUIET: f32 = 0.2;
 const BG_RATE_CHANGED: f32 = 0.02;
-/// Noise estimate update rate (quiet cells only) and its lower bound, in luma levels.
+/// Noise estimate update rate (its input is clipped at twice the estimate) and its lower
+/// bound, in luma levels.
 const NOISE_RATE: f32 = 0.05;
 const NOISE_MIN: f32 = 0.25;
 
@@ -148,7 +152,8 @@ impl MotionAnalyser {
     fn thresholds(&self) -> (f32, f32, f32) {
         let insensitivity = f32::from(100 - self.settings.sensitivity.min(100)) / 100.0;
         let k = 5.0 + 7.0 * insensitivity;
-        let floor = 1.0 + 4.0 * insensitivity;
+        // At least 2 levels: an encoder's keyframe quality pulse moves cell means by about that.
+        let floor = 2.0 + 3.0 * insensitivity;
         let min_fraction = 0.002 + 0.02 * insensitivity;
         (k, floor, min_fraction)
     }
@@ -188,18 +193,15 @@ impl MotionAnalyser {
         let included_cells = self.included.iter().filter(|&&i| i).count();
         let min_cells = ((included_cells as f32 * min_fraction).ceil() as u32).max(MIN_CELLS);
 
-        // Global offset: median difference over included cells.
-        let values = &mut self.work.values;
-        values.clear();
-        values.extend(
-            self.scratch
-                .iter()
-                .zip(&self.background)
-                .zip(&self.included)
-                .filter(|(_, inc)| **inc)
-                .map(|((cur, bg), _)| cur - bg),
+        // Global light change (exposure, lamps, clouds): current ≈ gain · background + offset
+        // over most cells. Each cell is compared after undoing it.
+        let (gain, offset) = light_change(
+            &self.scratch,
+            &self.background,
+            &self.included,
+            &mut self.work.values,
         );
-        let offset = median(values);
+        let values = &mut self.work.values;
 
         // A cell's noise estimate counts as at least half the typical one: after a short
         // warm-up some estimates are low by chance and would fire on plain noise.
@@ -222,7 +224,8 @@ impl MotionAnalyser {
             .zip(&mut self.noise)
             .zip(&self.included)
         {
-            let d = (cur - offset - *bg).abs();
+            let normalised = (cur - offset) / gain;
+            let d = (normalised - *bg).abs();
             let is_changed = !warming_up && d > k * noise.max(noise_floor) + floor;
             if is_changed && *inc {
                 changed += 1;
@@ -232,7 +235,7 @@ impl MotionAnalyser {
             } else {
                 BG_RATE_QUIET
             };
-            *bg += bg_rate * (cur - offset - *bg);
+            *bg += bg_rate * (normalised - *bg);
             // Warm-up: plain average of the first differences (frame 0 has none). Later, the
             // input is clipped so a moving object hardly inflates the estimate, while a cell
             // whose estimate started too low can still recover.
@@ -327,6 +330,62 @@ fn cell_means(
         *o = if *n == 0 { 0.0 } else { *s as f32 / *n as f32 };
     }
     Some(())
+}
+
+/// Below this spread of the background's cell means (luma levels, standard deviation) a gain
+/// cannot be told from an offset: a flat scene gets the offset alone.
+const GAIN_MIN_SPREAD: f32 = 4.0;
+/// Gains outside this range are not a light change the model follows.
+const GAIN_RANGE: (f32, f32) = (0.5, 2.0);
+
+/// `(gain, offset)` with `current ≈ gain · background + offset` on the included cells: a
+/// least-squares fit, then a second fit on the cells it explains best (residual within twice
+/// the median), so the cells a moving object covers do not bend it. `scratch` is reused.
+fn light_change(
+    current: &[f32],
+    background: &[f32],
+    included: &[bool],
+    scratch: &mut Vec<f32>,
+) -> (f32, f32) {
+    let cells = || {
+        current
+            .iter()
+            .zip(background)
+            .zip(included)
+            .filter(|(_, inc)| **inc)
+            .map(|((c, b), _)| (*b, *c))
+    };
+    let fit = |keep: &dyn Fn(f32, f32) -> bool| -> Option<(f32, f32)> {
+        let (mut n, mut sx, mut sy, mut sxx, mut sxy) = (0f32, 0f32, 0f32, 0f32, 0f32);
+        for (x, y) in cells().filter(|(x, y)| keep(*x, *y)) {
+            n += 1.0;
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+        if n < 2.0 {
+            return None;
+        }
+        let var = sxx / n - (sx / n) * (sx / n);
+        if var < GAIN_MIN_SPREAD * GAIN_MIN_SPREAD {
+            return None;
+        }
+        let gain = ((sxy / n - sx / n * sy / n) / var).clamp(GAIN_RANGE.0, GAIN_RANGE.1);
+        Some((gain, sy / n - gain * sx / n))
+    };
+    let offset_only = |scratch: &mut Vec<f32>| {
+        scratch.clear();
+        scratch.extend(cells().map(|(x, y)| y - x));
+        (1.0, median(scratch))
+    };
+    let Some((g0, o0)) = fit(&|_, _| true) else {
+        return offset_only(scratch);
+    };
+    scratch.clear();
+    scratch.extend(cells().map(|(x, y)| (y - g0 * x - o0).abs()));
+    let bound = 2.0 * median(scratch).max(0.5);
+    fit(&|x, y| (y - g0 * x - o0).abs() <= bound).unwrap_or_else(|| offset_only(scratch))
 }
 
 fn median(values: &mut [f32]) -> f32 {

@@ -30,37 +30,79 @@ pub fn ffmpeg_h264(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// A synthetic clip: gray background with temporal sensor noise; from `box_from_s` on, a
-/// white 64×64 box moving right at 80 px/s (noise applied over it too). Annex B, no B-frames,
-/// `gop` frames per GOP.
-pub fn synthetic_clip(
+/// The white box of [`synthetic_clip`]: enters at `from_s` at x = `x0`, y = 1/3 of the height,
+/// and moves right at `speed_px_s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MovingBox {
+    pub from_s: u32,
+    pub size: u32,
+    pub x0: u32,
+    pub speed_px_s: u32,
+}
+
+impl MovingBox {
+    /// [`synthetic_clip`]'s box: 64×64 from x = 40 at 80 px/s, whatever the frame size.
+    pub fn fixed(from_s: u32) -> Self {
+        Self {
+            from_s,
+            size: 64,
+            x0: 40,
+            speed_px_s: 80,
+        }
+    }
+
+    /// The box as it is in a 640×360 frame, scaled to `width`×`height`: 18 % of the height
+    /// (a person a few metres from the camera; 192 px at 1080p), crossing 1/8 of the width per
+    /// second.
+    pub fn scaled(from_s: u32, width: u32, height: u32) -> Self {
+        Self {
+            from_s,
+            size: 64 * height / 360,
+            x0: 40 * width / 640,
+            speed_px_s: 80 * width / 640,
+        }
+    }
+}
+
+/// lavfi graph of a gray background with temporal sensor noise and an optional moving box
+/// (noise applied over it too).
+pub fn noisy_scene(
     width: u32,
     height: u32,
     fps: u32,
     seconds: u32,
-    box_from_s: Option<u32>,
-    gop: u32,
-) -> Vec<u8> {
+    moving: Option<MovingBox>,
+) -> String {
     let mut filter = format!("color=c=0x707070:s={width}x{height}:r={fps}:d={seconds}");
-    if let Some(t) = box_from_s {
+    if let Some(MovingBox {
+        from_s: t,
+        size,
+        x0,
+        speed_px_s,
+    }) = moving
+    {
         // overlay (not drawbox) because ffmpeg 5.1's drawbox does not evaluate `t` per frame.
         filter = format!(
-            "{filter}[bg];color=c=white:s=64x64:r={fps}:d={seconds}[box];\
-             [bg][box]overlay=x='40+80*(t-{t})':y={}:enable='gte(t,{t})'",
+            "{filter}[bg];color=c=white:s={size}x{size}:r={fps}:d={seconds}[box];\
+             [bg][box]overlay=x='{x0}+{speed_px_s}*(t-{t})':y={}:enable='gte(t,{t})'",
             height / 3
         );
     }
     filter.push_str(",noise=alls=20:allf=t,format=yuv420p");
+    filter
+}
+
+/// Encodes a lavfi graph with libx264 (Main, no B-frames, an IDR every `gop` frames, no
+/// scene-cut keyframes) to Annex B; `extra` are further encoder options (preset, rate control).
+pub fn x264(filter: &str, gop: u32, extra: &[&str]) -> Vec<u8> {
     let gop = gop.to_string();
-    ffmpeg_h264(&[
+    let mut args = vec![
         "-f",
         "lavfi",
         "-i",
-        &filter,
+        filter,
         "-c:v",
         "libx264",
-        "-preset",
-        "ultrafast",
         "-profile:v",
         "main",
         "-bf",
@@ -71,10 +113,30 @@ pub fn synthetic_clip(
         &gop,
         "-sc_threshold",
         "0",
-        "-f",
-        "h264",
-        "-",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", "h264", "-"]);
+    ffmpeg_h264(&args)
+}
+
+/// A synthetic clip: [`noisy_scene`] with, from `box_from_s` on, a white 64×64 box moving
+/// right at 80 px/s ([`MovingBox::fixed`]). Annex B, no B-frames, `gop` frames per GOP.
+pub fn synthetic_clip(
+    width: u32,
+    height: u32,
+    fps: u32,
+    seconds: u32,
+    box_from_s: Option<u32>,
+    gop: u32,
+) -> Vec<u8> {
+    let scene = noisy_scene(
+        width,
+        height,
+        fps,
+        seconds,
+        box_from_s.map(MovingBox::fixed),
+    );
+    x264(&scene, gop, &["-preset", "ultrafast"])
 }
 
 /// The bundled real-camera recording as access units with their own timestamps (ffprobe's
