@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use crate::api::{AccessoryIdentityInfo, ApiError, ApiState, CameraDirectory, CameraSummary};
 use crate::camera::{Camera, CameraOptions, DetectorSetting, MediaInput};
 use crate::config::{CameraConfig, Config};
-use crate::host::start_host;
+use crate::host::begin_host;
 
 /// Longest wait for the tasks to finish after the shutdown signal; a task stuck in I/O past
 /// this is aborted so that a service manager's stop never hangs.
@@ -235,16 +235,23 @@ async fn start_all(
 ) -> anyhow::Result<ApiTask> {
     println!("hksv-bridge {}", env!("CARGO_PKG_VERSION"));
     let mut cameras = Vec::with_capacity(config.cameras.len());
+    // Every host's cameras start reading before any host waits for its streams.
+    let mut pending = Vec::new();
     for (host, members) in config.hap_hosts() {
         let options = members
             .iter()
             .map(|cam| camera_options(config, cam))
             .collect();
         let host_name = host.name.clone();
-        let started = start_host(host.clone(), options, hub.clone(), tasks, stop_rx.clone())
+        let bridge = host.bridge;
+        let begun = begin_host(host, options, hub.clone(), tasks, stop_rx.clone())
             .await
             .with_context(|| format!("starting {host_name:?}"))?;
-        print_host(&host_name, host.bridge, &started);
+        pending.push((host_name, bridge, begun));
+    }
+    for (host_name, bridge, begun) in pending {
+        let started = begun.serve(tasks).await;
+        print_host(&host_name, bridge, &started);
         cameras.extend(started);
     }
     if let Some(mqtt) = config.mqtt.clone() {

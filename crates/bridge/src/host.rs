@@ -85,6 +85,73 @@ pub async fn start_host(
     tasks: &mut JoinSet<()>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<Camera>> {
+    Ok(begin_host(host, cameras, motion, tasks, shutdown)
+        .await?
+        .serve(tasks)
+        .await)
+}
+
+/// A HAP server whose cameras run (sources read, detectors on) but which is not yet
+/// advertised or answering: [`PendingHost::serve`] does that once the sources are known.
+/// Beginning every host before serving any lets a multi-camera start wait for all streams at
+/// once (one GOP), not one after another.
+pub struct PendingHost {
+    host: HapHostConfig,
+    server: Server,
+    listener: TcpListener,
+    port: u16,
+    cameras: Vec<Camera>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl PendingHost {
+    /// The cameras, in the order given.
+    pub fn cameras(&self) -> &[Camera] {
+        &self.cameras
+    }
+
+    /// Waits (at most [`SOURCE_FACTS_WAIT`]) until the cameras' streams are known, then
+    /// advertises the server and answers HAP; returns the cameras.
+    pub async fn serve(self, tasks: &mut JoinSet<()>) -> Vec<Camera> {
+        let Self {
+            host,
+            server,
+            listener,
+            port,
+            cameras,
+            shutdown,
+        } = self;
+        // Hubs select from 205/206/207 once, at pairing: let them describe the source first.
+        wait_for_source_facts(&cameras, SOURCE_FACTS_WAIT, &shutdown).await;
+        if host.mdns {
+            server.advertise(port);
+        }
+        {
+            let server = server.clone();
+            let stop = shutdown.clone();
+            let name = host.name.clone();
+            tasks.spawn(async move {
+                if let Err(e) = server.serve(listener, ServerOptions::default(), stop).await {
+                    warn!(host = %name, error = %e, "HAP server stopped");
+                }
+            });
+        }
+        info!(host = %host.name, port, bridge = host.bridge, cameras = cameras.len(), "HAP server ready");
+        cameras
+    }
+}
+
+/// The first half of [`start_host`]: everything but the wait for the sources and serving.
+///
+/// # Errors
+/// As [`start_host`].
+pub async fn begin_host(
+    host: HapHostConfig,
+    cameras: Vec<CameraOptions>,
+    motion: MotionHub,
+    tasks: &mut JoinSet<()>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<PendingHost> {
     anyhow::ensure!(!cameras.is_empty(), "no cameras to serve");
     anyhow::ensure!(
         host.bridge || cameras.len() == 1,
@@ -141,23 +208,14 @@ pub async fn start_host(
         let camera = p.start(&server, host_store.clone(), port, ids, tasks, &shutdown);
         started.push(camera);
     }
-    // Hubs select from 205/206/207 once, at pairing: let them describe the source first.
-    wait_for_source_facts(&started, SOURCE_FACTS_WAIT, &shutdown).await;
-    if host.mdns {
-        server.advertise(port);
-    }
-    {
-        let server = server.clone();
-        let stop = shutdown.clone();
-        let name = host.name.clone();
-        tasks.spawn(async move {
-            if let Err(e) = server.serve(listener, ServerOptions::default(), stop).await {
-                warn!(host = %name, error = %e, "HAP server stopped");
-            }
-        });
-    }
-    info!(host = %host.name, port, bridge = host.bridge, cameras = started.len(), "HAP server ready");
-    Ok(started)
+    Ok(PendingHost {
+        host,
+        server,
+        listener,
+        port,
+        cameras: started,
+        shutdown,
+    })
 }
 
 /// Longest wait at start for a camera's first fragment (it gives 205/206/207 the source's

@@ -197,13 +197,16 @@ enum State<S> {
     Waiting {
         until: Instant,
     },
-    /// `last`: when the last unit (or the connect) happened; the watchdog counts from it, so
-    /// a cancelled and repeated `next_event` does not restart the stall timer.
+    /// `last`: when the last unit (or the connect) happened; the stall watchdog counts from
+    /// it, so a cancelled and repeated `next_event` does not restart it. The watchdog is one
+    /// timer per connection that, when it fires, re-arms at `last + stall` unless that has
+    /// passed: one timer update per stall period instead of one per access unit.
     Live {
         session: S,
         since: Instant,
         units: u64,
         last: Instant,
+        watchdog: std::pin::Pin<Box<tokio::time::Sleep>>,
     },
     Done,
 }
@@ -333,6 +336,9 @@ impl<C: Connector> CameraSource for ReconnectingSource<C> {
                                 since: now,
                                 units: 0,
                                 last: now,
+                                watchdog: Box::pin(tokio::time::sleep_until(
+                                    now + self.policy.stall_timeout,
+                                )),
                             };
                             return Ok(SourceEvent::Connected {
                                 params,
@@ -347,22 +353,38 @@ impl<C: Connector> CameraSource for ReconnectingSource<C> {
                     since,
                     units,
                     last,
+                    watchdog,
                 } => {
                     let stall = self.policy.stall_timeout;
                     let (since, n) = (*since, *units);
-                    let res =
-                        match tokio::time::timeout_at(*last + stall, session.next_unit()).await {
-                            Ok(r) => r,
-                            Err(_) => Err(Error::Stalled {
-                                camera: self.connector.camera(),
-                                waited_ms: stall.as_millis() as u64,
-                            }),
-                        };
+                    let res = {
+                        // One `next_unit` future for the whole wait: re-arming the watchdog
+                        // must not cancel a read in progress.
+                        let next = session.next_unit();
+                        tokio::pin!(next);
+                        loop {
+                            tokio::select! {
+                                biased;
+                                r = &mut next => break r,
+                                () = watchdog.as_mut() => {
+                                    let due = *last + stall;
+                                    if Instant::now() >= due {
+                                        break Err(Error::Stalled {
+                                            camera: self.connector.camera(),
+                                            waited_ms: stall.as_millis() as u64,
+                                        });
+                                    }
+                                    watchdog.as_mut().reset(due);
+                                }
+                            }
+                        }
+                    };
                     match res {
                         Ok(Some(unit)) => {
                             *units = units.saturating_add(1);
-                            *last = Instant::now();
-                            return Ok(SourceEvent::Unit(self.rebaser.apply(unit, Instant::now())));
+                            let now = Instant::now();
+                            *last = now;
+                            return Ok(SourceEvent::Unit(self.rebaser.apply(unit, now)));
                         }
                         Ok(None) => {
                             let e = Error::Ended {

@@ -243,3 +243,35 @@ async fn watchdog_survives_cancelled_next_event_calls() {
         "3 s after the last unit"
     );
 }
+
+/// The watchdog is one timer per connection, re-armed when it fires: a session that delivers
+/// for several stall periods is never dropped, and one that then goes silent is dropped one
+/// stall period after its last unit.
+#[tokio::test(start_paused = true)]
+async fn watchdog_rearms_across_stall_periods_of_steady_units() {
+    let mut steps: Vec<SimStep> = (0..100).map(frame).collect();
+    steps.push(SimStep::Hang);
+    let script = vec![SimConnect::Session(StreamParams::default(), steps)];
+    let mut src = ReconnectingSource::new(SimConnector::new(script), policy());
+    let t0 = Instant::now();
+    let (mut units, mut last_unit) = (0, Duration::ZERO);
+    let stalled_at = loop {
+        match src.next_event().await.unwrap() {
+            SourceEvent::Unit(_) => {
+                units += 1;
+                last_unit = Instant::now() - t0;
+            }
+            SourceEvent::Reconnecting {
+                error: Error::Stalled { .. },
+                ..
+            } => break Instant::now() - t0,
+            SourceEvent::Connected { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        units, 100,
+        "10 s of units (3 stall periods) were all delivered"
+    );
+    assert_eq!(stalled_at - last_unit, Duration::from_secs(3));
+}
