@@ -4,7 +4,7 @@
 //! Prints, per configuration, the bridge's CPU (% of one core, `/proc/<pid>/stat` over the
 //! window) and RSS, and the detector's own share from the API:
 //! - 1 camera: detector off; on, decoding the 1080p main stream; on, with `detect_source` = the
-//!   sub-stream; and, when `HKSV_BRIDGE_BIN_BEFORE` names an older binary, that binary on the
+//!   sub-stream at 30 fps and at 15 fps (a common sub-stream rate); and, when `HKSV_BRIDGE_BIN_BEFORE` names an older binary, that binary on the
 //!   main stream (the "before" of the detector work);
 //! - 8 cameras with `detect_source`: total CPU and RSS;
 //! - the detector path's latency: a `tcp://` detect_source written by this bench in real time
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Bridge, clock_ticks_per_s, kib_to_mib, release_binary, sample_usage};
+use common::{clock_ticks_per_s, kib_to_mib, release_binary, sample_usage};
 use controller::hksv::HksvIds;
 use e2e_tests::{RtspServer, free_port};
 
@@ -39,39 +39,30 @@ fn window() -> Duration {
     )
 }
 
-/// The 640x360 sub-stream of the live bench's 1080p clip (same picture, same GOP).
-fn sub_stream_media(main: &Path) -> PathBuf {
-    let path = main.with_file_name("live-360p30.mp4");
+/// The 640x360 sub-stream of the live bench's 1080p clip at `fps` (same picture, 4 s GOP).
+fn sub_stream_media(main: &Path, fps: u32) -> PathBuf {
+    let path = main.with_file_name(format!("live-360p{fps}.mp4"));
     if path.exists() {
         return path;
     }
-    let tmp = main.with_file_name("live-360p30.tmp.mp4");
+    let tmp = main.with_file_name(format!("live-360p{fps}.tmp.mp4"));
+    let gop = (4 * fps).to_string();
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(main)
         .args([
             "-vf",
-            "scale=640:360",
+            &format!("scale=640:360,fps={fps}"),
             "-c:v",
             "libx264",
-            "-preset",
-            "superfast",
         ])
-        .args([
-            "-profile:v",
-            "main",
-            "-b:v",
-            "500k",
-            "-maxrate",
-            "500k",
-            "-bufsize",
-            "500k",
-        ])
+        .args(["-preset", "superfast", "-profile:v", "main"])
+        .args(["-b:v", "500k", "-maxrate", "500k", "-bufsize", "500k"])
         .args([
             "-g",
-            "120",
+            &gop,
             "-keyint_min",
-            "120",
+            &gop,
             "-sc_threshold",
             "0",
             "-bf",
@@ -104,40 +95,17 @@ async fn run_cpu(
     main: &str,
     detector: Option<Option<&str>>,
 ) -> Row {
-    let dir = tempfile::tempdir().unwrap();
-    let api_port = free_port();
-    let mut toml =
-        format!("bind = \"127.0.0.1\"\nmdns = false\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
-    let mut first_port = 0;
-    for i in 0..cameras {
-        let port = free_port();
-        if i == 0 {
-            first_port = port;
-        }
-        toml.push_str(&format!(
-            "\n[[cameras]]\nname = \"cam{i}\"\nsource = \"{main}\"\nport = {port}\n"
-        ));
-        if let Some(Some(sub)) = detector {
-            toml.push_str(&format!("detect_source = \"{sub}\"\n"));
-        }
-        toml.push_str(&format!(
-            "[cameras.motion.detector]\nenabled = {}\n",
+    let per_camera = |_: usize| {
+        let sub = match detector {
+            Some(Some(sub)) => format!("detect_source = \"{sub}\"\n"),
+            _ => String::new(),
+        };
+        format!(
+            "{sub}[cameras.motion.detector]\nenabled = {}",
             detector.is_some()
-        ));
-    }
-    let config = dir.path().join("hksv-bridge.toml");
-    std::fs::write(&config, toml).unwrap();
-    let bridge = Bridge::start(
-        bin,
-        &config,
-        &dir.path().join("state"),
-        "cam0",
-        first_port,
-        api_port,
-    );
-    bridge
-        .wait_for_prebuffer(2000, Duration::from_secs(30))
-        .await;
+        )
+    };
+    let (bridge, api_port, _dir) = common::start_cameras(bin, cameras, main, &per_camera).await;
     tokio::time::sleep(WARM_UP).await;
     let clk = clock_ticks_per_s();
     let pid = bridge.pid;
@@ -146,7 +114,7 @@ async fn run_cpu(
         .unwrap();
     let mut shares = Vec::new();
     for i in 0..cameras {
-        let detail = api_get(api_port, &format!("/api/cameras/cam{i}")).await;
+        let detail = common::api_get(api_port, &format!("/api/cameras/cam{i}")).await;
         if let Some(p) = detail["detector"]["cpu_percent"].as_f64() {
             shares.push(p);
         }
@@ -159,19 +127,6 @@ async fn run_cpu(
         detector_percent: (!shares.is_empty())
             .then(|| shares.iter().sum::<f64>() / shares.len() as f64),
     }
-}
-
-async fn api_get(port: u16, path: &str) -> serde_json::Value {
-    let body = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .timeout(common::STEP)
-        .send()
-        .await
-        .expect("API")
-        .text()
-        .await
-        .expect("API body");
-    serde_json::from_str(&body).expect("API JSON")
 }
 
 /// One motion cycle for the latency run, 640x360 10 fps Annex B, 1 s GOP: 4 s static noisy
@@ -304,9 +259,11 @@ async fn main() {
     let bin = release_binary();
     println!("hksv-bridge release binary: {}", bin.display());
     let main_media = common::live_bench_media();
-    let sub_media = sub_stream_media(&main_media);
+    let sub_media = sub_stream_media(&main_media, 30);
+    let sub15_media = sub_stream_media(&main_media, 15);
     let main_server = RtspServer::start(free_port(), &main_media);
     let sub_server = RtspServer::start(free_port(), &sub_media);
+    let sub15_server = RtspServer::start(free_port(), &sub15_media);
     println!(
         "main {} ({}), sub {} ({}); window {:?}",
         main_server.url,
@@ -321,6 +278,7 @@ async fn main() {
         format!("{}-own", sub_server.url),
     );
     let (main, sub) = (main.as_str(), sub.as_str());
+    let sub15 = format!("{}-own", sub15_server.url);
     let mut rows = vec![
         run_cpu(&bin, "detector off", 1, main, None).await,
         run_cpu(&bin, "detector on 1080p main stream", 1, main, Some(None)).await,
@@ -330,6 +288,14 @@ async fn main() {
             1,
             main,
             Some(Some(sub)),
+        )
+        .await,
+        run_cpu(
+            &bin,
+            "detector on 640x360 15 fps detect_source",
+            1,
+            main,
+            Some(Some(&sub15)),
         )
         .await,
     ];
@@ -379,7 +345,7 @@ async fn main() {
             );
         }
     }
-    drop((main_server, sub_server));
+    drop((main_server, sub_server, sub15_server));
 
     let mut latencies = run_latency(&bin).await;
     latencies.sort();

@@ -78,6 +78,60 @@ pub async fn start_paired(
     }
 }
 
+/// A bridge with `cameras` accessory-mode cameras `cam0`… on `source`, each table followed by
+/// `per_camera(i)` (keys, then sub-tables), unpaired, on loopback without mDNS; waits until
+/// `cam0`'s ring holds 2 s. Returns the process, its API port and its directory.
+pub async fn start_cameras(
+    bin: &Path,
+    cameras: usize,
+    source: &str,
+    per_camera: &dyn Fn(usize) -> String,
+) -> (Bridge, u16, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let api_port = e2e_tests::free_port();
+    let mut toml =
+        format!("bind = \"127.0.0.1\"\nmdns = false\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
+    let mut first_port = 0;
+    for i in 0..cameras {
+        let port = e2e_tests::free_port();
+        if i == 0 {
+            first_port = port;
+        }
+        toml.push_str(&format!(
+            "\n[[cameras]]\nname = \"cam{i}\"\nsource = \"{source}\"\nport = {port}\n{}\n",
+            per_camera(i)
+        ));
+    }
+    let config = dir.path().join("hksv-bridge.toml");
+    std::fs::write(&config, toml).expect("config");
+    let bridge = Bridge::start(
+        bin,
+        &config,
+        &dir.path().join("state"),
+        "cam0",
+        first_port,
+        api_port,
+    );
+    bridge
+        .wait_for_prebuffer(2000, Duration::from_secs(30))
+        .await;
+    (bridge, api_port, dir)
+}
+
+/// `GET` of an API path as JSON.
+pub async fn api_get(port: u16, path: &str) -> serde_json::Value {
+    let body = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(STEP)
+        .send()
+        .await
+        .expect("API")
+        .text()
+        .await
+        .expect("API body");
+    serde_json::from_str(&body).expect("API JSON")
+}
+
 /// The release bridge process; killed on drop.
 pub struct Bridge {
     child: Child,
