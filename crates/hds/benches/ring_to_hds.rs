@@ -70,7 +70,7 @@ fn memory(b: &Bytes) -> Range<usize> {
 
 /// Bytes of `segment` that do not lie in the ring's memory for `frag`: copied before sending.
 fn copied_bytes(frag: &ClipFragment, segment: &Segment) -> usize {
-    let ring = frag.parts().map(|p| memory(&p));
+    let ring: Vec<_> = frag.parts().iter().map(memory).collect();
     segment
         .parts()
         .iter()

@@ -962,7 +962,7 @@ mod tests {
         .unwrap();
         drain(&mut conn);
         for f in &frags {
-            let ring_memory = f.parts().map(|p| memory(&p));
+            let ring_memory: Vec<_> = f.parts().iter().map(memory).collect();
             conn.send_segment(
                 now,
                 1,

@@ -125,8 +125,93 @@ pub struct FragmentData {
     pub video: TrackRun,
     /// Audio samples, when the init segment has an audio track (may be empty).
     pub audio: Option<TrackRun>,
-    /// The `mdat` payload: all video sample bytes in order, then all audio sample bytes.
-    pub payload: Bytes,
+    /// The `mdat` payload: all video sample bytes in order, then all audio sample bytes, as
+    /// the samples' own buffers (nothing copied when the fragment is cut).
+    pub payload: Payload,
+}
+
+/// An `mdat` payload as a list of parts (one per sample as the fragmenter makes it), shared by
+/// cheap clones: cutting a fragment, keeping it in the ring and handing it to readers copies
+/// no sample bytes; they are copied once, where a sender writes them out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Payload {
+    parts: std::sync::Arc<[Bytes]>,
+    len: usize,
+}
+
+impl Payload {
+    /// The payload made of `parts`, in order (empty parts are dropped).
+    pub fn from_parts(parts: impl IntoIterator<Item = Bytes>) -> Self {
+        let parts: Vec<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let len = parts.iter().map(Bytes::len).sum();
+        Self {
+            parts: parts.into(),
+            len,
+        }
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The first `n` bytes (all when `n` ≥ the length) as parts: slices, nothing copied.
+    pub fn prefix(&self, n: usize) -> Vec<Bytes> {
+        self.range(0, n)
+    }
+
+    /// Bytes `start..end` (clamped) as parts: slices of the parts, nothing copied.
+    pub fn range(&self, start: usize, end: usize) -> Vec<Bytes> {
+        let end = end.min(self.len);
+        let mut out = Vec::new();
+        if start >= end {
+            return out;
+        }
+        let mut at = 0;
+        for p in self.parts.iter() {
+            let (a, b) = (at, at + p.len());
+            at = b;
+            if b <= start {
+                continue;
+            }
+            if a >= end {
+                break;
+            }
+            out.push(p.slice(start.saturating_sub(a)..(end - a).min(p.len())));
+        }
+        out
+    }
+
+    /// The payload in one buffer (copies it; for tests and one-slice callers).
+    pub fn to_bytes(&self) -> Bytes {
+        match &*self.parts {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            parts => {
+                let mut v = Vec::with_capacity(self.len);
+                for p in parts {
+                    v.extend_from_slice(p);
+                }
+                Bytes::from(v)
+            }
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Self::from_parts([b])
+    }
 }
 
 /// Writes `size fourcc body`, patching the 32-bit size after `body` ran (gst-plugins-rs style).
@@ -398,7 +483,7 @@ pub fn write_fragment_header(frag: &FragmentData, timing: &FragmentTiming) -> Ve
 
 /// Writes `moof` and the 8-byte `mdat` header for `frag`'s video track alone: no audio
 /// `traf`, and the `mdat` covers only the video samples, which lead the payload
-/// ([`FragmentData::payload`]). Append `frag.payload.slice(..n)` with
+/// ([`FragmentData::payload`]). Append `frag.payload.prefix(n)` with
 /// `n =`[`video_payload_bytes`]`(frag)` to get the complete fragment. Pairs with an init
 /// segment written without audio (protocol-notes §6.1: omit the audio track when
 /// RecordingAudioActive = 0).
@@ -512,6 +597,31 @@ fn write_video_truns(b: &mut Vec<u8>, samples: &[SampleInfo], patches: &mut Vec<
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 pub(crate) mod tests {
+    #[test]
+    fn payload_ranges_slice_across_parts_without_copying() {
+        let a = Bytes::from_static(b"abc");
+        let b = Bytes::from_static(b"defgh");
+        let p = Payload::from_parts([a.clone(), Bytes::new(), b.clone()]);
+        assert_eq!(
+            (p.len(), p.parts().len()),
+            (8, 2),
+            "the empty part is dropped"
+        );
+        assert_eq!(p.to_bytes(), Bytes::from_static(b"abcdefgh"));
+        let joined = |v: Vec<Bytes>| v.concat();
+        assert_eq!(joined(p.range(2, 5)), b"cde");
+        assert_eq!(joined(p.range(3, 8)), b"defgh");
+        assert_eq!(joined(p.prefix(4)), b"abcd");
+        assert_eq!(joined(p.prefix(100)), b"abcdefgh");
+        assert!(p.range(5, 5).is_empty() && p.range(9, 12).is_empty());
+        // Slices point into the parts' own memory.
+        let r = p.range(2, 5);
+        assert_eq!(r[0].as_ptr(), a[2..].as_ptr());
+        assert_eq!(r[1].as_ptr(), b.as_ptr());
+        assert_eq!(Payload::from(Bytes::from_static(b"x")).len(), 1);
+        assert!(Payload::default().is_empty() && Payload::default().to_bytes().is_empty());
+    }
+
     use super::*;
 
     fn be32(b: &[u8], at: usize) -> u32 {

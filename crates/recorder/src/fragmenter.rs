@@ -101,7 +101,9 @@ impl FragmentData {
     /// avoids this).
     pub fn to_bytes(&self, timing: &fmp4::FragmentTiming) -> Bytes {
         let mut out = fmp4::write_fragment_header(self, timing);
-        out.extend_from_slice(&self.payload);
+        for p in self.payload.parts() {
+            out.extend_from_slice(p);
+        }
         Bytes::from(out)
     }
 }
@@ -813,19 +815,17 @@ impl Fragmenter {
             g.audio_q.clear();
         }
 
-        let total: usize = video.iter().map(|v| v.data.len()).sum::<usize>()
-            + audio_frames.iter().map(|a| a.data.len()).sum::<usize>();
-        let mut payload = BytesMut::with_capacity(total);
-        for v in &video {
-            payload.put_slice(&v.data);
-        }
-        for a in &audio_frames {
-            payload.put_slice(&a.data);
-        }
+        // The samples' own buffers, in mdat order: no copy at the cut.
+        let payload = fmp4::Payload::from_parts(
+            video
+                .into_iter()
+                .map(|v| v.data)
+                .chain(audio_frames.into_iter().map(|a| a.data)),
+        );
         events.push_back(FragmenterEvent::Fragment(FragmentData {
             video: video_run,
             audio: audio_run,
-            payload: payload.freeze(),
+            payload,
         }));
     }
 }

@@ -89,6 +89,7 @@ struct Shared {
 fn fragment_bytes(f: &Fragment) -> usize {
     let samples = f.video.samples.len() + f.audio.as_ref().map_or(0, |a| a.samples.len());
     f.payload.len()
+        + std::mem::size_of_val(f.payload.parts())
         + samples * std::mem::size_of::<fmp4::SampleInfo>()
         + std::mem::size_of::<Fragment>()
 }
@@ -451,10 +452,10 @@ impl RingReader {
                 frag.payload.clone(),
             )
         } else {
-            // Video samples lead the payload, so the video-only mdat is a slice of it.
+            // Video samples lead the payload, so the video-only mdat is a prefix of it.
             (
                 fmp4::write_video_only_fragment_header(frag, &timing),
-                frag.payload.slice(..fmp4::video_payload_bytes(frag)),
+                fmp4::Payload::from_parts(frag.payload.prefix(fmp4::video_payload_bytes(frag))),
             )
         };
         ClipFragment {
@@ -474,7 +475,7 @@ pub struct ClipFragment {
     /// Video duration, 90 kHz.
     pub duration_90k: u64,
     header: Bytes,
-    payload: Bytes,
+    payload: fmp4::Payload,
 }
 
 impl ClipFragment {
@@ -488,11 +489,13 @@ impl ClipFragment {
         self.len() == 0
     }
 
-    /// The fragment as its two parts, `moof` + `mdat` header and the payload shared with the
-    /// ring and other readers (cheap `Bytes` clones, nothing copied). Hand them to a multi-part
-    /// sender so the payload is copied only where it is finally written out.
-    pub fn parts(&self) -> [Bytes; 2] {
-        [self.header.clone(), self.payload.clone()]
+    /// The fragment as parts: the `moof` + `mdat` header, then the payload's parts shared with
+    /// the ring and other readers (cheap `Bytes` clones, nothing copied). Hand them to a
+    /// multi-part sender so the payload is copied only where it is finally written out.
+    pub fn parts(&self) -> Vec<Bytes> {
+        std::iter::once(self.header.clone())
+            .chain(self.payload.parts().iter().cloned())
+            .collect()
     }
 
     /// The fragment as one contiguous buffer: copies the whole fragment, payload included. The
@@ -500,13 +503,16 @@ impl ClipFragment {
     pub fn to_bytes(&self) -> Bytes {
         let mut v = Vec::with_capacity(self.len());
         v.extend_from_slice(&self.header);
-        v.extend_from_slice(&self.payload);
+        for p in self.payload.parts() {
+            v.extend_from_slice(p);
+        }
         Bytes::from(v)
     }
 
     /// Splits the fragment into chunks of `chunk_bytes` (the last may be shorter), as HDS
-    /// `dataSend` sends them (262144 bytes in the fixture, §2). Only the chunk that straddles
-    /// the header/payload seam is copied; the others are slices of the shared payload.
+    /// `dataSend` sends them (262144 bytes in the fixture, §2), each in one buffer: a chunk
+    /// within one part is a slice of it, one spanning parts is copied. The HDS send path uses
+    /// [`parts`](Self::parts) and copies only into its frames; this is for one-slice callers.
     /// A `chunk_bytes` of 0 is treated as 1.
     pub fn chunks(&self, chunk_bytes: usize) -> Vec<Bytes> {
         let chunk = chunk_bytes.max(1);
@@ -515,17 +521,23 @@ impl ClipFragment {
         let mut a = 0;
         while a < total {
             let b = (a + chunk).min(total);
-            let piece = if b <= h {
-                self.header.slice(a..b)
-            } else if a >= h {
-                self.payload.slice(a - h..b - h)
-            } else {
-                let mut v = Vec::with_capacity(b - a);
-                v.extend_from_slice(self.header.get(a..).unwrap_or_default());
-                v.extend_from_slice(self.payload.get(..b - h).unwrap_or_default());
-                Bytes::from(v)
-            };
-            out.push(piece);
+            let mut pieces = Vec::new();
+            if a < h {
+                pieces.push(self.header.slice(a..b.min(h)));
+            }
+            if b > h {
+                pieces.extend(self.payload.range(a.saturating_sub(h), b - h));
+            }
+            out.push(match pieces.as_slice() {
+                [one] => one.clone(),
+                _ => {
+                    let mut v = Vec::with_capacity(b - a);
+                    for p in &pieces {
+                        v.extend_from_slice(p);
+                    }
+                    Bytes::from(v)
+                }
+            });
             a = b;
         }
         out

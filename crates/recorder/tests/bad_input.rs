@@ -198,7 +198,7 @@ fn sps_resolution_change_starts_a_new_init_segment() {
     // No in-band parameter sets in any sample: every sample is one 4-byte-length slice NAL.
     for (_, frags) in &recs {
         for (frag, _) in frags {
-            assert_eq!(frag.payload[4] & 0x1f, 5);
+            assert_eq!(frag.payload.to_bytes()[4] & 0x1f, 5);
         }
     }
 }

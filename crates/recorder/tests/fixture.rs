@@ -105,11 +105,12 @@ fn fragments_match_the_camera_structurally() {
             );
         }
         // Sample bytes are the camera's, unchanged (no in-band parameter sets to strip).
+        let payload = frag.payload.to_bytes();
         let mut off = 0usize;
         for s in &frag.video.samples {
             let cam = &camera.tracks[0].samples[video_idx];
             assert_eq!(
-                &frag.payload[off..off + s.size_bytes as usize],
+                &payload[off..off + s.size_bytes as usize],
                 &camera.data[cam.range.clone()]
             );
             off += s.size_bytes as usize;
@@ -118,7 +119,7 @@ fn fragments_match_the_camera_structurally() {
         for s in &frag.audio.as_ref().unwrap().samples {
             let cam = &camera.tracks[1].samples[audio_idx];
             assert_eq!(
-                &frag.payload[off..off + s.size_bytes as usize],
+                &payload[off..off + s.size_bytes as usize],
                 &camera.data[cam.range.clone()]
             );
             off += s.size_bytes as usize;

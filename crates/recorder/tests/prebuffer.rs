@@ -46,7 +46,7 @@ fn fragment(index: u64, bytes: usize) -> Fragment {
             base_decode_time: index * 192_512,
             samples: audio,
         }),
-        payload: Bytes::from(vec![index as u8; size as usize * n as usize]),
+        payload: Bytes::from(vec![index as u8; size as usize * n as usize]).into(),
     }
 }
 
