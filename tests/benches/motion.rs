@@ -11,6 +11,7 @@
 //!   (640x360 10 fps, a box enters at a known frame), from writing the box's first frame to the
 //!   paired controller's MotionDetected event; median of 20.
 //!
+//! `HKSV_BENCH_ONLY=main,latency` runs only the rows whose label contains one of the words.
 //! Asserts nothing about speed. `cargo bench -p e2e-tests --bench motion` builds the release
 //! binary unless `HKSV_BRIDGE_BIN_RELEASE` names one; `HKSV_BENCH_WINDOW_S` sets the CPU
 //! window (default 30 s). Linux only.
@@ -75,6 +76,74 @@ fn sub_stream_media(main: &Path, fps: u32) -> PathBuf {
     assert!(status.success(), "encoding the sub-stream failed");
     std::fs::rename(&tmp, &path).unwrap();
     path
+}
+
+/// A real camera's scene as a sub-stream: the HKSV fixture recording (an indoor camera, 1080p,
+/// ~16 fps) looped to 4 minutes and scaled to 640x360 at its own rate, 4 s GOP, 500 kbit/s.
+fn real_sub_stream_media(main: &Path) -> PathBuf {
+    let path = main.with_file_name("real-360p.mp4");
+    if path.exists() {
+        return path;
+    }
+    let fixture =
+        e2e_tests::workspace_root().join("../shared/fixtures/hksv-example/fully-assembled.mp4");
+    let tmp = main.with_file_name("real-360p.tmp.mp4");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-stream_loop",
+            "19",
+            "-i",
+        ])
+        .arg(&fixture)
+        .args([
+            "-vf",
+            "scale=640:360",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "superfast",
+        ])
+        .args([
+            "-profile:v",
+            "main",
+            "-b:v",
+            "500k",
+            "-maxrate",
+            "500k",
+            "-bufsize",
+            "500k",
+        ])
+        .args([
+            "-g",
+            "64",
+            "-keyint_min",
+            "64",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-c:a", "copy"])
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg");
+    assert!(
+        status.success(),
+        "encoding the real-scene sub-stream failed"
+    );
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Whether a configuration's label passes `HKSV_BENCH_ONLY` (comma-separated substrings).
+fn wanted(label: &str) -> bool {
+    std::env::var("HKSV_BENCH_ONLY").map_or(true, |only| {
+        only.split(',').any(|w| label.contains(w.trim()))
+    })
 }
 
 struct Row {
@@ -264,6 +333,8 @@ async fn main() {
     let main_server = RtspServer::start(free_port(), &main_media);
     let sub_server = RtspServer::start(free_port(), &sub_media);
     let sub15_server = RtspServer::start(free_port(), &sub15_media);
+    let real_media = real_sub_stream_media(&main_media);
+    let real_server = RtspServer::start(free_port(), &real_media);
     println!(
         "main {} ({}), sub {} ({}); window {:?}",
         main_server.url,
@@ -279,39 +350,49 @@ async fn main() {
     );
     let (main, sub) = (main.as_str(), sub.as_str());
     let sub15 = format!("{}-own", sub15_server.url);
-    let mut rows = vec![
-        run_cpu(&bin, "detector off", 1, main, None).await,
-        run_cpu(&bin, "detector on 1080p main stream", 1, main, Some(None)).await,
-        run_cpu(
-            &bin,
+    let real = format!("{}-own", real_server.url);
+    let before = std::env::var_os("HKSV_BRIDGE_BIN_BEFORE").map(PathBuf::from);
+    let configs: Vec<(&str, &Path, usize, Option<Option<&str>>)> = vec![
+        ("detector off", &bin, 1, None),
+        ("detector on 1080p main stream", &bin, 1, Some(None)),
+        (
             "detector on 640x360 detect_source",
-            1,
-            main,
-            Some(Some(sub)),
-        )
-        .await,
-        run_cpu(
             &bin,
-            "detector on 640x360 15 fps detect_source",
             1,
-            main,
+            Some(Some(sub)),
+        ),
+        (
+            "detector on 640x360 15 fps detect_source",
+            &bin,
+            1,
             Some(Some(&sub15)),
-        )
-        .await,
+        ),
+        (
+            "detector on real-scene 640x360 detect_source",
+            &bin,
+            1,
+            Some(Some(&real)),
+        ),
+        ("8 cameras, detect_source", &bin, 8, Some(Some(sub))),
     ];
-    if let Some(before) = std::env::var_os("HKSV_BRIDGE_BIN_BEFORE") {
-        rows.push(
-            run_cpu(
-                Path::new(&before),
+    let mut configs = configs;
+    if let Some(before) = &before {
+        configs.insert(
+            2,
+            (
                 "BEFORE: detector on 1080p main stream",
+                before,
                 1,
-                main,
                 Some(None),
-            )
-            .await,
+            ),
         );
     }
-    rows.push(run_cpu(&bin, "8 cameras, detect_source", 8, main, Some(Some(sub))).await);
+    let mut rows = Vec::new();
+    for (label, binary, cameras, detector) in configs {
+        if wanted(label) {
+            rows.push(run_cpu(binary, label, cameras, main, detector).await);
+        }
+    }
     println!();
     for r in &rows {
         println!(
@@ -345,8 +426,11 @@ async fn main() {
             );
         }
     }
-    drop((main_server, sub_server, sub15_server));
+    drop((main_server, sub_server, sub15_server, real_server));
 
+    if !wanted("latency") {
+        return;
+    }
     let mut latencies = run_latency(&bin).await;
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
