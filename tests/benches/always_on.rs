@@ -58,7 +58,7 @@ fn ffmpeg_clients(url: &str, n: usize) -> Ffmpegs {
         (0..n)
             .map(|_| {
                 Command::new("ffmpeg")
-                    .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+                    .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
                     .args([
                         "-rtsp_transport",
                         "tcp",
@@ -120,6 +120,14 @@ async fn main() {
         let (ff_cpu, ff_rss) = tokio::task::spawn_blocking(move || sample(&pids, clk, window))
             .await
             .unwrap();
+        let mut clients = clients;
+        let exited = clients
+            .0
+            .iter_mut()
+            .map(|c| c.try_wait().ok().flatten().is_some())
+            .filter(|exited| *exited)
+            .count();
+        assert_eq!(exited, 0, "ffmpeg clients exited during the window");
         drop(clients);
         let nf = n as f64;
         println!(
