@@ -91,12 +91,11 @@ pub async fn start_cameras(
     let api_port = e2e_tests::free_port();
     let mut toml =
         format!("bind = \"127.0.0.1\"\nmdns = false\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n");
-    let mut first_port = 0;
+    // The first camera's port is needed to wait for it; the others take any free port (fixed
+    // picks could collide with the HDS listeners the bridge binds on port 0 meanwhile).
+    let first_port = e2e_tests::free_port();
     for i in 0..cameras {
-        let port = e2e_tests::free_port();
-        if i == 0 {
-            first_port = port;
-        }
+        let port = if i == 0 { first_port } else { 0 };
         toml.push_str(&format!(
             "\n[[cameras]]\nname = \"cam{i}\"\nsource = \"{source}\"\nport = {port}\n{}\n",
             per_camera(i)
