@@ -40,23 +40,20 @@ fn window() -> Duration {
     )
 }
 
-/// The 640x360 sub-stream of the live bench's 1080p clip at `fps` (same picture, 4 s GOP).
-fn sub_stream_media(main: &Path, fps: u32) -> PathBuf {
-    let path = main.with_file_name(format!("live-360p{fps}.mp4"));
+/// `input` (ffmpeg input arguments) re-encoded as a 640x360 sub-stream into `main`'s
+/// directory as `name`: H.264 Main, 500 kbit/s, `gop` frames per GOP, no B-frames, `vf` after
+/// the scaling, audio copied. Made once.
+fn sub_stream(main: &Path, name: &str, input: &[&std::ffi::OsStr], vf: &str, gop: u32) -> PathBuf {
+    let path = main.with_file_name(name);
     if path.exists() {
         return path;
     }
-    let tmp = main.with_file_name(format!("live-360p{fps}.tmp.mp4"));
-    let gop = (4 * fps).to_string();
+    let tmp = main.with_file_name(format!("{name}.tmp.mp4"));
+    let gop = gop.to_string();
     let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
-        .arg(main)
-        .args([
-            "-vf",
-            &format!("scale=640:360,fps={fps}"),
-            "-c:v",
-            "libx264",
-        ])
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(input)
+        .args(["-vf", &format!("scale=640:360{vf}"), "-c:v", "libx264"])
         .args(["-preset", "superfast", "-profile:v", "main"])
         .args(["-b:v", "500k", "-maxrate", "500k", "-bufsize", "500k"])
         .args([
@@ -73,70 +70,35 @@ fn sub_stream_media(main: &Path, fps: u32) -> PathBuf {
         .arg(&tmp)
         .status()
         .expect("ffmpeg");
-    assert!(status.success(), "encoding the sub-stream failed");
+    assert!(status.success(), "encoding {name} failed");
     std::fs::rename(&tmp, &path).unwrap();
     path
 }
 
+/// The 640x360 sub-stream of the live bench's 1080p clip at `fps` (same picture, 4 s GOP).
+fn sub_stream_media(main: &Path, fps: u32) -> PathBuf {
+    let input = ["-i".as_ref(), main.as_os_str()];
+    sub_stream(
+        main,
+        &format!("live-360p{fps}.mp4"),
+        &input,
+        &format!(",fps={fps}"),
+        4 * fps,
+    )
+}
+
 /// A real camera's scene as a sub-stream: the HKSV fixture recording (an indoor camera, 1080p,
-/// ~16 fps) looped to 4 minutes and scaled to 640x360 at its own rate, 4 s GOP, 500 kbit/s.
+/// ~16 fps) looped to 4 minutes and scaled to 640x360 at its own rate, 4 s GOP.
 fn real_sub_stream_media(main: &Path) -> PathBuf {
-    let path = main.with_file_name("real-360p.mp4");
-    if path.exists() {
-        return path;
-    }
     let fixture =
         e2e_tests::workspace_root().join("../shared/fixtures/hksv-example/fully-assembled.mp4");
-    let tmp = main.with_file_name("real-360p.tmp.mp4");
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-stream_loop",
-            "19",
-            "-i",
-        ])
-        .arg(&fixture)
-        .args([
-            "-vf",
-            "scale=640:360",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "superfast",
-        ])
-        .args([
-            "-profile:v",
-            "main",
-            "-b:v",
-            "500k",
-            "-maxrate",
-            "500k",
-            "-bufsize",
-            "500k",
-        ])
-        .args([
-            "-g",
-            "64",
-            "-keyint_min",
-            "64",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-        ])
-        .args(["-c:a", "copy"])
-        .arg(&tmp)
-        .status()
-        .expect("ffmpeg");
-    assert!(
-        status.success(),
-        "encoding the real-scene sub-stream failed"
-    );
-    std::fs::rename(&tmp, &path).unwrap();
-    path
+    let input = [
+        "-stream_loop".as_ref(),
+        "19".as_ref(),
+        "-i".as_ref(),
+        fixture.as_os_str(),
+    ];
+    sub_stream(main, "real-360p.mp4", &input, "", 64)
 }
 
 /// Whether a configuration's label passes `HKSV_BENCH_ONLY` (comma-separated substrings).
