@@ -5,7 +5,7 @@
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
-use motion::{AccessUnit, Detector, DetectorConfig, DetectorStats};
+use motion::{AccessUnit, Detector, DetectorConfig, DetectorStats, OwnedAccessUnit};
 use recorder::MediaUnit;
 use recorder::input::ParameterSets;
 use source::{Level, Verdict};
@@ -22,7 +22,7 @@ const COSTLY_PERCENT: f64 = 25.0;
 /// Runs a detector over a stream's video while `check` reads it.
 #[derive(Debug)]
 pub struct DetectorProbe {
-    tx: Option<SyncSender<(bytes::Bytes, bool, i64)>>,
+    tx: Option<SyncSender<OwnedAccessUnit>>,
     thread: Option<JoinHandle<Probed>>,
     parameter_sets: Option<ParameterSets>,
     dropped: u64,
@@ -56,7 +56,7 @@ pub struct DetectorCost {
 impl DetectorProbe {
     /// Starts the probe's thread with the camera's detector settings.
     pub fn start(config: &DetectorConfig) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<(bytes::Bytes, bool, i64)>(QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<OwnedAccessUnit>(QUEUE);
         let config = config.clone();
         let thread = std::thread::Builder::new()
             .name("check-detector".into())
@@ -72,14 +72,14 @@ impl DetectorProbe {
                 };
                 let mut first: Option<i64> = None;
                 let mut last = 0;
-                while let Ok((data, is_idr, ts)) = rx.recv() {
+                while let Ok(au) = rx.recv() {
                     detector.push(AccessUnit {
-                        data: &data,
-                        is_idr,
-                        timestamp_90k: ts,
+                        data: &au.data,
+                        is_idr: au.is_idr,
+                        timestamp_90k: au.timestamp_90k,
                     });
-                    first.get_or_insert(ts);
-                    last = ts;
+                    first.get_or_insert(au.timestamp_90k);
+                    last = au.timestamp_90k;
                 }
                 Probed {
                     stats: detector.stats(),
@@ -102,13 +102,10 @@ impl DetectorProbe {
             MediaUnit::ParameterSets(ps) => self.parameter_sets = Some(ps.clone()),
             MediaUnit::Video(v) => {
                 let Some(tx) = &self.tx else { return };
-                let Ok(annex_b) =
-                    recorder::h264::to_annex_b(&v.data, v.framing, self.parameter_sets.as_ref())
-                else {
+                let Some(au) = OwnedAccessUnit::from_video(v, self.parameter_sets.as_ref()) else {
                     return;
                 };
-                let is_idr = recorder::h264::contains_idr(&v.data, v.framing);
-                if tx.try_send((annex_b, is_idr, v.pts_90k)).is_err() {
+                if tx.try_send(au).is_err() {
                     self.dropped += 1;
                 }
             }

@@ -24,6 +24,8 @@ pub struct Feeder {
     audio: Option<recorder::aac::AudioSpecificConfig>,
     /// The latest out-of-band SPS/PPS, put in front of IDR pictures for the detector.
     parameter_sets: Option<ParameterSets>,
+    /// The main stream feeds the detector (no `detect_source`).
+    detects: bool,
 }
 
 impl std::fmt::Debug for Feeder {
@@ -35,11 +37,13 @@ impl std::fmt::Debug for Feeder {
 impl Feeder {
     pub(super) fn new(shared: Arc<Shared>) -> Self {
         let fragmenter = Self::fragmenter(&shared, None);
+        let detects = shared.options.detect_source.is_none();
         Self {
             shared,
             fragmenter,
             audio: None,
             parameter_sets: None,
+            detects,
         }
     }
 
@@ -58,7 +62,7 @@ impl Feeder {
 
     /// A (re)connected source with an out-of-band AAC config.
     pub fn set_audio_config(&mut self, audio: Option<recorder::aac::AudioSpecificConfig>) {
-        if self.shared.options.detect_source.is_none()
+        if self.detects
             && let Some(d) = lock(&self.shared.taps.detector).as_ref()
         {
             // What follows a reconnection may reference pictures the detector never saw.
@@ -84,7 +88,7 @@ impl Feeder {
             MediaUnit::Video(v) => {
                 Counters::bump(&c.video_frames);
                 c.video_bytes.fetch_add(v.data.len() as u64, Relaxed);
-                if self.shared.options.detect_source.is_none() {
+                if self.detects {
                     detect(&self.shared, self.parameter_sets.as_ref(), v);
                 }
             }
@@ -131,16 +135,10 @@ fn detect(shared: &Shared, parameter_sets: Option<&ParameterSets>, v: &VideoAcce
     let Some(detector) = guard.as_ref() else {
         return;
     };
-    // Out-of-band parameter sets go in front of each IDR so the decoder can start there.
-    let Ok(annex_b) = recorder::h264::to_annex_b(&v.data, v.framing, parameter_sets) else {
+    let Some(au) = motion::OwnedAccessUnit::from_video(v, parameter_sets) else {
         return;
     };
-    let is_idr = recorder::h264::contains_idr(&v.data, v.framing);
-    let queued = detector.push(motion::OwnedAccessUnit {
-        data: annex_b,
-        is_idr,
-        timestamp_90k: v.pts_90k,
-    });
+    let queued = detector.push(au);
     if !queued {
         // A starved detector falls back to about one analysis per GOP: say so, once a minute.
         let mut warned = lock(&shared.taps.detector_warned);

@@ -360,6 +360,22 @@ pub struct OwnedAccessUnit {
     pub timestamp_90k: i64,
 }
 
+impl OwnedAccessUnit {
+    /// The detector's view of a source's access unit: Annex B, with the out-of-band
+    /// `parameter_sets` in front of an IDR so decoding can start there. `None` when its NAL
+    /// units do not parse.
+    pub fn from_video(
+        v: &recorder::input::VideoAccessUnit,
+        parameter_sets: Option<&recorder::input::ParameterSets>,
+    ) -> Option<Self> {
+        Some(Self {
+            data: h264::to_annex_b(&v.data, v.framing, parameter_sets).ok()?,
+            is_idr: h264::contains_idr(&v.data, v.framing),
+            timestamp_90k: v.pts_90k,
+        })
+    }
+}
+
 /// Feeds a detector thread; dropping it stops the thread.
 #[derive(Debug)]
 pub struct DetectorHandle {
